@@ -1,0 +1,217 @@
+//! NATS JetStream adapter: the doorbell. Messages carry ids and trace context; losing or
+//! duplicating one may delay a job but never loses or double-runs it (Postgres decides).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use async_nats::{HeaderMap, connection::State};
+use bytes::Bytes;
+
+use crate::subjects::Subjects;
+
+/// How long JetStream remembers a `Nats-Msg-Id` to drop duplicate publishes.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long finished-job events stay in their stream.
+pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Failures talking to NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot set up JetStream stream {stream}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot set up JetStream consumer {consumer}")]
+    Consumer {
+        consumer: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("publish to {subject} failed")]
+    Publish {
+        subject: String,
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// Handle to NATS and JetStream. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    subjects: Subjects,
+}
+
+impl Bus {
+    /// Connects to NATS. The first connection is retried in the background, so a service
+    /// can start while NATS is down; publishes fail (and are retried by the caller) until
+    /// it is back.
+    pub async fn connect(url: &str, subjects: Subjects) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("foodseg")
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: url.to_string(),
+                source,
+            })?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(5));
+        Ok(Bus {
+            client,
+            js,
+            subjects,
+        })
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Whether the connection to NATS is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// Creates the job and event streams if they do not exist.
+    pub async fn ensure_streams(&self) -> Result<(), BusError> {
+        self.ensure_stream(stream::Config {
+            name: self.subjects.jobs_stream.clone(),
+            subjects: vec![self.subjects.jobs_wildcard()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await?;
+        self.ensure_stream(stream::Config {
+            name: self.subjects.events_stream.clone(),
+            subjects: vec![self.subjects.events_wildcard()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: EVENTS_MAX_AGE,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
+        let name = config.name.clone();
+        self.js
+            .get_or_create_stream(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::Stream {
+                stream: name,
+                source: e.into(),
+            })
+    }
+
+    /// Publishes one message with a `Nats-Msg-Id` (deduplicated by the stream) and waits
+    /// for JetStream's acknowledgement. Returns whether the stream saw it as a duplicate.
+    pub async fn publish(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        headers: &[(String, String)],
+        payload: Bytes,
+    ) -> Result<bool, BusError> {
+        let err = |source: async_nats::Error| BusError::Publish {
+            subject: subject.to_string(),
+            source,
+        };
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(k.as_str(), v.as_str());
+        }
+        let msg = PublishMessage::build()
+            .payload(payload)
+            .headers(map)
+            .message_id(msg_id);
+        let ack = self
+            .js
+            .send_publish(subject.to_string(), msg)
+            .await
+            .map_err(|e| err(e.into()))?
+            .await
+            .map_err(|e| err(e.into()))?;
+        Ok(ack.duplicate)
+    }
+
+    /// The durable pull consumer workers of `model_name` share.
+    pub async fn job_consumer(
+        &self,
+        model_name: &str,
+        ack_wait: Duration,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let durable = format!("worker-{model_name}");
+        let config = consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: self.subjects.job(model_name),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            max_deliver: -1,
+            ..Default::default()
+        };
+        self.consumer(&self.subjects.jobs_stream, durable, config)
+            .await
+    }
+
+    /// The durable pull consumer schedulers share for finished-job events.
+    pub async fn event_consumer(
+        &self,
+        ack_wait: Duration,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let durable = "scheduler".to_string();
+        let config = consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: self.subjects.job_event("*"),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            max_deliver: -1,
+            ..Default::default()
+        };
+        self.consumer(&self.subjects.events_stream, durable, config)
+            .await
+    }
+
+    async fn consumer(
+        &self,
+        stream_name: &str,
+        durable: String,
+        config: consumer::pull::Config,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let err = |source: async_nats::Error| BusError::Consumer {
+            consumer: durable.clone(),
+            source,
+        };
+        let stream = self
+            .js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| err(e.into()))?;
+        stream
+            .get_or_create_consumer(&durable, config)
+            .await
+            .map_err(|e| err(e.into()))
+    }
+}

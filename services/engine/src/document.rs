@@ -1,0 +1,131 @@
+//! The v1 job document: the exact shape MFR reads from `/enqueue`, `/status` and webhooks.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::JobStatus;
+use crate::store::Job;
+
+/// Contract version written into every document.
+pub const API_VERSION: &str = "v1.0";
+
+/// The request as the client sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub image_url: String,
+    pub webhook_url: Option<String>,
+}
+
+/// The v1 job document. Field names and status strings are the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDocument {
+    pub job_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Seconds; null until finished.
+    pub processing_time: Option<f64>,
+    /// `MFR.Job.QUEUED` | `MFR.Job.IN_PROGRESS` | `MFR.Job.SUCCESS` | `MFR.Job.ERROR`.
+    pub status: String,
+    pub message: String,
+    pub request: JobRequest,
+    /// SUCCESS: the list of items; ERROR: `{}`; otherwise null.
+    pub response: serde_json::Value,
+    pub model_identifier: String,
+    pub api_version: String,
+}
+
+/// Timestamps as the contract shows them: RFC 3339, microseconds, `Z`.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl From<&Job> for JobDocument {
+    fn from(job: &Job) -> Self {
+        let response = match job.status {
+            JobStatus::Succeeded => job
+                .response
+                .clone()
+                .unwrap_or_else(|| serde_json::Value::Array(Vec::new())),
+            JobStatus::Failed => serde_json::Value::Object(Default::default()),
+            JobStatus::Queued | JobStatus::Running => serde_json::Value::Null,
+        };
+        JobDocument {
+            job_id: job.id.to_string(),
+            created_at: format_time(job.created_at),
+            updated_at: format_time(job.updated_at),
+            processing_time: if job.status.is_terminal() {
+                job.processing_time
+            } else {
+                None
+            },
+            status: job.status.mfr_status().to_string(),
+            message: job.message.clone(),
+            request: JobRequest {
+                image_url: job.image_url.clone(),
+                webhook_url: job.webhook_url.clone(),
+            },
+            response,
+            model_identifier: job.model_id.clone(),
+            api_version: API_VERSION.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    fn job(status: JobStatus) -> Job {
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+            + chrono::Duration::microseconds(123_456);
+        Job {
+            id: Uuid::nil(),
+            status,
+            model_id: "124096".into(),
+            model_name: "m".into(),
+            image_url: "https://x/a.jpg".into(),
+            webhook_url: None,
+            message: "m".into(),
+            response: Some(serde_json::json!([{"id": 0}])),
+            attempt: 1,
+            max_attempts: 4,
+            lease_owner: None,
+            lease_expires_at: None,
+            not_before: None,
+            last_error: None,
+            trace_id: None,
+            traceparent: None,
+            created_at: t,
+            updated_at: t,
+            started_at: None,
+            finished_at: None,
+            processing_time: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn document_follows_the_contract() {
+        let doc = serde_json::to_value(JobDocument::from(&job(JobStatus::Queued))).unwrap();
+        assert_eq!(doc["created_at"], "2026-11-28T10:00:00.123456Z");
+        assert_eq!(doc["status"], "MFR.Job.QUEUED");
+        assert_eq!(doc["response"], serde_json::Value::Null);
+        assert_eq!(doc["processing_time"], serde_json::Value::Null);
+        assert_eq!(doc["model_identifier"], "124096");
+        assert_eq!(doc["api_version"], "v1.0");
+        assert_eq!(doc["request"]["webhook_url"], serde_json::Value::Null);
+        let keys: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), 10, "{keys:?}");
+    }
+
+    #[test]
+    fn finished_documents_carry_response() {
+        let ok = JobDocument::from(&job(JobStatus::Succeeded));
+        assert_eq!(ok.response, serde_json::json!([{"id": 0}]));
+        assert_eq!(ok.processing_time, Some(1.5));
+        let err = JobDocument::from(&job(JobStatus::Failed));
+        assert_eq!(err.response, serde_json::json!({}));
+        assert_eq!(err.status, "MFR.Job.ERROR");
+    }
+}

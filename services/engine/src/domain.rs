@@ -1,0 +1,210 @@
+//! The job domain: states, legal transitions and retry policy. No I/O here.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Internal state of a job. The v1 API shows it as an `MFR.Job.*` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    /// The value stored in `jobs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the value stored in `jobs.status`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// The status string of the MFR v1 contract.
+    pub fn mfr_status(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "MFR.Job.QUEUED",
+            JobStatus::Running => "MFR.Job.IN_PROGRESS",
+            JobStatus::Succeeded => "MFR.Job.SUCCESS",
+            JobStatus::Failed => "MFR.Job.ERROR",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can happen to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The api accepted the request.
+    Enqueue,
+    /// A worker took a lease on a queued job (attempt + 1).
+    Claim,
+    /// The worker wrote a result.
+    Succeed,
+    /// A permanent failure, or transient failures with no attempt left.
+    Fail,
+    /// A transient failure with attempts left: back to the queue after a delay.
+    Retry,
+    /// The worker is shutting down and hands the job back.
+    Release,
+    /// The sweeper found the lease expired and attempts left.
+    Redrive,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Enqueue => "enqueue",
+            Transition::Claim => "claim",
+            Transition::Succeed => "succeed",
+            Transition::Fail => "fail",
+            Transition::Retry => "retry",
+            Transition::Release => "release",
+            Transition::Redrive => "redrive",
+        }
+    }
+}
+
+/// A transition that the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition {transition:?} from {from:?}")]
+pub struct IllegalTransition {
+    pub from: Option<JobStatus>,
+    pub transition: Transition,
+}
+
+/// The state a transition leads to, if it is legal from `from` (`None` = no job yet).
+pub fn next_status(
+    from: Option<JobStatus>,
+    transition: Transition,
+) -> Result<JobStatus, IllegalTransition> {
+    use JobStatus::*;
+    use Transition::*;
+    let to = match (from, transition) {
+        (None, Enqueue) => Queued,
+        (Some(Queued), Claim) => Running,
+        (Some(Running), Succeed) => Succeeded,
+        (Some(Running), Fail) => Failed,
+        (Some(Running), Retry) => Queued,
+        (Some(Running), Release) => Queued,
+        (Some(Running), Redrive) => Queued,
+        _ => return Err(IllegalTransition { from, transition }),
+    };
+    Ok(to)
+}
+
+/// Bounded retries for transient failures, with exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts a job gets in all (the first run counts).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles each time.
+    pub base_delay: Duration,
+    /// Upper bound on one delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether a job that has just run attempt `attempt` (1-based) may run again.
+    pub fn has_attempts_left(&self, attempt: u32) -> bool {
+        attempt < self.max_attempts
+    }
+
+    /// The delay before the attempt after `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        self.base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_and_maps_to_contract_strings() {
+        for s in [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+        ] {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobStatus::parse("done"), None);
+        assert_eq!(JobStatus::Queued.mfr_status(), "MFR.Job.QUEUED");
+        assert_eq!(JobStatus::Running.mfr_status(), "MFR.Job.IN_PROGRESS");
+        assert_eq!(JobStatus::Succeeded.mfr_status(), "MFR.Job.SUCCESS");
+        assert_eq!(JobStatus::Failed.mfr_status(), "MFR.Job.ERROR");
+    }
+
+    #[test]
+    fn legal_transitions() {
+        use JobStatus::*;
+        use Transition::*;
+        assert_eq!(next_status(None, Enqueue), Ok(Queued));
+        assert_eq!(next_status(Some(Queued), Claim), Ok(Running));
+        assert_eq!(next_status(Some(Running), Succeed), Ok(Succeeded));
+        assert_eq!(next_status(Some(Running), Fail), Ok(Failed));
+        for t in [Retry, Release, Redrive] {
+            assert_eq!(next_status(Some(Running), t), Ok(Queued));
+        }
+    }
+
+    #[test]
+    fn terminal_states_accept_nothing() {
+        use Transition::*;
+        for from in [JobStatus::Succeeded, JobStatus::Failed] {
+            for t in [Enqueue, Claim, Succeed, Fail, Retry, Release, Redrive] {
+                assert!(next_status(Some(from), t).is_err(), "{from} {t:?}");
+            }
+        }
+        assert!(next_status(Some(JobStatus::Queued), Transition::Succeed).is_err());
+        assert!(next_status(None, Transition::Claim).is_err());
+    }
+
+    #[test]
+    fn retry_backoff_doubles_and_is_bounded() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay_after(1), Duration::from_secs(2));
+        assert_eq!(p.delay_after(2), Duration::from_secs(4));
+        assert_eq!(p.delay_after(30), Duration::from_secs(60));
+        assert!(p.has_attempts_left(3));
+        assert!(!p.has_attempts_left(4));
+    }
+}

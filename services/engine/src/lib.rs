@@ -1,0 +1,17 @@
+//! The job engine of foodseg: the job domain (states, legal transitions, retry policy —
+//! no I/O), the Postgres store that is the source of truth for jobs, and the names and
+//! messages of the NATS JetStream dispatch. The api, worker and scheduler are built on it.
+
+pub mod bus;
+pub mod document;
+pub mod domain;
+pub mod message;
+pub mod netguard;
+pub mod store;
+pub mod subjects;
+
+pub use bus::{Bus, BusError};
+pub use document::JobDocument;
+pub use domain::{JobStatus, RetryPolicy, Transition};
+pub use store::{Job, Store, StoreConfig, StoreError};
+pub use subjects::Subjects;

@@ -1,0 +1,88 @@
+//! Postgres adapter: the source of truth for jobs, their events, the outbox and deliveries.
+//!
+//! Every state change is one statement or one transaction that checks the state it expects,
+//! so two processes racing on the same job can never both win.
+
+mod error;
+mod jobs;
+mod row;
+
+pub use error::StoreError;
+pub use jobs::{ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome};
+pub use row::{Job, JobEventRow};
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::subjects::Subjects;
+
+/// Migrations embedded from the workspace's `migrations/` folder.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// How to reach Postgres.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub database_url: String,
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the store reports itself unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        StoreConfig {
+            database_url: database_url.into(),
+            max_connections: 32,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Handle to the job store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    subjects: Subjects,
+}
+
+impl Store {
+    /// Connects lazily: the pool opens connections on first use, so a service can start
+    /// (and report itself not ready) while Postgres is down.
+    pub fn connect_lazy(config: &StoreConfig, subjects: Subjects) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = config
+            .database_url
+            .parse()
+            .map_err(|source| StoreError::Config { source })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Store { pool, subjects })
+    }
+
+    /// Wraps an existing pool (tests use the per-test database of `#[sqlx::test]`).
+    pub fn from_pool(pool: PgPool, subjects: Subjects) -> Self {
+        Store { pool, subjects }
+    }
+
+    /// Applies pending migrations. Concurrent callers are serialised by sqlx's advisory lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A cheap round trip, for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+}
