@@ -1,0 +1,49 @@
+# foodseg task runner. `just --list` shows the recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export ORT_DYLIB_PATH := env_var_or_default("ORT_DYLIB_PATH", justfile_directory() / ".cache/ort/lib/libonnxruntime.so.1.31.1")
+
+# List the recipes.
+default:
+    @just --list
+
+# Fetch the ONNX Runtime CPU library from PyPI into .cache/ort (once).
+ort:
+    @scripts/fetch-onnxruntime.sh >/dev/null
+
+# Start the local PostgreSQL and NATS if they are installed but not running.
+services:
+    @scripts/ensure-services.sh
+
+# Run every test against the real Postgres, NATS and ONNX Runtime.
+test: ort services
+    cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Enqueue rate and latency over HTTP beside raw INSERT+COMMIT into the same Postgres.
+bench-enqueue *ARGS: services
+    cargo run --release -p foodseg-api --example bench_enqueue -- {{ARGS}}
+
+# Per-stage worker timings beside bare session.run, for both fixture photos.
+bench-worker *ARGS: ort services
+    cargo run --release -p foodseg-worker --example bench_worker -- {{ARGS}}
+
+# Jobs through api -> worker -> scheduler -> webhook receiver with the real model.
+bench-e2e *ARGS: ort services
+    cargo run --release -p foodseg-scheduler --example bench_e2e -- {{ARGS}}
+
+# All benchmarks.
+bench: bench-enqueue bench-worker bench-e2e
+
+# Run one service locally (api, worker or scheduler).
+run SERVICE: ort services
+    cargo run --release -p foodseg-{{SERVICE}}
