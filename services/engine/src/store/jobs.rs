@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::row::{Job, JobEventRow, JobRecord};
@@ -93,7 +94,7 @@ impl Store {
                    SELECT $12, $13, jsonb_build_object('job_id', id), {TRACE_HEADERS_SQL} FROM j) \
              SELECT {JOB_COLUMNS} FROM j"
         );
-        let rec: JobRecord = sqlx::query_as(&sql)
+        let rec: JobRecord = sqlx::query_as(AssertSqlSafe(sql))
             .bind(job.id)
             .bind(to)
             .bind(&job.model_id)
@@ -115,7 +116,7 @@ impl Store {
     /// The job with this id, if any.
     pub async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        let rec: Option<JobRecord> = sqlx::query_as(&sql)
+        let rec: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -153,7 +154,7 @@ impl Store {
                    SELECT id, 'queued', status, attempt, $3 FROM c) \
              SELECT {JOB_COLUMNS} FROM c"
         );
-        let claimed: Option<JobRecord> = sqlx::query_as(&sql)
+        let claimed: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .bind(to)
             .bind(owner)
@@ -302,7 +303,7 @@ impl Store {
             Some(e) => format!("{}: {e}", transition.as_str()),
             None => transition.as_str().to_string(),
         };
-        let rec: Option<JobRecord> = sqlx::query_as(&sql)
+        let rec: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .bind(attempt)
             .bind(owner)
@@ -341,7 +342,7 @@ impl Store {
              {FINISH_SIDE_EFFECTS} \
              SELECT {JOB_COLUMNS} FROM d"
         );
-        let rec: Option<JobRecord> = sqlx::query_as(&sql)
+        let rec: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .bind(attempt)
             .bind(owner)
