@@ -8,6 +8,10 @@ export ORT_DYLIB_PATH := env_var_or_default("ORT_DYLIB_PATH", justfile_directory
 default:
     @just --list
 
+# The whole service end to end: api, worker and scheduler on the fixture photos.
+demo:
+    python3 scripts/demo.py
+
 # Fetch the ONNX Runtime CPU library from PyPI into .cache/ort (once).
 ort:
     @scripts/fetch-onnxruntime.sh >/dev/null
