@@ -3,13 +3,24 @@
 //! Every state change is one statement or one transaction that checks the state it expects,
 //! so two processes racing on the same job can never both win.
 
+mod deliveries;
 mod error;
 mod jobs;
+mod outbox;
 mod row;
+mod sweeps;
 
+pub use deliveries::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryView, Redelivery,
+};
 pub use error::StoreError;
+pub use outbox::{OutboxBatch, OutboxRow};
 pub use jobs::{ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome};
 pub use row::{Job, JobEventRow};
+pub use sweeps::{
+    JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL, ReconciliationReport,
+    RedriveReport,
+};
 
 use std::time::Duration;
 
