@@ -1,0 +1,227 @@
+//! HTTP client for the foodseg API: the v1 contract, and the v2 upload endpoint when the
+//! server has one.
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use crate::document::JobDocument;
+use crate::error::CliError;
+
+/// Path of the upload endpoint (raw image bytes in the body, `model_id` in the query).
+pub const UPLOAD_PATH: &str = "v2/uploads";
+
+/// Talks to one API base URL.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: Url,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: String,
+    message: String,
+}
+
+impl ApiClient {
+    pub fn new(base: &str) -> Result<Self, CliError> {
+        // A base without a trailing slash would lose its last path segment on join.
+        let with_slash = if base.ends_with('/') {
+            base.to_string()
+        } else {
+            format!("{base}/")
+        };
+        let base = Url::parse(&with_slash).map_err(|source| CliError::BadApiUrl {
+            url: base.to_string(),
+            source,
+        })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|source| CliError::Unreachable {
+                url: base.to_string(),
+                source,
+            })?;
+        Ok(Self { base, http })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The shared HTTP client (also used to fetch images for overlays).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn url(&self, path: &str) -> Result<Url, CliError> {
+        self.base.join(path).map_err(|source| CliError::BadApiUrl {
+            url: format!("{}{path}", self.base),
+            source,
+        })
+    }
+
+    /// `POST /enqueue` with an image URL.
+    pub async fn enqueue(
+        &self,
+        image_url: &str,
+        model_id: Option<&str>,
+        webhook_url: Option<&str>,
+    ) -> Result<JobDocument, CliError> {
+        let url = self.url("enqueue")?;
+        let body = serde_json::json!({
+            "image_url": image_url,
+            "model_id": model_id,
+            "webhook_url": webhook_url,
+        });
+        let res = self
+            .send(self.http.post(url.clone()).json(&body), &url)
+            .await?;
+        document(res, &url).await
+    }
+
+    /// `GET /status/{job_id}`.
+    pub async fn status(&self, job_id: &str) -> Result<JobDocument, CliError> {
+        let mut url = self.url("status")?;
+        url.path_segments_mut()
+            .map_err(|()| CliError::BadResponse {
+                url: self.base.to_string(),
+                reason: "API URL cannot take a path".into(),
+            })?
+            .push(job_id);
+        let res = self.send(self.http.get(url.clone()), &url).await?;
+        document(res, &url).await
+    }
+
+    /// Uploads image bytes. `Ok(None)` when the server has no upload endpoint.
+    pub async fn upload(
+        &self,
+        bytes: Vec<u8>,
+        content_type: &str,
+        file_name: &str,
+        model_id: Option<&str>,
+    ) -> Result<Option<JobDocument>, CliError> {
+        let mut url = self.url(UPLOAD_PATH)?;
+        url.query_pairs_mut().append_pair("filename", file_name);
+        if let Some(model) = model_id {
+            url.query_pairs_mut().append_pair("model_id", model);
+        }
+        let req = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        let res = self.send(req, &url).await?;
+        if matches!(
+            res.status(),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        ) {
+            return Ok(None);
+        }
+        document(res, &url).await.map(Some)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, url: &Url) -> Result<Response, CliError> {
+        req.send().await.map_err(|source| CliError::Unreachable {
+            url: url.to_string(),
+            source,
+        })
+    }
+}
+
+/// Reads a job document, or turns an error body into its message.
+async fn document(res: Response, url: &Url) -> Result<JobDocument, CliError> {
+    let status = res.status();
+    let bytes = res.bytes().await.map_err(|source| CliError::Unreachable {
+        url: url.to_string(),
+        source,
+    })?;
+    if !status.is_success() {
+        return Err(api_error(status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| CliError::BadResponse {
+        url: url.to_string(),
+        reason: format!("not a job document: {e}"),
+    })
+}
+
+/// The API's `{"error": {"code", "message"}}` body, or the raw text when it is something else.
+pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => CliError::Api {
+            status: status.as_u16(),
+            code: if b.error.code.is_empty() {
+                "error".into()
+            } else {
+                b.error.code
+            },
+            message: b.error.message,
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            CliError::Api {
+                status: status.as_u16(),
+                code: status.canonical_reason().unwrap_or("error").to_string(),
+                message: if text.is_empty() {
+                    "(empty body)".into()
+                } else {
+                    text.chars().take(300).collect()
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_become_their_message() {
+        let e = api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            br#"{"error":{"code":"unknown_model","message":"unknown model_id 'x'"}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "API answered 422 (unknown_model): unknown model_id 'x'"
+        );
+    }
+
+    #[test]
+    fn non_json_errors_show_their_text() {
+        let e = api_error(StatusCode::BAD_GATEWAY, b"upstream down\n");
+        assert_eq!(
+            e.to_string(),
+            "API answered 502 (Bad Gateway): upstream down"
+        );
+    }
+
+    #[test]
+    fn base_url_keeps_its_path() {
+        let c = ApiClient::new("http://h:1/prefix").unwrap();
+        assert_eq!(
+            c.url("enqueue").unwrap().as_str(),
+            "http://h:1/prefix/enqueue"
+        );
+    }
+
+    #[test]
+    fn bad_base_url_is_an_error() {
+        assert!(matches!(
+            ApiClient::new("not a url"),
+            Err(CliError::BadApiUrl { .. })
+        ));
+    }
+}

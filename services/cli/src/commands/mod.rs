@@ -1,0 +1,29 @@
+//! One function per subcommand; each writes its results to stdout and returns an error
+//! for the exit status.
+
+mod overlay;
+mod status;
+mod submit;
+mod submit_dir;
+
+use crate::cli::{Cli, Command};
+use crate::client::ApiClient;
+use crate::error::CliError;
+
+pub use overlay::{image_for, write_overlay};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let client = ApiClient::new(&cli.api)?;
+    match cli.command {
+        Command::Submit(args) => submit::run(client, args).await,
+        Command::SubmitDir(args) => submit_dir::run(client, args).await,
+        Command::Status(args) => status::run(client, args).await,
+        Command::Overlay(args) => overlay::run(client, args).await,
+    }
+}
+
+/// Pretty JSON of a job document (serialising a parsed document cannot fail).
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
