@@ -1,0 +1,316 @@
+//! One ONNX Runtime session per model: execution provider selection (CPU, or CUDA with
+//! no silent CPU fallback), threading, and running a preprocessed input to owned outputs.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use foodseg_models::{Model, OutputSpec};
+use ndarray::ArrayD;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+
+use crate::preprocess::Preprocessed;
+use crate::runtime::{self, RuntimeError};
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda {
+        device_id: i32,
+    },
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    /// Parses `cpu`, `cuda` (device 0) or `cuda:<id>`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda { device_id: 0 }),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|id| id.parse().ok())
+                .map(|device_id| Self::Cuda { device_id })
+                .ok_or_else(|| format!("unknown device {s:?}: expected cpu, cuda or cuda:<id>")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda { device_id } => write!(f, "cuda:{device_id}"),
+        }
+    }
+}
+
+/// How sessions are built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// The ONNX Runtime library; `ORT_DYLIB_PATH` when `None`.
+    pub dylib_path: Option<PathBuf>,
+    pub device: Device,
+    /// Intra-op threads; the number of available cores when `None`.
+    pub intra_threads: Option<usize>,
+}
+
+/// Why a model session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(
+        "CUDA execution provider (device {device_id}) is unavailable: {source}. The loaded ONNX \
+         Runtime needs CUDA support (the onnxruntime-gpu library) and a visible GPU; \
+         configure the CPU device to run without one"
+    )]
+    CudaUnavailable {
+        device_id: i32,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("cannot configure ONNX Runtime session for model {model}: {source}")]
+    Configure {
+        model: String,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("cannot load model {model} from {}: {source}", path.display())]
+    Load {
+        model: String,
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("model {model} has no {kind} tensor {name:?} (it has: {})", available.join(", "))]
+    MissingTensor {
+        model: String,
+        kind: &'static str,
+        name: String,
+        available: Vec<String>,
+    },
+}
+
+/// Why a run failed. Runtime failures (for example device out of memory) are transient.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("cannot build input tensor: {0}")]
+    Input(#[source] ort::Error),
+    #[error("inference failed: {0}")]
+    Run(#[source] ort::Error),
+    #[error("model output {name:?} is missing")]
+    MissingOutput { name: String },
+    #[error("model output {name:?} is not a float or integer tensor: {source}")]
+    OutputType {
+        name: String,
+        #[source]
+        source: ort::Error,
+    },
+}
+
+impl InferenceError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::MissingOutput { .. } | Self::OutputType { .. })
+    }
+}
+
+/// An output tensor copied out of the session.
+#[derive(Debug, Clone)]
+pub enum OutputTensor {
+    F32(ArrayD<f32>),
+    I64(ArrayD<i64>),
+}
+
+/// The outputs a model's layout needs, by name.
+#[derive(Debug, Clone, Default)]
+pub struct RawOutputs {
+    pub tensors: Vec<(String, OutputTensor)>,
+}
+
+impl RawOutputs {
+    pub fn get(&self, name: &str) -> Option<&OutputTensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+}
+
+/// A loaded model. `Session::run` needs exclusive access, so runs are serialised per
+/// model; ONNX Runtime parallelises inside a run with its intra-op threads.
+#[derive(Debug)]
+pub struct ModelSession {
+    model: Model,
+    session: Mutex<Session>,
+    input_name: String,
+    output_names: Vec<String>,
+    device: Device,
+}
+
+impl ModelSession {
+    /// Builds the session for `model`.
+    pub fn load(model: &Model, options: &SessionOptions) -> Result<Self, SessionError> {
+        let env = runtime::environment(options.dylib_path.as_deref())?;
+        let name = model.name().to_owned();
+        let configure = |source: ort::Error| SessionError::Configure {
+            model: name.clone(),
+            source,
+        };
+        let threads = options.intra_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let mut builder = Session::builder(&env)
+            .map_err(configure)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| configure(recover(e)))?
+            .with_intra_threads(threads)
+            .map_err(|e| configure(recover(e)))?;
+        builder = match options.device {
+            Device::Cpu => builder
+                .with_execution_providers([ort::ep::CPU::default().build().error_on_failure()])
+                .map_err(|e| configure(recover(e)))?,
+            Device::Cuda { device_id } => {
+                let cuda = ort::ep::CUDA::default()
+                    .with_device_id(device_id)
+                    .build()
+                    .error_on_failure();
+                builder.with_execution_providers([cuda]).map_err(|e| {
+                    SessionError::CudaUnavailable {
+                        device_id,
+                        source: recover(e),
+                    }
+                })?
+            }
+        };
+        let session = builder
+            .commit_from_file(model.onnx_path())
+            .map_err(|source| SessionError::Load {
+                model: name.clone(),
+                path: model.onnx_path().to_owned(),
+                source,
+            })?;
+        let (input_name, output_names) = check_tensors(model, &session)?;
+        tracing::info!(model = %name, device = %options.device, threads, "model session ready");
+        Ok(Self {
+            model: model.clone(),
+            session: Mutex::new(session),
+            input_name,
+            output_names,
+            device: options.device,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Runs the model and copies the outputs its layout needs.
+    pub fn infer(&self, input: &Preprocessed) -> Result<RawOutputs, InferenceError> {
+        let tensor = TensorRef::from_array_view((input.shape(), input.tensor.as_slice()))
+            .map_err(InferenceError::Input)?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(InferenceError::Run)?;
+        let mut raw = RawOutputs::default();
+        for name in &self.output_names {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| InferenceError::MissingOutput { name: name.clone() })?;
+            let tensor = match value.try_extract_array::<f32>() {
+                Ok(array) => OutputTensor::F32(array.to_owned()),
+                Err(_) => match value.try_extract_array::<i64>() {
+                    Ok(array) => OutputTensor::I64(array.to_owned()),
+                    Err(_) => match value.try_extract_array::<i32>() {
+                        Ok(array) => OutputTensor::I64(array.mapv(i64::from)),
+                        Err(source) => {
+                            return Err(InferenceError::OutputType {
+                                name: name.clone(),
+                                source,
+                            });
+                        }
+                    },
+                },
+            };
+            raw.tensors.push((name.clone(), tensor));
+        }
+        Ok(raw)
+    }
+
+    /// Runs the model and discards its outputs (a baseline for benchmarks).
+    pub fn run_bare(&self, input: &Preprocessed) -> Result<(), InferenceError> {
+        let tensor = TensorRef::from_array_view((input.shape(), input.tensor.as_slice()))
+            .map_err(InferenceError::Input)?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(InferenceError::Run)?;
+        drop(outputs);
+        Ok(())
+    }
+}
+
+/// Drops the builder an `ort` builder error carries, keeping code and message.
+fn recover<R>(error: ort::Error<R>) -> ort::Error {
+    ort::Error::new_with_code(error.code(), error.message())
+}
+
+/// Checks that the manifest's tensor names exist; returns the input name and the
+/// output names the layout reads.
+fn check_tensors(model: &Model, session: &Session) -> Result<(String, Vec<String>), SessionError> {
+    let inputs: Vec<String> = session
+        .inputs()
+        .iter()
+        .map(|o| o.name().to_owned())
+        .collect();
+    let outputs: Vec<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_owned())
+        .collect();
+    let missing = |kind, name: &str, available: &[String]| SessionError::MissingTensor {
+        model: model.name().to_owned(),
+        kind,
+        name: name.to_owned(),
+        available: available.to_vec(),
+    };
+    let input_name = match &model.manifest().input.name {
+        Some(name) if inputs.contains(name) => name.clone(),
+        Some(name) => return Err(missing("input", name, &inputs)),
+        None => inputs
+            .first()
+            .cloned()
+            .ok_or_else(|| missing("input", "<any>", &inputs))?,
+    };
+    let wanted: Vec<&String> = match &model.manifest().output {
+        OutputSpec::YoloSeg {
+            detections,
+            prototypes,
+            ..
+        } => vec![detections, prototypes],
+        OutputSpec::MaskRcnn {
+            boxes,
+            labels,
+            scores,
+            masks,
+            ..
+        } => [Some(boxes), Some(labels), scores.as_ref(), Some(masks)]
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    for name in &wanted {
+        if !outputs.contains(name) {
+            return Err(missing("output", name, &outputs));
+        }
+    }
+    Ok((input_name, wanted.into_iter().cloned().collect()))
+}

@@ -1,0 +1,156 @@
+//! Decoding real and malformed images.
+
+mod common;
+
+use common::{decode_fixture, fixture_bytes};
+use foodseg_pipeline::{DecodeError, DecodeLimits, ImageKind, decode};
+
+#[test]
+fn decodes_fixtures_with_their_sizes() {
+    let fruits = decode_fixture("fruits.jpg");
+    assert_eq!(
+        (fruits.width(), fruits.height(), fruits.kind),
+        (512, 480, ImageKind::Jpeg)
+    );
+    let coffee = decode_fixture("coffee.png");
+    assert_eq!(
+        (coffee.width(), coffee.height(), coffee.kind),
+        (600, 400, ImageKind::Png)
+    );
+}
+
+#[test]
+fn truncated_jpeg_is_an_error() {
+    let bytes = fixture_bytes("fruits.jpg");
+    let err = decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()).expect_err("truncated");
+    assert!(
+        matches!(err, DecodeError::Truncated(ImageKind::Jpeg)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("image data is truncated"), "{err}");
+    assert!(err.is_permanent());
+}
+
+#[test]
+fn truncated_png_is_an_error() {
+    let bytes = fixture_bytes("coffee.png");
+    let err = decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()).expect_err("truncated");
+    assert!(err.to_string().contains("image data is truncated"), "{err}");
+}
+
+#[test]
+fn html_is_named_as_such() {
+    let html =
+        b"<!DOCTYPE html>\n<html><head><title>Not Found</title></head><body>nope</body></html>";
+    let err = decode(html, &DecodeLimits::default()).expect_err("html");
+    assert_eq!(
+        err.to_string(),
+        "content is text/html, not an image (JPEG, PNG or WebP expected)"
+    );
+    let err = decode(b"GIF89a\x01\x00\x01\x00", &DecodeLimits::default()).expect_err("gif");
+    assert!(err.to_string().contains("image/gif"), "{err}");
+    let err = decode(b"", &DecodeLimits::default()).expect_err("empty");
+    assert!(matches!(err, DecodeError::Empty));
+}
+
+/// A PNG whose header claims `width`x`height`, followed by a tiny IDAT and IEND.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn oversized_header_is_refused_before_decoding() {
+    let err = decode(&png_header(40_000, 40_000), &DecodeLimits::default()).expect_err("too large");
+    assert_eq!(
+        err.to_string(),
+        "image is 40000x40000 px, over the 50 MP limit"
+    );
+    let limits = DecodeLimits { max_pixels: 100 };
+    let err = decode(&fixture_bytes("fruits.jpg"), &limits).expect_err("over a small cap");
+    assert!(
+        matches!(
+            err,
+            DecodeError::TooLarge {
+                width: 512,
+                height: 480,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// Inserts an APP1 Exif segment with the given orientation right after SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\x00\x2a\x00\x00\x00\x08"); // big-endian, IFD0 at 8
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut payload = b"Exif\x00\x00".to_vec();
+    payload.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let original = decode_fixture("fruits.jpg");
+    let rotated = decode(
+        &with_exif_orientation(&fixture_bytes("fruits.jpg"), 6),
+        &DecodeLimits::default(),
+    )
+    .expect("rotated jpeg");
+    assert_eq!((rotated.width(), rotated.height()), (480, 512));
+    // Orientation 6 is a 90° clockwise rotation: the original's bottom-left pixel is
+    // now the top-left one.
+    let a = original.image.get_pixel(0, 479).0;
+    let b = rotated.image.get_pixel(0, 0).0;
+    assert!(
+        a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 2),
+        "{a:?} vs {b:?}"
+    );
+}
