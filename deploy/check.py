@@ -34,8 +34,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sys.exit("deploy/check.py needs PyYAML: python3 -m pip install pyyaml")
 
-DEPLOY = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(DEPLOY)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The deployment files to check (another folder only for testing this checker).
+DEPLOY = os.path.abspath(os.environ.get("FOODSEG_DEPLOY_DIR", os.path.join(ROOT, "deploy")))
 
 # Variables read by libraries or the platform rather than by our sources.
 PLATFORM_VARS = {"LD_LIBRARY_PATH", "RUST_LOG", "RUST_BACKTRACE", "ORT_DYLIB_PATH"}
@@ -58,6 +59,14 @@ class Report:
 
 
 R = Report()
+
+
+def from_deploy(path: str) -> str:
+    """A path written relative to deploy/ (compose contexts, bind mounts), resolved as if
+    the checked folder were the repository's deploy/."""
+    virtual = os.path.normpath(os.path.join(ROOT, "deploy", path))
+    inside = os.path.relpath(virtual, os.path.join(ROOT, "deploy"))
+    return virtual if inside.startswith("..") else os.path.normpath(os.path.join(DEPLOY, inside))
 
 
 def rel(path: str) -> str:
@@ -335,13 +344,14 @@ def check_compose(stages_by_file: dict[str, dict[str, Stage]]) -> dict[str, Stag
         for vol in svc.get("volumes", []) or []:
             src = vol.split(":")[0]
             if src.startswith((".", "/")):
-                R.check(os.path.exists(os.path.normpath(os.path.join(DEPLOY, src))), f"{where}: bind mount {src} does not exist")
+                R.check(os.path.exists(from_deploy(src)), f"{where}: bind mount {src} does not exist")
             else:
                 R.check(src in (compose.get("volumes") or {}), f"{where}: volume {src} is not declared")
         build = svc.get("build")
         if not build:
             continue
-        dockerfile = os.path.normpath(os.path.join(DEPLOY, build["context"], build["dockerfile"]))
+        R.check(from_deploy(build["context"]) == ROOT, f"{where}: build context {build['context']} is not the repository root")
+        dockerfile = from_deploy(os.path.join(build["context"], build["dockerfile"]))
         if not R.check(dockerfile in stages_by_file, f"{where}: Dockerfile {rel(dockerfile)} missing"):
             continue
         stages = stages_by_file[dockerfile]
@@ -409,9 +419,11 @@ def check_collector(endpoints: set[str]) -> None:
 def k8s_objects() -> list[tuple[str, dict]]:
     objs = []
     for path in sorted(glob.glob(os.path.join(DEPLOY, "k8s", "*.yaml"))):
-        for doc in yaml.safe_load_all(read(path)):
-            if doc:
-                objs.append((rel(path), doc))
+        try:
+            docs = list(yaml.safe_load_all(read(path)))
+        except yaml.YAMLError:
+            continue  # reported by the parse check
+        objs += [(rel(path), doc) for doc in docs if doc]
     return objs
 
 
@@ -524,10 +536,18 @@ def check_keda(scaled: dict[str, dict], worker_deployments: list[str]) -> None:
 # --------------------------------------------------------------------------- main ----
 
 
+def otlp_endpoints() -> set[str]:
+    compose = yaml.safe_load(read(os.path.join(DEPLOY, "compose.yaml")))
+    envs = [svc.get("environment") or {} for svc in compose["services"].values()]
+    return {str(e["OTEL_EXPORTER_OTLP_ENDPOINT"]) for e in envs if e.get("OTEL_EXPORTER_OTLP_ENDPOINT")}
+
+
 def guarded(what: str, check, *args):
     """Runs one group of checks; a file missing an expected field is a failure, not a crash."""
     try:
         return check(*args)
+    except yaml.YAMLError:
+        return None  # reported by the parse check
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
         R.check(False, f"{what}: malformed or unexpected structure ({type(e).__name__}: {e})")
         return None
@@ -549,9 +569,7 @@ def main() -> int:
                 if "extract-ort.py" in run:
                     R.check(ORT_VERSION in run, f"{rel(p)} [{s.name}]: extracts ONNX Runtime other than {ORT_VERSION}")
     images = guarded("compose.yaml", check_compose, stages_by_file) or {}
-    compose = yaml.safe_load(read(os.path.join(DEPLOY, "compose.yaml")))
-    endpoints = {str(s.get("environment", {}).get("OTEL_EXPORTER_OTLP_ENDPOINT")) for s in compose["services"].values()
-                 if s.get("environment", {}).get("OTEL_EXPORTER_OTLP_ENDPOINT")}
+    endpoints = guarded("compose.yaml", otlp_endpoints) or set()
     guarded("otel/collector.yaml", check_collector, endpoints)
     guarded("k8s/", check_k8s, images)
     for problem in R.problems:
