@@ -1,1 +1,143 @@
-//! placeholder
+//! The foodseg segmentation worker. It pulls job messages from JetStream (one durable
+//! consumer per model it serves), claims each job in Postgres under a lease with an
+//! attempt fence, fetches and decodes the image while the model runs inference on other
+//! jobs, and writes the result — or a classified failure — through the fenced store
+//! calls. Postgres decides who runs a job; NATS only rings the bell.
+
+pub mod config;
+mod consumer;
+pub mod error;
+pub mod failure;
+mod http;
+mod job;
+mod lease;
+pub mod metrics;
+pub mod segment;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use foodseg_engine::{Bus, Store, StoreConfig};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, ConfigError, ImageLimits};
+pub use error::WorkerError;
+pub use failure::Failure;
+pub use foodseg_pipeline::Device;
+
+use crate::consumer::ModelConsumer;
+use crate::job::JobContext;
+use crate::segment::ImageFetcher;
+
+/// How long released jobs get to write their release after the drain time is over.
+const RELEASE_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the worker until `shutdown` fires, then stops pulling, lets in-flight jobs finish
+/// within the drain timeout and releases the ones that do not.
+///
+/// Models and ONNX Runtime sessions load first: a model that cannot load (for example
+/// CUDA asked for but unavailable) is an error before any message is consumed.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    metrics::describe();
+    let runtimes = segment::load_models(&config).await?;
+    let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
+    tracing::info!(worker_id = %config.worker_id, models = ?names, "models loaded");
+
+    let store = Store::connect_lazy(
+        &StoreConfig::new(&config.database_url),
+        config.subjects.clone(),
+    )?;
+    store.migrate().await?;
+    let bus = Bus::connect(&config.nats_url, config.subjects.clone()).await?;
+    bus.ensure_streams().await?;
+
+    let consuming = Arc::new(AtomicBool::new(false));
+    let server = match config.http_addr {
+        Some(addr) => {
+            let probe = http::Probe {
+                store: store.clone(),
+                bus: bus.clone(),
+                consuming: consuming.clone(),
+                render_metrics: Arc::new(render_metrics),
+            };
+            let (bound, task) = http::serve(addr, probe, shutdown.clone())
+                .await
+                .map_err(|source| WorkerError::Listen { addr, source })?;
+            tracing::info!(addr = %bound, "health and metrics listening");
+            Some(task)
+        }
+        None => None,
+    };
+
+    let fetcher = ImageFetcher::new(&config.net_policy, config.image)?;
+    let ctx = Arc::new(JobContext {
+        store: store.clone(),
+        worker_id: config.worker_id.clone(),
+        lease: config.lease,
+        renew_every: config.renew_every(),
+        retry: config.retry,
+        fetcher,
+    });
+    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let tracker = TaskTracker::new();
+    let release = CancellationToken::new();
+    let ack_wait = (config.lease * 2).max(Duration::from_secs(30));
+    let mut loops = Vec::new();
+    for runtime in runtimes {
+        let consumer = bus.job_consumer(runtime.name(), ack_wait).await?;
+        let model_consumer = ModelConsumer {
+            ctx: ctx.clone(),
+            runtime,
+            consumer,
+            permits: permits.clone(),
+            tracker: tracker.clone(),
+            stop: shutdown.clone(),
+            release: release.clone(),
+        };
+        loops.push(tokio::spawn(model_consumer.run()));
+    }
+    consuming.store(true, Ordering::Relaxed);
+    tracing::info!(concurrency = config.concurrency, lease = ?config.lease, "worker running");
+
+    shutdown.cancelled().await;
+    consuming.store(false, Ordering::Relaxed);
+    for l in loops {
+        let _ = l.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(config.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "drain time over; releasing unfinished jobs"
+        );
+        release.cancel();
+        if tokio::time::timeout(RELEASE_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                in_flight = tracker.len(),
+                "jobs still held after release; their leases will lapse and the sweeper re-drive them"
+            );
+        }
+    }
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Prometheus text of this process's metrics.
+///
+/// WIRE-LATER: `foodseg_telemetry` provides the Prometheus recorder; until it does, the
+/// endpoint answers an empty exposition.
+fn render_metrics() -> String {
+    String::new()
+}

@@ -1,0 +1,186 @@
+//! Pulling dispatch messages for one model and turning each into a claimed job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind, message::Acker};
+use chrono::{DateTime, Utc};
+use foodseg_engine::message::{JobMessage, TRACEPARENT};
+use foodseg_engine::store::ClaimOutcome;
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::error::chain;
+use crate::job::{JobContext, run_claimed};
+use crate::metrics;
+use crate::segment::ModelRuntime;
+
+/// How long one pull request waits for messages before it is renewed.
+const PULL_WAIT: Duration = Duration::from_secs(5);
+/// Extra wait after another worker's lease ends before looking at its job again.
+const LEASE_SLACK: Duration = Duration::from_secs(1);
+
+/// One model's pull loop. Holds a permit of `permits` per job in flight; stops pulling
+/// when `stop` fires. Jobs run on `tracker` and are released when `release` fires.
+pub struct ModelConsumer {
+    pub ctx: Arc<JobContext>,
+    pub runtime: Arc<ModelRuntime>,
+    pub consumer: PullConsumer,
+    pub permits: Arc<Semaphore>,
+    pub tracker: TaskTracker,
+    pub stop: CancellationToken,
+    pub release: CancellationToken,
+}
+
+impl ModelConsumer {
+    pub async fn run(self) {
+        let model = self.runtime.name().to_string();
+        tracing::info!(%model, "pulling jobs");
+        loop {
+            let first = tokio::select! {
+                p = self.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break, // semaphore closed
+                },
+                () = self.stop.cancelled() => break,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = self.permits.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let batch = tokio::select! {
+                b = self.consumer.batch().max_messages(permits.len()).expires(PULL_WAIT).messages() => b,
+                () = self.stop.cancelled() => break,
+            };
+            let mut batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(%model, error = %chain(&e), "cannot pull jobs; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = self.stop.cancelled() => break,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    m = batch.next() => m,
+                    () = self.stop.cancelled() => break,
+                };
+                match next {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(%model, error = %e, "pull request ended");
+                        break;
+                    }
+                    Some(Ok(msg)) => match permits.pop() {
+                        Some(permit) => self.dispatch(msg, permit),
+                        None => {
+                            // More messages than asked for: let another pull take it.
+                            let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        }
+                    },
+                }
+            }
+        }
+        tracing::info!(%model, "stopped pulling jobs");
+    }
+
+    fn dispatch(&self, msg: jetstream::Message, permit: OwnedSemaphorePermit) {
+        let ctx = self.ctx.clone();
+        let runtime = self.runtime.clone();
+        let release = self.release.clone();
+        self.tracker.spawn(async move {
+            handle(ctx, runtime, msg, release).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(
+    ctx: Arc<JobContext>,
+    runtime: Arc<ModelRuntime>,
+    msg: jetstream::Message,
+    release: CancellationToken,
+) {
+    let (msg, acker) = msg.split();
+    let traceparent = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(TRACEPARENT))
+        .map(|v| v.as_str().to_string());
+    let job_msg: JobMessage = match serde_json::from_slice(&msg.payload) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(subject = %msg.subject, error = %e,
+                "dropping a dispatch message that is not a job message");
+            metrics::message_skipped("malformed");
+            ack(&acker, AckKind::Ack).await;
+            return;
+        }
+    };
+    let job_id = job_msg.job_id;
+    let claim = ctx.store.claim(job_id, &ctx.worker_id, ctx.lease).await;
+    let job = match claim {
+        Ok(ClaimOutcome::Claimed(job)) => job,
+        Ok(ClaimOutcome::NotFound) => {
+            tracing::warn!(%job_id, "dispatch message for a job that does not exist");
+            metrics::message_skipped("not_found");
+            return ack(&acker, AckKind::Ack).await;
+        }
+        Ok(ClaimOutcome::Finished(status)) => {
+            tracing::info!(%job_id, %status, "dispatch message for a finished job");
+            metrics::message_skipped("finished");
+            return ack(&acker, AckKind::Ack).await;
+        }
+        Ok(ClaimOutcome::NotYet(at)) => {
+            tracing::debug!(%job_id, not_before = %at, "job waits for its retry backoff");
+            metrics::message_skipped("not_yet");
+            return ack(&acker, AckKind::Nak(Some(until(at, Duration::ZERO)))).await;
+        }
+        Ok(ClaimOutcome::Running(lease_until)) => {
+            // If the holder died, the sweeper re-drives the job once the lease lapses.
+            tracing::debug!(%job_id, %lease_until, "job is leased by another worker");
+            metrics::message_skipped("running");
+            return ack(&acker, AckKind::Nak(Some(until(lease_until, LEASE_SLACK)))).await;
+        }
+        Err(e) => {
+            tracing::warn!(%job_id, error = %chain(&e), "cannot claim the job; will retry");
+            return ack(&acker, AckKind::Nak(Some(Duration::from_secs(2)))).await;
+        }
+    };
+    let trace_id = traceparent
+        .as_deref()
+        .or(job.traceparent.as_deref())
+        .and_then(foodseg_telemetry::trace::trace_id_of)
+        .map(str::to_string);
+    let span = tracing::info_span!("job",
+        otel.name = "segment",
+        job_id = %job.id,
+        model = %job.model_name,
+        attempt = job.attempt,
+        trace_id = trace_id.as_deref().unwrap_or(""),
+        worker = %ctx.worker_id,
+    );
+    if let Some(tp) = traceparent.as_deref().or(job.traceparent.as_deref()) {
+        foodseg_telemetry::trace::set_parent(&span, tp);
+    }
+    run_claimed(ctx, runtime, job, Arc::new(acker), release)
+        .instrument(span)
+        .await;
+}
+
+async fn ack(acker: &Acker, kind: AckKind) {
+    if let Err(e) = acker.ack_with(kind).await {
+        tracing::warn!(error = %e, "cannot answer a dispatch message; it will be redelivered");
+    }
+}
+
+/// The time from now until `at` (plus `slack`), never negative.
+fn until(at: DateTime<Utc>, slack: Duration) -> Duration {
+    (at - Utc::now()).to_std().unwrap_or(Duration::ZERO) + slack
+}

@@ -1,0 +1,47 @@
+//! Why the worker cannot start or keep running.
+
+use foodseg_engine::{BusError, StoreError};
+
+/// A failure of the worker as a whole (a single job's failure is a [`crate::failure::Failure`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid configuration")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("job store")]
+    Store(#[from] StoreError),
+    #[error("NATS")]
+    Bus(#[from] BusError),
+    #[error("cannot load the model registry")]
+    Registry(#[from] foodseg_models::RegistryError),
+    #[error("this worker serves no model: {0}")]
+    NoModel(String),
+    #[error("cannot load model {model}")]
+    Model {
+        model: String,
+        #[source]
+        source: foodseg_pipeline::SessionError,
+    },
+    #[error("cannot build the image download client")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `error: cause: cause…` on one line, for logs.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,227 @@
+//! Running one claimed job: keep its lease, fetch → decode/preprocess → inference →
+//! postprocess, then write the result through the fenced store calls and ack the message.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::Acker;
+use foodseg_engine::store::{Job, RetryOutcome};
+use foodseg_engine::{RetryPolicy, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::chain;
+use crate::failure::Failure;
+use crate::lease::{Lease, Renewer};
+use crate::metrics::{self, Outcome};
+use crate::segment::{ImageFetcher, ModelRuntime};
+
+/// What every job on this worker shares.
+pub struct JobContext {
+    pub store: Store,
+    pub worker_id: String,
+    pub lease: Duration,
+    pub renew_every: Duration,
+    pub retry: RetryPolicy,
+    pub fetcher: ImageFetcher,
+}
+
+/// How often, at most, a result write is retried while Postgres is unreachable.
+const WRITE_TRIES: u32 = 5;
+
+/// Runs a job this worker has just claimed. `release` fires when shutdown's drain time
+/// is over: the job is then handed back to the queue unfinished.
+pub async fn run_claimed(
+    ctx: Arc<JobContext>,
+    runtime: Arc<ModelRuntime>,
+    job: Job,
+    acker: Arc<Acker>,
+    release: CancellationToken,
+) -> Outcome {
+    let lost = CancellationToken::new();
+    let _renewer = Renewer::start(
+        ctx.store.clone(),
+        Lease {
+            job_id: job.id,
+            attempt: job.attempt,
+            owner: ctx.worker_id.clone(),
+            duration: ctx.lease,
+            renew_every: ctx.renew_every,
+        },
+        acker.clone(),
+        lost.clone(),
+    );
+    metrics::in_flight(1.0);
+    let result = tokio::select! {
+        r = segment(&ctx, &runtime, &job) => Some(r),
+        () = lost.cancelled() => None,
+        () = release.cancelled() => None,
+    };
+    let outcome = match result {
+        None if lost.is_cancelled() => Outcome::Abandoned,
+        None => write(&ctx, &job, &lost, |store, id, attempt, owner| async move {
+            store
+                .release(id, attempt, &owner)
+                .await
+                .map(|_| Outcome::Released)
+        })
+        .await
+        .unwrap_or(Outcome::Abandoned),
+        Some(Ok(items)) => {
+            let items = Arc::new(items);
+            write(&ctx, &job, &lost, |store, id, attempt, owner| {
+                let items = items.clone();
+                async move {
+                    store
+                        .succeed(id, attempt, &owner, &items)
+                        .await
+                        .map(|_| Outcome::Succeeded)
+                }
+            })
+            .await
+            .unwrap_or(Outcome::Abandoned)
+        }
+        Some(Err(failure)) => record_failure(&ctx, &job, &lost, failure).await,
+    };
+    metrics::in_flight(-1.0);
+    metrics::job_finished(&job.model_name, outcome);
+    tracing::info!(outcome = outcome.as_str(), "job done on this worker");
+    // The state is written (or belongs to another attempt): the message has served.
+    if let Err(e) = acker.ack().await {
+        tracing::warn!(error = %e, "cannot ack the dispatch message; it will be redelivered");
+    }
+    outcome
+}
+
+async fn record_failure(
+    ctx: &JobContext,
+    job: &Job,
+    lost: &CancellationToken,
+    failure: Failure,
+) -> Outcome {
+    let reason = failure.reason().to_string();
+    if failure.is_permanent() {
+        tracing::info!(%reason, "job failed permanently");
+        return write(ctx, job, lost, |store, id, attempt, owner| {
+            let reason = reason.clone();
+            async move {
+                store
+                    .fail(id, attempt, &owner, &reason)
+                    .await
+                    .map(|_| Outcome::Failed)
+            }
+        })
+        .await
+        .unwrap_or(Outcome::Abandoned);
+    }
+    tracing::warn!(%reason, "attempt failed; the job may be retried");
+    let policy = ctx.retry;
+    write(ctx, job, lost, |store, id, attempt, owner| {
+        let reason = reason.clone();
+        async move {
+            match store.retry(id, attempt, &owner, &reason, &policy).await? {
+                RetryOutcome::Requeued { not_before } => {
+                    tracing::info!(%not_before, "job requeued");
+                    Ok(Outcome::Retried)
+                }
+                RetryOutcome::Failed(_) => Ok(Outcome::Failed),
+            }
+        }
+    })
+    .await
+    .unwrap_or(Outcome::Abandoned)
+}
+
+/// Performs a fenced write, retrying while Postgres is unreachable and the lease is ours.
+/// `None` when the attempt is no longer current or the write could not be made.
+async fn write<F, Fut>(
+    ctx: &JobContext,
+    job: &Job,
+    lost: &CancellationToken,
+    op: F,
+) -> Option<Outcome>
+where
+    F: Fn(Store, uuid::Uuid, i32, String) -> Fut,
+    Fut: Future<Output = Result<Outcome, StoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..WRITE_TRIES {
+        match op(
+            ctx.store.clone(),
+            job.id,
+            job.attempt,
+            ctx.worker_id.clone(),
+        )
+        .await
+        {
+            Ok(outcome) => return Some(outcome),
+            Err(StoreError::FenceLost(_)) => {
+                tracing::warn!("attempt no longer current; its result is dropped");
+                return None;
+            }
+            Err(e) if e.is_unavailable() && !lost.is_cancelled() => {
+                tracing::warn!(error = %chain(&e), "cannot write the job's state; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(ctx.renew_every);
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e),
+                    "cannot write the job's state; the lease will lapse and the job be re-driven");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// The segmentation itself, stage by stage, each in its own span and histogram.
+async fn segment(
+    ctx: &JobContext,
+    runtime: &Arc<ModelRuntime>,
+    job: &Job,
+) -> Result<serde_json::Value, Failure> {
+    let bytes = timed("fetch", ctx.fetcher.fetch(&job.image_url)).await?;
+    let rt = runtime.clone();
+    let image = timed("decode", blocking("decode", move || rt.decode(&bytes))).await?;
+    let rt = runtime.clone();
+    let input = timed(
+        "preprocess",
+        blocking("preprocess", move || rt.preprocess(image)),
+    )
+    .await?;
+    // One inference at a time per session; other jobs fetch and decode meanwhile.
+    let input = Arc::new(input);
+    let outputs = timed("inference", runtime.infer(input.clone())).await?;
+    let rt = runtime.clone();
+    let image_id = url::Url::parse(&job.image_url)
+        .map(|u| foodseg_pipeline::image_id_from_url(&u))
+        .unwrap_or_default();
+    timed(
+        "postprocess",
+        blocking("postprocess", move || {
+            rt.postprocess(outputs, &input, &image_id)
+        }),
+    )
+    .await
+}
+
+/// Records a stage's duration (the pipeline library opens the stage's span).
+async fn timed<T>(
+    stage: &'static str,
+    fut: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let start = Instant::now();
+    let result = fut.await;
+    metrics::stage(stage, start.elapsed());
+    result
+}
+
+/// Runs CPU-bound work off the async threads; a panic becomes a transient failure.
+pub(crate) async fn blocking<T: Send + 'static>(
+    stage: &'static str,
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| Failure::from_join(stage, e))?
+}

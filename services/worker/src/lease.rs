@@ -1,0 +1,70 @@
+//! Keeping a claimed job's lease alive: renew it in Postgres every third of the lease and
+//! tell JetStream the message is still being worked on. Losing the fence (the attempt
+//! was re-driven or finished elsewhere) cancels the job's work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{AckKind, message::Acker};
+use foodseg_engine::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The lease a job runs under.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub job_id: Uuid,
+    /// The fencing token: the attempt this worker claimed.
+    pub attempt: i32,
+    pub owner: String,
+    pub duration: Duration,
+    pub renew_every: Duration,
+}
+
+/// Renews until dropped or until the fence is lost (then `lost` is cancelled).
+pub struct Renewer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Renewer {
+    pub fn start(store: Store, lease: Lease, acker: Arc<Acker>, lost: CancellationToken) -> Self {
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease.renew_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate; the claim just set the lease
+            loop {
+                tick.tick().await;
+                match store
+                    .renew(lease.job_id, lease.attempt, &lease.owner, lease.duration)
+                    .await
+                {
+                    Ok(_) => {
+                        if let Err(e) = acker.ack_with(AckKind::Progress).await {
+                            tracing::warn!(job_id = %lease.job_id, error = %e,
+                                "cannot tell JetStream the job is in progress");
+                        }
+                    }
+                    Err(StoreError::FenceLost(f)) => {
+                        tracing::warn!(job_id = %f.job_id, attempt = f.attempt,
+                            "lease lost to another attempt; abandoning the job");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) => {
+                        // Keep trying: if Postgres stays away the lease lapses and the
+                        // fenced result write refuses this attempt's result.
+                        tracing::warn!(job_id = %lease.job_id, error = %crate::error::chain(&e),
+                            "cannot renew the lease");
+                    }
+                }
+            }
+        });
+        Renewer { task }
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,73 @@
+//! The worker's Prometheus metrics: names, labels and the helpers that record them.
+
+use std::time::Duration;
+
+/// Jobs finished by this worker, by model and outcome.
+pub const JOBS_TOTAL: &str = "foodseg_worker_jobs_total";
+/// Seconds spent in each pipeline stage.
+pub const STAGE_SECONDS: &str = "foodseg_worker_stage_seconds";
+/// Jobs this worker holds right now.
+pub const JOBS_IN_FLIGHT: &str = "foodseg_worker_jobs_in_flight";
+/// Dispatch messages handled without running a job, by reason.
+pub const MESSAGES_SKIPPED_TOTAL: &str = "foodseg_worker_messages_skipped_total";
+
+/// How a claimed job ended on this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Permanent failure, or transient failures with no attempt left.
+    Failed,
+    /// Transient failure, requeued.
+    Retried,
+    /// Handed back on shutdown.
+    Released,
+    /// Another attempt took over (lease lost).
+    Abandoned,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Retried => "retried",
+            Outcome::Released => "released",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Registers descriptions so `/metrics` explains each series.
+pub fn describe() {
+    metrics::describe_counter!(
+        JOBS_TOTAL,
+        "Jobs finished by this worker, by model and outcome"
+    );
+    metrics::describe_histogram!(
+        STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time spent in each stage of a job"
+    );
+    metrics::describe_gauge!(JOBS_IN_FLIGHT, "Jobs this worker holds right now");
+    metrics::describe_counter!(
+        MESSAGES_SKIPPED_TOTAL,
+        "Dispatch messages handled without running a job, by reason"
+    );
+}
+
+pub fn job_finished(model: &str, outcome: Outcome) {
+    metrics::counter!(JOBS_TOTAL, "model" => model.to_string(), "outcome" => outcome.as_str())
+        .increment(1);
+}
+
+pub fn stage(stage: &'static str, elapsed: Duration) {
+    metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(elapsed.as_secs_f64());
+}
+
+pub fn message_skipped(reason: &'static str) {
+    metrics::counter!(MESSAGES_SKIPPED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn in_flight(delta: f64) {
+    metrics::gauge!(JOBS_IN_FLIGHT).increment(delta);
+}

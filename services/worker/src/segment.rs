@@ -1,0 +1,234 @@
+//! The worker's use of the segmentation pipeline library: one ONNX Runtime session per
+//! model served, image download through the private-address guard, and the stages of a
+//! job (decode, preprocess, inference, postprocess) with their failures classified.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foodseg_engine::netguard::{Blocked, NetPolicy};
+use foodseg_models::{Model, Registry};
+use foodseg_pipeline::session::RawOutputs;
+use foodseg_pipeline::{
+    DecodeLimits, DecodedImage, FetchError, FetchLimits, ModelSession, Preprocessed, SessionOptions,
+};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::config::{Config, ImageLimits};
+use crate::error::WorkerError;
+use crate::failure::Failure;
+use crate::job::blocking;
+
+/// A model this worker serves, with its session. Inference runs one at a time per
+/// session (ONNX Runtime parallelises inside a run); the other jobs in flight fetch,
+/// decode and postprocess meanwhile.
+pub struct ModelRuntime {
+    session: Arc<ModelSession>,
+    /// Admits one inference at a time without parking a blocking thread on the session.
+    turn: Semaphore,
+    decode_limits: DecodeLimits,
+}
+
+impl ModelRuntime {
+    pub fn new(session: ModelSession, limits: &ImageLimits) -> Self {
+        ModelRuntime {
+            session: Arc::new(session),
+            turn: Semaphore::new(1),
+            decode_limits: DecodeLimits {
+                max_pixels: limits.max_pixels,
+            },
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.session.model().name()
+    }
+
+    pub fn model(&self) -> &Model {
+        self.session.model()
+    }
+
+    pub fn session(&self) -> &Arc<ModelSession> {
+        &self.session
+    }
+
+    /// Bytes to an upright RGB image (blocking). Every decode failure is permanent.
+    pub fn decode(&self, bytes: &Bytes) -> Result<DecodedImage, Failure> {
+        foodseg_pipeline::decode(bytes, &self.decode_limits)
+            .map_err(|e| Failure::Permanent(e.to_string()))
+    }
+
+    /// Letterbox and tensor (blocking).
+    pub fn preprocess(&self, image: DecodedImage) -> Result<Preprocessed, Failure> {
+        Ok(foodseg_pipeline::preprocess_stage(&self.session, &image))
+    }
+
+    /// Waits for the session's turn, then runs the model off the async threads.
+    pub async fn infer(&self, input: Arc<Preprocessed>) -> Result<RawOutputs, Failure> {
+        let _turn = self
+            .turn
+            .acquire()
+            .await
+            .map_err(|_| Failure::Transient("model session is shutting down".into()))?;
+        let session = self.session.clone();
+        blocking("inference", move || {
+            foodseg_pipeline::inference_stage(&session, &input).map_err(|e| {
+                if e.is_permanent() {
+                    Failure::Permanent(e.to_string())
+                } else {
+                    // Runtime failures such as device out-of-memory may pass on a retry.
+                    Failure::Transient(crate::error::chain(&e))
+                }
+            })
+        })
+        .await
+    }
+
+    /// Detections to v1 items (blocking).
+    pub fn postprocess(
+        &self,
+        outputs: RawOutputs,
+        input: &Preprocessed,
+        image_id: &str,
+    ) -> Result<serde_json::Value, Failure> {
+        let items =
+            foodseg_pipeline::postprocess_stage(&self.session, &outputs, input, image_id)
+                .map_err(|e| Failure::Permanent(format!("cannot read the model's output: {e}")))?;
+        serde_json::to_value(items)
+            .map_err(|e| Failure::Permanent(format!("cannot encode the result: {e}")))
+    }
+}
+
+/// Loads the models this worker serves and a session for each. Fails — before anything
+/// is consumed — when a model or its execution provider cannot load (CUDA asked for but
+/// unavailable is an error, never a silent CPU fallback).
+pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, WorkerError> {
+    let registry = Registry::load(&config.models_dir)?;
+    let models: Vec<Model> = if config.models.is_empty() {
+        registry.models().to_vec()
+    } else {
+        config
+            .models
+            .iter()
+            .map(|id| {
+                registry
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| WorkerError::NoModel(format!("{id:?} is not in the registry")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let options = SessionOptions {
+        dylib_path: None,
+        device: config.device,
+        intra_threads: config.intra_threads,
+    };
+    let limits = config.image;
+    tokio::task::spawn_blocking(move || {
+        models
+            .iter()
+            .map(|model| {
+                ModelSession::load(model, &options)
+                    .map(|s| Arc::new(ModelRuntime::new(s, &limits)))
+                    .map_err(|source| WorkerError::Model {
+                        model: model.name().to_string(),
+                        source,
+                    })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| WorkerError::NoModel(format!("model loading crashed: {e}")))?
+}
+
+/// Downloads images under the worker's limits and address policy.
+pub struct ImageFetcher {
+    client: reqwest::Client,
+    policy: NetPolicy,
+    limits: FetchLimits,
+}
+
+impl ImageFetcher {
+    /// A client whose resolver refuses non-public addresses (unless allowed) and whose
+    /// redirects (at most `limits.max_redirects`) are checked hop by hop.
+    pub fn new(policy: &NetPolicy, limits: ImageLimits) -> Result<Self, WorkerError> {
+        let client = policy
+            .http_client(limits.connect_timeout, limits.max_redirects)
+            .map_err(WorkerError::HttpClient)?;
+        Ok(ImageFetcher {
+            client,
+            policy: policy.clone(),
+            limits: FetchLimits {
+                max_bytes: limits.max_bytes,
+                total_timeout: limits.fetch_timeout,
+            },
+        })
+    }
+
+    /// Downloads `image_url`, classifying every failure.
+    pub async fn fetch(&self, image_url: &str) -> Result<Bytes, Failure> {
+        let url = Url::parse(image_url)
+            .map_err(|e| Failure::Permanent(format!("image_url is not a valid URL: {e}")))?;
+        self.precheck(&url).await?;
+        match foodseg_pipeline::fetch(&self.client, &url, &self.limits).await {
+            Ok(fetched) => Ok(fetched.bytes),
+            Err(e) => Err(classify_fetch(e)),
+        }
+    }
+
+    /// Refuses a first URL that is, or resolves only to, a refused address, with a clear
+    /// message. (The client's resolver enforces the same rule on every connection.)
+    async fn precheck(&self, url: &Url) -> Result<(), Failure> {
+        let refused = |b: Blocked| Failure::Permanent(format!("image_url is refused: {b}"));
+        self.policy.check_url_host(url).map_err(refused)?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        // A lookup failure is left to the download, which classifies it.
+        if let Ok(addrs) = tokio::net::lookup_host((host, port)).await {
+            let addrs: Vec<_> = addrs.collect();
+            if let Some(first) = addrs.first()
+                && addrs.iter().all(|a| self.policy.check_ip(a.ip()).is_err())
+            {
+                return Err(Failure::Permanent(format!(
+                    "image_url host {host} is refused: {}",
+                    Blocked(first.ip())
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Permanent: HTTP 4xx (but 408/429), over the size cap, refused addresses, redirect
+/// loops. Transient: HTTP 5xx, timeouts, connection failures.
+fn classify_fetch(e: FetchError) -> Failure {
+    if let Some(blocked) = find_blocked(&e) {
+        return Failure::Permanent(format!(
+            "image_url redirects to a refused address: {blocked}"
+        ));
+    }
+    if e.is_permanent() {
+        Failure::Permanent(e.to_string())
+    } else {
+        Failure::Transient(crate::error::chain(&e))
+    }
+}
+
+/// A refusal by the address guard somewhere in the error's causes: typed when a redirect
+/// hop was refused; the resolver reports refusals as text (it only knows `io`-style errors).
+fn find_blocked(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(b) = err.downcast_ref::<Blocked>() {
+            return Some(b.to_string());
+        }
+        let text = err.to_string();
+        if text.contains("otherwise not public; refused") {
+            return Some(text);
+        }
+        source = err.source();
+    }
+    None
+}

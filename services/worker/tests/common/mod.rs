@@ -1,0 +1,210 @@
+//! Shared set-up of the worker's integration tests: a per-test database (from
+//! `#[sqlx::test]`), per-test NATS streams, an outbox relay, the image server and workers.
+#![allow(dead_code)]
+
+pub mod server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use foodseg_engine::store::{Job, NewJob};
+use foodseg_engine::{Bus, JobStatus, RetryPolicy, Store, Subjects};
+use foodseg_worker::Config;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const MODEL_NAME: &str = "yolov5s-seg-coco";
+pub const MODEL_ID: &str = "124096";
+
+/// One test's world: its database, its streams and a relay publishing the outbox.
+pub struct Env {
+    pub store: Store,
+    pub bus: Bus,
+    pub subjects: Subjects,
+    pub database_url: String,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    pub async fn new(pool: PgPool) -> anyhow::Result<Self> {
+        let prefix = format!("t{}", Uuid::new_v4().simple());
+        let subjects = Subjects::with_prefix(&prefix);
+        let database_url = database_url_of(&pool)?;
+        let store = Store::from_pool(pool, subjects.clone());
+        let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let bus = Bus::connect(&nats, subjects.clone()).await?;
+        bus.ensure_streams().await?;
+        let relay = tokio::spawn(relay(store.clone(), bus.clone()));
+        Ok(Env {
+            store,
+            bus,
+            subjects,
+            database_url,
+            relay,
+        })
+    }
+
+    /// A worker configuration for this test's database and streams.
+    pub fn config(&self, worker_id: &str, lease_secs: f64) -> Config {
+        let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", self.database_url.clone()),
+            (
+                "NATS_URL",
+                std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+            ),
+            ("FOODSEG_NATS_PREFIX", self.subjects.prefix.clone()),
+            ("FOODSEG_MODELS_DIR", models.display().to_string()),
+            ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8".into()),
+            ("FOODSEG_WORKER_ADDR", "off".into()),
+            ("FOODSEG_WORKER_ID", worker_id.into()),
+            ("FOODSEG_WORKER_LEASE_SECS", lease_secs.to_string()),
+            ("FOODSEG_IMAGE_FETCH_TIMEOUT_SECS", "60".into()),
+            ("FOODSEG_WORKER_DRAIN_SECS", "5".into()),
+        ]);
+        let mut config =
+            Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid");
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(200),
+        };
+        config
+    }
+
+    /// Starts a worker on this runtime; stop it with [`Worker::stop`].
+    pub fn start_worker(&self, config: Config) -> Worker {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(foodseg_worker::run(config, shutdown.clone()));
+        Worker { shutdown, task }
+    }
+
+    /// Enqueues a job the way the api does (job row, event and outbox row in one statement).
+    pub async fn enqueue(&self, image_url: &str, max_attempts: i32) -> anyhow::Result<Job> {
+        let job = NewJob {
+            id: Uuid::now_v7(),
+            model_id: MODEL_ID.into(),
+            model_name: MODEL_NAME.into(),
+            image_url: image_url.into(),
+            webhook_url: None,
+            max_attempts,
+            trace_id: None,
+            traceparent: None,
+        };
+        Ok(self.store.enqueue(&job, "test").await?)
+    }
+
+    /// Polls until the job is finished or `timeout` passes.
+    pub async fn wait_finished(&self, id: Uuid, timeout: Duration) -> anyhow::Result<Job> {
+        self.wait_for(id, timeout, |j| j.status.is_terminal()).await
+    }
+
+    /// Polls until `cond` holds for the job or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+        cond: impl Fn(&Job) -> bool,
+    ) -> anyhow::Result<Job> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.store.get(id).await?.context("job vanished")?;
+            if cond(&job) {
+                return Ok(job);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "job {id} still {} ({}) after {timeout:?}",
+                    job.status,
+                    job.message
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Count of a job's events that reached `status`.
+    pub async fn events_to(&self, id: Uuid, status: JobStatus) -> anyhow::Result<usize> {
+        Ok(self
+            .store
+            .events(id)
+            .await?
+            .iter()
+            .filter(|e| e.to_status == status.as_str())
+            .count())
+    }
+
+    /// Deletes this test's streams.
+    pub async fn cleanup(self) {
+        self.relay.abort();
+        let js = self.bus.jetstream();
+        let _ = js.delete_stream(&self.subjects.jobs_stream).await;
+        let _ = js.delete_stream(&self.subjects.events_stream).await;
+    }
+}
+
+/// A worker running on the test's runtime.
+pub struct Worker {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), foodseg_worker::WorkerError>>,
+}
+
+impl Worker {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// The URL of the per-test database `#[sqlx::test]` created.
+fn database_url_of(pool: &PgPool) -> anyhow::Result<String> {
+    let db = pool
+        .connect_options()
+        .get_database()
+        .context("test pool has no database name")?
+        .to_string();
+    let base = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
+    let mut url = url::Url::parse(&base)?;
+    url.set_path(&db);
+    Ok(url.to_string())
+}
+
+/// Publishes unpublished outbox rows, as the api's relay does in production.
+async fn relay(store: Store, bus: Bus) {
+    loop {
+        let rows: Vec<(i64, String, String, serde_json::Value, serde_json::Value)> =
+            sqlx::query_as(
+                "SELECT id, subject, msg_id, payload, headers FROM outbox \
+                 WHERE published_at IS NULL ORDER BY id LIMIT 100",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap_or_default();
+        for (id, subject, msg_id, payload, headers) in rows {
+            let headers: Vec<(String, String)> = headers
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = serde_json::to_vec(&payload).unwrap_or_default();
+            if bus
+                .publish(&subject, &msg_id, &headers, body.into())
+                .await
+                .is_ok()
+            {
+                let _ = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1")
+                    .bind(id)
+                    .execute(store.pool())
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
