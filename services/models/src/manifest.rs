@@ -238,7 +238,7 @@ impl Manifest {
         if input.stride == 0 {
             return Err("input.stride must be > 0".into());
         }
-        if input.size == 0 || input.size % input.stride != 0 {
+        if input.size == 0 || !input.size.is_multiple_of(input.stride) {
             return Err(format!(
                 "input.size must be a positive multiple of input.stride ({}), got {}",
                 input.stride, input.size
