@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, message::Acker};
 use chrono::{DateTime, Utc};
+use foodseg_engine::JobStatus;
 use foodseg_engine::message::{JobMessage, TRACEPARENT};
 use foodseg_engine::store::ClaimOutcome;
 use futures::StreamExt;
@@ -153,21 +154,34 @@ async fn handle(
             return ack(&acker, AckKind::Nak(Some(Duration::from_secs(2)))).await;
         }
     };
-    let trace_id = traceparent
-        .as_deref()
-        .or(job.traceparent.as_deref())
-        .and_then(foodseg_telemetry::trace::trace_id_of)
-        .map(str::to_string);
+    metrics::transition(JobStatus::Queued, JobStatus::Running);
+    if job.attempt == 1 {
+        let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
+        foodseg_telemetry::metrics::queue_wait(&job.model_name, waited);
+    }
+    // The message's context first (it is the latest hop), else the one stored at enqueue.
+    let parent = traceparent.as_deref().or(job.traceparent.as_deref());
     let span = tracing::info_span!("job",
         otel.name = "segment",
+        otel.kind = "consumer",
         job_id = %job.id,
         model = %job.model_name,
         attempt = job.attempt,
-        trace_id = trace_id.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty,
         worker = %ctx.worker_id,
     );
-    if let Some(tp) = traceparent.as_deref().or(job.traceparent.as_deref()) {
+    if let Some(tp) = parent {
         foodseg_telemetry::trace::set_parent(&span, tp);
+    }
+    let trace_id = foodseg_telemetry::trace::trace_id_of_span(&span)
+        .or_else(|| job.trace_id.clone())
+        .or_else(|| {
+            parent
+                .and_then(foodseg_telemetry::trace::trace_id_of)
+                .map(str::to_string)
+        });
+    if let Some(id) = trace_id {
+        span.record("trace_id", id);
     }
     run_claimed(ctx, runtime, job, Arc::new(acker), release)
         .instrument(span)

@@ -21,6 +21,8 @@ pub enum WorkerError {
         #[source]
         source: foodseg_pipeline::SessionError,
     },
+    #[error("metrics")]
+    Metrics(#[from] foodseg_telemetry::metrics::MetricsError),
     #[error("cannot build the image download client")]
     HttpClient(#[source] reqwest::Error),
     #[error("cannot listen on {addr}")]

@@ -58,7 +58,11 @@ struct Metrics(Probe);
 impl Handler for Metrics {
     async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
         let text = (self.0.render_metrics)();
-        let _ = res.add_header("content-type", "text/plain; version=0.0.4", true);
+        let _ = res.add_header(
+            "content-type",
+            foodseg_telemetry::metrics::CONTENT_TYPE,
+            true,
+        );
         res.render(text);
     }
 }

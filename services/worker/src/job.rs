@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::Acker;
 use foodseg_engine::store::{Job, RetryOutcome};
-use foodseg_engine::{RetryPolicy, Store, StoreError};
+use foodseg_engine::{JobStatus, RetryPolicy, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::chain;
@@ -84,6 +84,9 @@ pub async fn run_claimed(
     };
     metrics::in_flight(-1.0);
     metrics::job_finished(&job.model_name, outcome);
+    if let Some(to) = outcome.status() {
+        metrics::transition(JobStatus::Running, to);
+    }
     tracing::info!(outcome = outcome.as_str(), "job done on this worker");
     // The state is written (or belongs to another attempt): the message has served.
     if let Err(e) = acker.ack().await {

@@ -41,6 +41,7 @@ const RELEASE_GRACE: Duration = Duration::from_secs(10);
 /// Models and ONNX Runtime sessions load first: a model that cannot load (for example
 /// CUDA asked for but unavailable) is an error before any message is consumed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let metrics_handle = foodseg_telemetry::metrics::install()?;
     metrics::describe();
     let runtimes = segment::load_models(&config).await?;
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
@@ -61,7 +62,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
                 store: store.clone(),
                 bus: bus.clone(),
                 consuming: consuming.clone(),
-                render_metrics: Arc::new(render_metrics),
+                render_metrics: Arc::new(move || metrics_handle.render()),
             };
             let (bound, task) = http::serve(addr, probe, shutdown.clone())
                 .await
@@ -132,12 +133,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     }
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Prometheus text of this process's metrics.
-///
-/// WIRE-LATER: `foodseg_telemetry` provides the Prometheus recorder; until it does, the
-/// endpoint answers an empty exposition.
-fn render_metrics() -> String {
-    String::new()
 }

@@ -1,10 +1,12 @@
+//! The `foodseg-worker` binary: telemetry, configuration, signals; the service is in the lib.
+
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let telemetry = foodseg_telemetry::TelemetryConfig::from_env("foodseg-worker");
-    let _guard = foodseg_telemetry::init(&telemetry);
+    let _guard = foodseg_telemetry::init(&telemetry).context("starting telemetry")?;
     let config = foodseg_worker::Config::from_env().context("reading configuration")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -1,11 +1,13 @@
-//! The worker's Prometheus metrics: names, labels and the helpers that record them.
+//! The worker's Prometheus metrics. Shared series (stage latency, transitions, queue
+//! wait) go through `foodseg_telemetry::metrics` so names and buckets match the other
+//! services; the ones below are the worker's own.
 
 use std::time::Duration;
 
+use foodseg_engine::JobStatus;
+
 /// Jobs finished by this worker, by model and outcome.
 pub const JOBS_TOTAL: &str = "foodseg_worker_jobs_total";
-/// Seconds spent in each pipeline stage.
-pub const STAGE_SECONDS: &str = "foodseg_worker_stage_seconds";
 /// Jobs this worker holds right now.
 pub const JOBS_IN_FLIGHT: &str = "foodseg_worker_jobs_in_flight";
 /// Dispatch messages handled without running a job, by reason.
@@ -26,6 +28,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The status the job moved to, when this worker moved it.
+    pub fn status(self) -> Option<JobStatus> {
+        match self {
+            Outcome::Succeeded => Some(JobStatus::Succeeded),
+            Outcome::Failed => Some(JobStatus::Failed),
+            Outcome::Retried | Outcome::Released => Some(JobStatus::Queued),
+            Outcome::Abandoned => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
@@ -43,11 +55,6 @@ pub fn describe() {
         JOBS_TOTAL,
         "Jobs finished by this worker, by model and outcome"
     );
-    metrics::describe_histogram!(
-        STAGE_SECONDS,
-        metrics::Unit::Seconds,
-        "Time spent in each stage of a job"
-    );
     metrics::describe_gauge!(JOBS_IN_FLIGHT, "Jobs this worker holds right now");
     metrics::describe_counter!(
         MESSAGES_SKIPPED_TOTAL,
@@ -60,8 +67,14 @@ pub fn job_finished(model: &str, outcome: Outcome) {
         .increment(1);
 }
 
+/// `foodseg_worker_stage_seconds{stage}`.
 pub fn stage(stage: &'static str, elapsed: Duration) {
-    metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(elapsed.as_secs_f64());
+    foodseg_telemetry::metrics::worker_stage(stage, elapsed);
+}
+
+/// `foodseg_job_transitions_total{from,to}` for a transition this worker made.
+pub fn transition(from: JobStatus, to: JobStatus) {
+    foodseg_telemetry::metrics::job_transition(from.as_str(), to.as_str());
 }
 
 pub fn message_skipped(reason: &'static str) {
