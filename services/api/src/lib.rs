@@ -1,1 +1,183 @@
-//! placeholder
+//! The foodseg api service: the MFR v1 contract (`POST /enqueue`, `GET /status/{job_id}`),
+//! health probes, the OpenAPI document and its interactive docs. An enqueue writes the job,
+//! its first event and its dispatch message in one transaction; the outbox relay running
+//! in this process publishes the message to JetStream, so the api keeps accepting jobs
+//! while NATS is down. With Postgres down it answers 503 within a bounded time.
+
+pub mod config;
+pub mod enqueue;
+pub mod error;
+pub mod routes;
+pub mod state;
+
+pub use config::Config;
+pub use error::{ApiError, Error};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use foodseg_engine::netguard::NetPolicy;
+use foodseg_engine::relay::error_chain;
+use foodseg_engine::{Bus, Relay, RelayConfig, Store, StoreConfig};
+use foodseg_models::Registry;
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// How long in-flight requests may finish after shutdown is requested.
+const GRACEFUL_STOP: Duration = Duration::from_secs(10);
+
+/// What the api runs on, built from a [`Config`] or assembled by tests (a per-test pool,
+/// unique subjects).
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub store: Store,
+    pub bus: Bus,
+    pub registry: Registry,
+    pub max_attempts: i32,
+    pub net_policy: NetPolicy,
+    pub relay: RelayConfig,
+}
+
+impl Parts {
+    /// Loads the model registry and connects (lazily) to Postgres and NATS: neither needs
+    /// to be up for the api to start.
+    pub async fn from_config(config: &Config) -> Result<Self, Error> {
+        let registry =
+            Registry::load(&config.models_dir)?.with_default(config.default_model.clone())?;
+        let mut store_config = StoreConfig::new(&config.database_url);
+        store_config.max_connections = config.db_max_connections;
+        store_config.acquire_timeout = config.db_acquire_timeout;
+        let store = Store::connect_lazy(&store_config, config.subjects.clone())?;
+        let bus = Bus::connect(&config.nats_url, config.subjects.clone()).await?;
+        Ok(Parts {
+            store,
+            bus,
+            registry,
+            max_attempts: config.max_attempts,
+            net_policy: config.net_policy.clone(),
+            relay: RelayConfig::default(),
+        })
+    }
+}
+
+/// Runs the api on `config.addr` until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let parts = Parts::from_config(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.addr.to_string(),
+            source,
+        })?;
+    serve(parts, listener, shutdown).await
+}
+
+/// Runs the api on an already bound listener (tests bind `127.0.0.1:0` and read the
+/// address first) until `shutdown` is cancelled: applies migrations (retrying in the
+/// background while Postgres is unreachable), sets up the JetStream streams when NATS
+/// is up, starts the outbox relay and serves HTTP.
+pub async fn serve(
+    parts: Parts,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let addr = listener.local_addr().ok();
+    let tasks = shutdown.child_token();
+    let schema_ready = Arc::new(AtomicBool::new(false));
+    match parts.store.migrate().await {
+        Ok(()) => schema_ready.store(true, Ordering::Release),
+        Err(e) if e.is_unavailable() || is_connect_failure(&e) => {
+            tracing::warn!(error = %error_chain(&e), "database unreachable; migrations will be retried");
+            tokio::spawn(migrate_when_reachable(
+                parts.store.clone(),
+                schema_ready.clone(),
+                tasks.clone(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if parts.bus.is_connected() {
+        match tokio::time::timeout(Duration::from_secs(5), parts.bus.ensure_streams()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %error_chain(&e), "cannot set up streams yet; the relay retries")
+            }
+            Err(_) => tracing::warn!("setting up streams timed out; the relay retries"),
+        }
+    } else {
+        tracing::warn!("NATS is not reachable yet; jobs are kept in the outbox until it is");
+    }
+    let relay = Relay::new(parts.store.clone(), parts.bus.clone(), parts.relay.clone());
+    let state = AppState {
+        store: parts.store,
+        bus: parts.bus,
+        registry: Arc::new(parts.registry),
+        waker: relay.waker(),
+        net_policy: parts.net_policy,
+        max_attempts: parts.max_attempts,
+        schema_ready,
+    };
+    let relay_task = tokio::spawn(relay.run(tasks.clone()));
+
+    let acceptor = TcpAcceptor::try_from(listener).map_err(|source| Error::Bind {
+        addr: addr.map(|a| a.to_string()).unwrap_or_default(),
+        source,
+    })?;
+    let server = Server::new(acceptor);
+    let handle = server.handle();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        stopper.cancelled().await;
+        handle.stop_graceful(GRACEFUL_STOP);
+    });
+    if let Some(addr) = addr {
+        tracing::info!(%addr, "api listening");
+    }
+    let served = server.try_serve(routes::service(state)).await;
+    tasks.cancel();
+    if let Err(e) = relay_task.await {
+        tracing::warn!(error = %e, "outbox relay task ended abnormally");
+    }
+    served.map_err(Error::Serve)
+}
+
+/// Retries the migrations until they apply (or shutdown), then marks the schema ready.
+async fn migrate_when_reachable(store: Store, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        match store.migrate().await {
+            Ok(()) => {
+                ready.store(true, Ordering::Release);
+                tracing::info!("database reachable; migrations applied");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %error_chain(&e), "migrations still pending");
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Migration errors that only mean "cannot reach the database".
+fn is_connect_failure(e: &foodseg_engine::StoreError) -> bool {
+    use sqlx::migrate::MigrateError;
+    match e {
+        foodseg_engine::StoreError::Migrate(MigrateError::Execute(inner)) => matches!(
+            inner,
+            sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+        ),
+        _ => false,
+    }
+}

@@ -7,11 +7,13 @@ pub mod document;
 pub mod domain;
 pub mod message;
 pub mod netguard;
+pub mod relay;
 pub mod store;
 pub mod subjects;
 
 pub use bus::{Bus, BusError};
 pub use document::JobDocument;
 pub use domain::{JobStatus, RetryPolicy, Transition};
+pub use relay::{Relay, RelayConfig, RelayWaker};
 pub use store::{Job, Store, StoreConfig, StoreError};
 pub use subjects::Subjects;

@@ -37,6 +37,7 @@ pub struct NewJob {
 
 /// What happened when a worker tried to claim a job.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built once per claim; boxing would only add noise
 pub enum ClaimOutcome {
     /// The lease is ours; `job.attempt` is the fencing token.
     Claimed(Job),
@@ -52,6 +53,7 @@ pub enum ClaimOutcome {
 
 /// What a transient failure led to.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum RetryOutcome {
     /// Back in the queue, not to run before `not_before`.
     Requeued { not_before: DateTime<Utc> },

@@ -1,0 +1,224 @@
+//! Errors: [`ApiError`] is what a request can fail with (one status code and one JSON body
+//! `{"error": {"code", "message"}}`); [`Error`] is what stops the service.
+
+use foodseg_engine::{BusError, StoreError};
+use salvo::http::StatusCode;
+use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
+use salvo::prelude::*;
+use serde::Serialize;
+
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot load the model registry")]
+    Models(#[from] foodseg_models::RegistryError),
+    #[error("cannot set up the job store")]
+    Store(#[from] StoreError),
+    #[error("cannot set up NATS")]
+    Bus(#[from] BusError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the http server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable machine-readable `code` and a human-readable `message`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable identifier, e.g. `invalid_json`, `invalid_url`, `unknown_model`.
+    pub code: String,
+    pub message: String,
+    /// The request field the error is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `unknown_model`: every accepted `model_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_ids: Option<Vec<String>>,
+}
+
+/// A request that failed. Client errors (4xx) say what to fix; server errors (5xx) are
+/// logged with their cause chain and answered without internals.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is {size} bytes or more, over the {limit}-byte limit")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("cannot read the request body: {0}")]
+    BodyUnreadable(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("request body must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("field {field} is required")]
+    MissingField { field: &'static str },
+    #[error("field {field} must not be empty")]
+    EmptyField { field: &'static str },
+    #[error("field {field} must be {expected}, got {got}")]
+    InvalidType {
+        field: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("field {field} {reason}")]
+    InvalidUrl { field: &'static str, reason: String },
+    #[error("unknown model_id {requested:?}; known ids: {}", known.join(", "))]
+    UnknownModel {
+        requested: String,
+        known: Vec<String>,
+    },
+    #[error("no job with id {0:?}")]
+    JobNotFound(String),
+    #[error("the database is unavailable; retry later")]
+    DatabaseUnavailable(#[source] Option<StoreError>),
+    #[error("the database did not answer in time; retry later")]
+    DatabaseTimeout,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyUnreadable(_) | InvalidJson(_) | NotAnObject(_) => StatusCode::BAD_REQUEST,
+            MissingField { .. }
+            | EmptyField { .. }
+            | InvalidType { .. }
+            | InvalidUrl { .. }
+            | UnknownModel { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            JobNotFound(_) => StatusCode::NOT_FOUND,
+            DatabaseUnavailable(_) | DatabaseTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            PayloadTooLarge { .. } => "payload_too_large",
+            BodyUnreadable(_) => "unreadable_body",
+            InvalidJson(_) => "invalid_json",
+            NotAnObject(_) => "invalid_json",
+            MissingField { .. } => "missing_field",
+            EmptyField { .. } => "empty_field",
+            InvalidType { .. } => "invalid_type",
+            InvalidUrl { .. } => "invalid_url",
+            UnknownModel { .. } => "unknown_model",
+            JobNotFound(_) => "job_not_found",
+            DatabaseUnavailable(_) | DatabaseTimeout => "database_unavailable",
+            Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        use ApiError::*;
+        match self {
+            MissingField { field }
+            | EmptyField { field }
+            | InvalidType { field, .. }
+            | InvalidUrl { field, .. } => Some(field),
+            UnknownModel { .. } => Some("model_id"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+                field: self.field().map(str::to_string),
+                known_ids: match self {
+                    ApiError::UnknownModel { known, .. } => Some(known.clone()),
+                    _ => None,
+                },
+            },
+        }
+    }
+
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            ApiError::DatabaseUnavailable(Some(e))
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+/// A plain JSON error answer for statuses raised outside the handlers (404 route, 405).
+pub fn status_body(status: StatusCode) -> ErrorBody {
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_string(),
+            field: None,
+            known_ids: None,
+        },
+    }
+}
+
+#[async_trait]
+impl Writer for ApiError {
+    async fn write(self, _req: &mut Request, _depot: &mut Depot, res: &mut Response) {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(
+                code = self.code(),
+                error = %foodseg_engine::relay::error_chain(&self),
+                "request failed"
+            );
+        } else {
+            tracing::debug!(code = self.code(), error = %self, "request rejected");
+        }
+        res.status_code(status);
+        res.render(Json(self.body()));
+    }
+}
+
+impl EndpointOutRegister for ApiError {
+    fn register(components: &mut Components, operation: &mut Operation) {
+        let schema = ErrorBody::to_schema(components);
+        for (status, brief) in [
+            ("400", "Malformed request body"),
+            ("404", "Unknown job id"),
+            ("413", "Request body over 64 KiB"),
+            ("422", "Invalid field, URL or unknown model_id"),
+            ("503", "Database unavailable"),
+        ] {
+            operation.responses.insert(
+                status,
+                oapi::Response::new(brief)
+                    .add_content("application/json", oapi::Content::new(schema.clone())),
+            );
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The HTTP surface, one module per area; [`router`] puts them together.
+
+mod docs;
+mod health;
+mod jobs;
+mod middleware;
+
+pub use jobs::JobDocumentSchema;
+
+use salvo::catcher::Catcher;
+use salvo::prelude::*;
+
+use crate::state::AppState;
+
+/// Every route of the api, with the state injected and JSON error bodies everywhere.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new().push(jobs::router()).push(health::router());
+    let router = Router::new()
+        .hoop(middleware::Inject(state))
+        .hoop(middleware::trace_request)
+        .push(api);
+    docs::with_docs(router)
+}
+
+/// The router wrapped in a service whose catcher answers unmatched routes with JSON.
+pub fn service(state: AppState) -> Service {
+    Service::new(router(state)).catcher(Catcher::default().hoop(middleware::json_errors))
+}

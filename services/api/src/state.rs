@@ -1,0 +1,31 @@
+//! What every handler shares: the store, the bus, the model registry and the relay waker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use foodseg_engine::netguard::NetPolicy;
+use foodseg_engine::{Bus, RelayWaker, Store};
+use foodseg_models::Registry;
+
+/// Longest a request waits on the database in all before answering 503.
+pub const DB_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Shared state of the api. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub bus: Bus,
+    pub registry: Arc<Registry>,
+    pub waker: RelayWaker,
+    pub net_policy: NetPolicy,
+    pub max_attempts: i32,
+    /// Set once the migrations have been applied; until then requests get 503.
+    pub schema_ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn schema_ready(&self) -> bool {
+        self.schema_ready.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,209 @@
+//! The outbox relay: publishes the messages that transactions wrote to `outbox` to
+//! JetStream, with `Nats-Msg-Id` = the row's msg id and the row's headers (trace context).
+//!
+//! It is woken at once through a [`RelayWaker`] after each enqueue, and also polls
+//! periodically (for rows written by other processes, and after failures). While NATS is
+//! down it keeps retrying with backoff; rows stay in Postgres meanwhile, so nothing is
+//! lost. Several relays share the work through `FOR UPDATE SKIP LOCKED`, and JetStream's
+//! duplicate window drops the rare double publish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, BusError};
+use crate::store::{Store, StoreError};
+
+/// Tuning of one relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows taken (and published concurrently) per batch.
+    pub batch_size: i64,
+    /// Poll interval when nobody wakes the relay.
+    pub poll_interval: Duration,
+    /// First retry delay after a failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 256,
+            poll_interval: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why one relay pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("NATS is not connected")]
+    Disconnected,
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{failed} of {total} outbox messages could not be published")]
+    Partial { failed: usize, total: usize },
+}
+
+/// Wakes a relay as soon as new outbox rows are committed. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct RelayWaker(Arc<Notify>);
+
+impl RelayWaker {
+    /// Asks the relay for a pass; wakes it now or, when busy, right after its current pass.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Publishes outbox rows to JetStream.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    store: Store,
+    bus: Bus,
+    config: RelayConfig,
+    waker: RelayWaker,
+}
+
+impl Relay {
+    pub fn new(store: Store, bus: Bus, config: RelayConfig) -> Self {
+        Relay {
+            store,
+            bus,
+            config,
+            waker: RelayWaker::default(),
+        }
+    }
+
+    /// The handle that wakes this relay.
+    pub fn waker(&self) -> RelayWaker {
+        self.waker.clone()
+    }
+
+    /// Runs until `shutdown`: a pass on every wake-up and every poll interval, with
+    /// exponential backoff while passes fail. Streams are (re)created after failures, so
+    /// a relay that started while NATS was down sets them up once NATS is back.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = self.config.min_backoff;
+        let mut streams_ready = false;
+        loop {
+            if !streams_ready && self.bus.is_connected() {
+                match self.bus.ensure_streams().await {
+                    Ok(()) => streams_ready = true,
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "cannot set up JetStream streams")
+                    }
+                }
+            }
+            let wait = match self.publish_pending().await {
+                Ok(_) => {
+                    backoff = self.config.min_backoff;
+                    None
+                }
+                Err(e) => {
+                    if !matches!(e, RelayError::Disconnected) {
+                        tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "outbox relay pass failed");
+                    }
+                    streams_ready = false;
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    Some(wait)
+                }
+            };
+            match wait {
+                Some(wait) => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                },
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.waker.0.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                },
+            }
+        }
+        tracing::debug!("outbox relay stopped");
+    }
+
+    /// Publishes batches until no unpublished row is left; returns how many were published.
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            let (published, full) = self.publish_batch().await?;
+            total += published;
+            if !full {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One batch: returns how many rows were published and whether the batch was full.
+    async fn publish_batch(&self) -> Result<(usize, bool), RelayError> {
+        if !self.bus.is_connected() {
+            return Err(RelayError::Disconnected);
+        }
+        let batch = self.store.outbox_batch(self.config.batch_size).await?;
+        if batch.is_empty() {
+            return Ok((0, false));
+        }
+        let results = join_all(batch.rows().iter().map(|row| {
+            let headers = row.header_pairs();
+            let payload = Bytes::from(row.payload_bytes());
+            async move {
+                let result = self
+                    .bus
+                    .publish(&row.subject, &row.msg_id, &headers, payload)
+                    .await;
+                (row.id, result)
+            }
+        }))
+        .await;
+        let total = results.len();
+        let mut published = Vec::with_capacity(total);
+        let mut failed = Vec::new();
+        for (id, result) in results {
+            match result {
+                Ok(duplicate) => {
+                    if duplicate {
+                        tracing::debug!(outbox_id = id, "message was already on the stream");
+                    }
+                    published.push(id);
+                }
+                Err(e) => failed.push((id, error_chain(&e))),
+            }
+        }
+        let full = i64::try_from(total).unwrap_or(i64::MAX) >= self.config.batch_size;
+        let failures = failed.len();
+        batch.finish(&published, &failed).await?;
+        metrics::counter!("foodseg_outbox_published_total").increment(published.len() as u64);
+        if failures > 0 {
+            metrics::counter!("foodseg_outbox_publish_failures_total").increment(failures as u64);
+            return Err(RelayError::Partial {
+                failed: failures,
+                total,
+            });
+        }
+        Ok((published.len(), full))
+    }
+}
+
+/// An error and its sources, `: `-separated, for logs and `last_error`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

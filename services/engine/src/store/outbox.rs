@@ -1,0 +1,125 @@
+//! The outbox: messages written in the same transaction as the state they announce,
+//! waiting for the relay to publish them to JetStream.
+//!
+//! A relay takes a batch with `FOR UPDATE SKIP LOCKED` inside a transaction, publishes
+//! it, and marks the rows published (or records the failure) before committing. Several
+//! relays therefore never take the same row at once; the `Nats-Msg-Id` of each row lets
+//! JetStream drop the rare duplicate (a relay that published but died before committing).
+
+use sqlx::{Postgres, Transaction};
+
+use super::{Store, StoreError};
+
+/// One message waiting to be published.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: serde_json::Value,
+    /// A JSON object of header name → string value (e.g. `traceparent`).
+    pub headers: serde_json::Value,
+    /// Failed publish attempts so far.
+    pub attempts: i32,
+}
+
+impl OutboxRow {
+    /// The headers as name/value pairs; non-string values are skipped.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The payload as the bytes sent on NATS.
+    pub fn payload_bytes(&self) -> Vec<u8> {
+        // Serialising a `serde_json::Value` cannot fail.
+        serde_json::to_vec(&self.payload).unwrap_or_default()
+    }
+}
+
+/// Rows locked for publishing by this relay until [`OutboxBatch::finish`] commits.
+/// Dropping the batch without finishing rolls back: the rows become available again.
+#[derive(Debug)]
+pub struct OutboxBatch {
+    tx: Transaction<'static, Postgres>,
+    rows: Vec<OutboxRow>,
+}
+
+impl OutboxBatch {
+    pub fn rows(&self) -> &[OutboxRow] {
+        &self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Marks `published` rows as published and records an error on `failed` rows, then
+    /// commits and releases the locks.
+    pub async fn finish(
+        mut self,
+        published: &[i64],
+        failed: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        if !published.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(published)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if !failed.is_empty() {
+            let (ids, errors): (Vec<i64>, Vec<String>) = failed.iter().cloned().unzip();
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = f.error \
+                 FROM UNNEST($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id",
+            )
+            .bind(&ids)
+            .bind(&errors)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Locks up to `limit` unpublished rows, oldest first, skipping rows another relay holds.
+    pub async fn outbox_batch(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, subject, msg_id, payload, headers, attempts FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(OutboxBatch { tx, rows })
+    }
+
+    /// How many rows wait to be published.
+    pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+
+    /// Deletes rows published more than `older_than` ago; returns how many.
+    pub async fn outbox_prune(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM outbox WHERE published_at IS NOT NULL \
+             AND published_at < now() - make_interval(secs => $1)",
+        )
+        .bind(older_than.as_secs_f64())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

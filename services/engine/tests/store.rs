@@ -1,0 +1,286 @@
+//! The job store against a real Postgres (one database per test).
+
+use std::time::Duration;
+
+use foodseg_engine::store::{ClaimOutcome, NewJob, RetryOutcome};
+use foodseg_engine::{JobStatus, RetryPolicy, Store, StoreError, Subjects};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn store(pool: PgPool) -> Store {
+    Store::from_pool(pool, Subjects::with_prefix("tstore"))
+}
+
+fn new_job(webhook: Option<&str>) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        model_id: "124096".into(),
+        model_name: "yolov5s-seg-coco".into(),
+        image_url: "https://images.example.org/a.jpg".into(),
+        webhook_url: webhook.map(str::to_string),
+        max_attempts: 2,
+        trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+    }
+}
+
+async fn count(pool: &PgPool, table: &str, id: Uuid) -> i64 {
+    let sql = match table {
+        "outbox" => "SELECT count(*) FROM outbox WHERE payload->>'job_id' = $1::text".to_string(),
+        other => format!("SELECT count(*) FROM {other} WHERE job_id = $1"),
+    };
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn fence_lost(e: StoreError) -> bool {
+    matches!(e, StoreError::FenceLost(_))
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn enqueue_writes_job_event_and_outbox_row(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(None);
+    let job = store.enqueue(&new, "api").await.unwrap();
+    assert_eq!(job.id, new.id);
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.attempt, 0);
+    assert_eq!(job.message, "Job queued");
+    assert_eq!(store.get(new.id).await.unwrap(), Some(job.clone()));
+
+    let events = store.events(new.id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].from_status, None);
+    assert_eq!(events[0].to_status, "queued");
+    assert_eq!(events[0].actor, "api");
+
+    let (subject, msg_id, payload, headers): (
+        String,
+        String,
+        serde_json::Value,
+        serde_json::Value,
+    ) = sqlx::query_as("SELECT subject, msg_id, payload, headers FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(subject, "tstore.jobs.segment.yolov5s-seg-coco");
+    assert_eq!(msg_id, new.id.to_string());
+    assert_eq!(payload, serde_json::json!({"job_id": new.id}));
+    assert_eq!(headers["traceparent"], new.traceparent.clone().unwrap());
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn duplicate_job_id_is_rejected_without_side_effects(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(None);
+    store.enqueue(&new, "api").await.unwrap();
+    assert!(store.enqueue(&new, "api").await.is_err());
+    assert_eq!(count(&pool, "job_events", new.id).await, 1);
+    assert_eq!(count(&pool, "outbox", new.id).await, 1);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn claim_renew_succeed_with_fencing(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(Some("https://mfr.example.org/hook"));
+    store.enqueue(&new, "api").await.unwrap();
+
+    let ClaimOutcome::Claimed(job) = store.claim(new.id, "w1", LEASE).await.unwrap() else {
+        panic!("expected a claim");
+    };
+    assert_eq!(job.status, JobStatus::Running);
+    assert_eq!(job.attempt, 1);
+    assert_eq!(job.lease_owner.as_deref(), Some("w1"));
+    assert!(job.lease_expires_at.is_some());
+
+    // A second claim sees the lease.
+    assert!(matches!(
+        store.claim(new.id, "w2", LEASE).await.unwrap(),
+        ClaimOutcome::Running(_)
+    ));
+    // Renewal works for the holder only.
+    store.renew(new.id, 1, "w1", LEASE).await.unwrap();
+    assert!(fence_lost(
+        store.renew(new.id, 1, "w2", LEASE).await.unwrap_err()
+    ));
+    assert!(fence_lost(
+        store.renew(new.id, 2, "w1", LEASE).await.unwrap_err()
+    ));
+    // A stale attempt cannot write a result.
+    let items = serde_json::json!([{"id": 0}]);
+    assert!(fence_lost(
+        store.succeed(new.id, 0, "w1", &items).await.unwrap_err()
+    ));
+
+    let done = store.succeed(new.id, 1, "w1", &items).await.unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.response, Some(items.clone()));
+    assert!(done.processing_time.is_some_and(|t| t >= 0.0));
+    assert!(done.lease_expires_at.is_none());
+
+    // Finished: no more writes, claims say so.
+    assert!(fence_lost(
+        store.succeed(new.id, 1, "w1", &items).await.unwrap_err()
+    ));
+    assert!(fence_lost(
+        store.fail(new.id, 1, "w1", "late").await.unwrap_err()
+    ));
+    assert_eq!(
+        store.claim(new.id, "w2", LEASE).await.unwrap(),
+        ClaimOutcome::Finished(JobStatus::Succeeded)
+    );
+
+    let to: Vec<String> = store
+        .events(new.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to_status)
+        .collect();
+    assert_eq!(to, ["queued", "running", "succeeded"]);
+    // Finished-job event in the outbox and a webhook delivery.
+    let subjects: Vec<String> = sqlx::query_scalar("SELECT subject FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(subjects[1], "tstore.events.job.succeeded");
+    assert_eq!(count(&pool, "deliveries", new.id).await, 1);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn fail_is_final_and_without_webhook_writes_no_delivery(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(None);
+    store.enqueue(&new, "api").await.unwrap();
+    store.claim(new.id, "w1", LEASE).await.unwrap();
+    let job = store
+        .fail(new.id, 1, "w1", "image not found (404)")
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.message, "image not found (404)");
+    assert_eq!(job.last_error.as_deref(), Some("image not found (404)"));
+    assert_eq!(count(&pool, "deliveries", new.id).await, 0);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn retry_requeues_with_backoff_then_fails_when_attempts_run_out(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(None); // max_attempts = 2
+    store.enqueue(&new, "api").await.unwrap();
+    let policy = RetryPolicy::default();
+
+    store.claim(new.id, "w1", LEASE).await.unwrap();
+    let RetryOutcome::Requeued { not_before } = store
+        .retry(new.id, 1, "w1", "image host 503", &policy)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a requeue");
+    };
+    let job = store.get(new.id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.not_before, Some(not_before));
+    assert!(not_before > job.updated_at);
+    // The stale attempt cannot write after the retry.
+    assert!(fence_lost(
+        store.fail(new.id, 1, "w1", "late").await.unwrap_err()
+    ));
+    // Not claimable before its backoff.
+    assert!(matches!(
+        store.claim(new.id, "w2", LEASE).await.unwrap(),
+        ClaimOutcome::NotYet(_)
+    ));
+    // A re-dispatch message was written with a per-attempt msg id.
+    let ids: Vec<String> = sqlx::query_scalar("SELECT msg_id FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, [new.id.to_string(), format!("{}.1", new.id)]);
+
+    sqlx::query("UPDATE jobs SET not_before = now() WHERE id = $1")
+        .bind(new.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(job) = store.claim(new.id, "w2", LEASE).await.unwrap() else {
+        panic!("expected a claim after the backoff");
+    };
+    assert_eq!(job.attempt, 2);
+    let RetryOutcome::Failed(job) = store
+        .retry(new.id, 2, "w2", "image host 503", &policy)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a final failure");
+    };
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(
+        job.message.contains("gave up after 2 attempts"),
+        "{}",
+        job.message
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn release_hands_the_job_back_at_once(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(None);
+    store.enqueue(&new, "api").await.unwrap();
+    store.claim(new.id, "w1", LEASE).await.unwrap();
+    assert!(fence_lost(
+        store.release(new.id, 1, "w2").await.unwrap_err()
+    ));
+    let job = store.release(new.id, 1, "w1").await.unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert!(job.lease_owner.is_none());
+    let ClaimOutcome::Claimed(job) = store.claim(new.id, "w2", LEASE).await.unwrap() else {
+        panic!("a released job is claimable at once");
+    };
+    assert_eq!(job.attempt, 2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn claim_of_unknown_job_is_not_found(pool: PgPool) {
+    let store = store(pool);
+    assert_eq!(
+        store.claim(Uuid::now_v7(), "w1", LEASE).await.unwrap(),
+        ClaimOutcome::NotFound
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn outbox_batches_skip_rows_another_relay_holds(pool: PgPool) {
+    let store = store(pool.clone());
+    for _ in 0..5 {
+        store.enqueue(&new_job(None), "api").await.unwrap();
+    }
+    let first = store.outbox_batch(3).await.unwrap();
+    let second = store.outbox_batch(10).await.unwrap();
+    assert_eq!(first.rows().len(), 3);
+    assert_eq!(second.rows().len(), 2);
+    let a: Vec<i64> = first.rows().iter().map(|r| r.id).collect();
+    assert!(second.rows().iter().all(|r| !a.contains(&r.id)));
+
+    let failed_id = second.rows()[0].id;
+    let ok_id = second.rows()[1].id;
+    second
+        .finish(&[ok_id], &[(failed_id, "nats down".into())])
+        .await
+        .unwrap();
+    drop(first); // rolled back: its rows are pending again
+    assert_eq!(store.outbox_pending().await.unwrap(), 4);
+    let (attempts, error): (i32, Option<String>) =
+        sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE id = $1")
+            .bind(failed_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((attempts, error.as_deref()), (1, Some("nats down")));
+    assert_eq!(store.outbox_batch(10).await.unwrap().rows().len(), 4);
+}
