@@ -1,1 +1,206 @@
-//! placeholder
+//! The foodseg scheduler: posts each finished job's result to its webhook exactly as MFR
+//! expects (DESIGN §2) with retries over up to a day, and repairs what crashes and lost
+//! messages leave behind — RUNNING jobs whose worker died are re-driven (or failed once
+//! out of attempts), QUEUED jobs whose dispatch message was lost are republished, stuck
+//! outbox rows are published by the relay it runs — plus a daily reconciliation report.
+//!
+//! It reacts to finished-job events and Postgres notifications for low latency, and also
+//! scans Postgres periodically, so nothing depends on a message arriving. Any number of
+//! schedulers may run against one database: deliveries are claimed with row locks
+//! (`FOR UPDATE SKIP LOCKED`) and every attempt is fenced on its number and claim.
+
+pub mod body;
+pub mod config;
+pub mod dispatcher;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod reconcile;
+pub mod retry_after;
+pub mod schedule;
+pub mod sender;
+pub mod signature;
+pub mod sweeper;
+pub mod wakers;
+
+pub use config::Config;
+pub use error::Error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use foodseg_engine::relay::error_chain;
+use foodseg_engine::{Bus, Relay, RelayConfig, Store, StoreConfig, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatcher::Dispatcher;
+use crate::sender::Sender;
+use crate::sweeper::Sweeper;
+
+/// What the scheduler runs on, built from a [`Config`] or assembled by tests (a per-test
+/// pool, unique subjects).
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub store: Store,
+    pub bus: Bus,
+}
+
+impl Parts {
+    /// Connects (lazily) to Postgres and NATS: neither needs to be up to start.
+    pub async fn from_config(config: &Config) -> Result<Self, Error> {
+        let store = Store::connect_lazy(
+            &StoreConfig::new(&config.database_url),
+            config.subjects.clone(),
+        )?;
+        let bus = Bus::connect(&config.nats_url, config.subjects.clone()).await?;
+        Ok(Parts { store, bus })
+    }
+}
+
+/// Runs the scheduler until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let parts = Parts::from_config(&config).await?;
+    let listener = match config.http_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    serve(config, parts, listener, shutdown).await
+}
+
+/// Runs the scheduler on `parts` (and the probes on `listener`, if any) until `shutdown`:
+/// applies migrations (waiting for Postgres if needed), then runs the delivery loop, the
+/// event and notification wakers, the outbox relay, the sweeps and the daily pass. On
+/// shutdown, attempts in flight finish and are recorded.
+pub async fn serve(
+    config: Config,
+    parts: Parts,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let Parts { store, bus } = parts;
+    if !migrate(&store, &shutdown).await? {
+        return Ok(());
+    }
+    let metrics_handle = foodseg_telemetry::metrics::install()?;
+    metrics::describe();
+    let sender = Sender::new(
+        config.net_policy.clone(),
+        config.webhook_secret.clone(),
+        config.attempt_timeout,
+        config.connect_timeout,
+    )
+    .map_err(Error::HttpClient)?;
+
+    let tasks = shutdown.child_token();
+    let wake = Arc::new(Notify::new());
+    let relay = Relay::new(store.clone(), bus.clone(), RelayConfig::default());
+    let sweeper = Sweeper {
+        store: store.clone(),
+        bus: bus.clone(),
+        relay: relay.waker(),
+        actor: config.scheduler_id.clone(),
+        stale_queued_after: config.stale_queued_after,
+    };
+    let mut handles = vec![
+        tokio::spawn(relay.run(tasks.clone())),
+        tokio::spawn(wakers::consume_events(
+            bus.clone(),
+            wake.clone(),
+            tasks.clone(),
+        )),
+        tokio::spawn(wakers::listen_deliveries(
+            store.pool().clone(),
+            wake.clone(),
+            tasks.clone(),
+        )),
+        tokio::spawn(sweeper.run(config.sweep_interval, tasks.clone())),
+        tokio::spawn(reconcile::run(
+            store.clone(),
+            config.reconcile_at,
+            tasks.clone(),
+        )),
+    ];
+    if let Some(listener) = listener {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let probe = http::Probe {
+            store: store.clone(),
+            bus: bus.clone(),
+            metrics: metrics_handle,
+        };
+        let server = http::serve(listener, probe, tasks.clone()).map_err(|source| Error::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        tracing::info!(%addr, "scheduler probes and metrics listening");
+        handles.push(server);
+    }
+    tracing::info!(scheduler_id = %config.scheduler_id, "scheduler started");
+
+    let dispatcher = Arc::new(Dispatcher::new(
+        store,
+        sender,
+        config.retry_schedule.clone(),
+        config.attempt_timeout,
+        config.poll_interval,
+        config.max_in_flight,
+        wake,
+    ));
+    dispatcher.run(shutdown.clone()).await;
+    tasks.cancel();
+    for handle in handles {
+        if let Err(e) = handle.await {
+            tracing::warn!(error = %e, "scheduler task ended abnormally");
+        }
+    }
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+/// Applies pending migrations, waiting while Postgres is unreachable. `false` when
+/// shutdown came first.
+async fn migrate(store: &Store, shutdown: &CancellationToken) -> Result<bool, Error> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store.migrate().await {
+            Ok(()) => return Ok(true),
+            Err(e) if is_unreachable(&e) => {
+                tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "database unreachable; waiting to apply migrations");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn is_unreachable(e: &StoreError) -> bool {
+    use sqlx::migrate::MigrateError;
+    let connect = |e: &sqlx::Error| {
+        matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+        )
+    };
+    match e {
+        StoreError::Unavailable(_) => true,
+        StoreError::Migrate(MigrateError::Execute(e)) => connect(e),
+        _ => false,
+    }
+}

@@ -154,7 +154,7 @@ impl DeliveryRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redelivery {
     /// A new delivery (new `webhook-id`) is pending.
-    Created(DeliveryView),
+    Created(Box<DeliveryView>),
     NotFound,
     /// The job has not finished; its webhook goes out when it does.
     NotFinished(JobStatus),
@@ -316,7 +316,7 @@ impl Store {
         .await?;
         if let Some(id) = created {
             return match self.delivery(id).await? {
-                Some(view) => Ok(Redelivery::Created(view)),
+                Some(view) => Ok(Redelivery::Created(Box::new(view))),
                 None => Ok(Redelivery::NotFound),
             };
         }

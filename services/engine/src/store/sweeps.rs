@@ -172,6 +172,17 @@ impl Store {
         Ok(ids)
     }
 
+    /// How long the oldest QUEUED job has waited since it was created, if any is queued.
+    pub async fn oldest_queued_age(&self) -> Result<Option<Duration>, StoreError> {
+        let secs: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
+             FROM jobs WHERE status = 'queued'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)))
+    }
+
     /// Runs the reconciliation of `day` unless another scheduler holds the reconciliation
     /// lock or already ran it: counts jobs by state and age, recoveries and failed
     /// deliveries of the last 24 h, and stores the report. `None` when skipped.

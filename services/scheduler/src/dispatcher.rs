@@ -1,0 +1,261 @@
+//! The delivery loop: claims due deliveries (woken by finished-job events, Postgres
+//! notifications, scheduled retries, or at least every poll interval) and sends each
+//! attempt in its own task, at most `max_in_flight` at once, so a slow or hanging
+//! receiver only ever holds its own slot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use foodseg_engine::relay::error_chain;
+use foodseg_engine::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery};
+use foodseg_engine::{JobDocument, Store};
+use foodseg_telemetry::{spans, trace};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::body;
+use crate::metrics;
+use crate::schedule::{Answer, RetrySchedule, decide};
+use crate::sender::{Outgoing, Sender};
+
+/// Deliveries claimed per query at most.
+const CLAIM_BATCH: usize = 64;
+/// A claim outlives the attempt's timeout by this much before another scheduler may take
+/// the delivery over (only ever needed when this scheduler died mid-attempt).
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Tries at recording an attempt before leaving it to the claim's expiry.
+const RECORD_TRIES: u32 = 3;
+
+/// Sends webhook attempts.
+pub struct Dispatcher {
+    store: Store,
+    sender: Sender,
+    schedule: RetrySchedule,
+    lease: Duration,
+    poll_interval: Duration,
+    slots: Arc<Semaphore>,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        sender: Sender,
+        schedule: RetrySchedule,
+        attempt_timeout: Duration,
+        poll_interval: Duration,
+        max_in_flight: usize,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Dispatcher {
+            store,
+            sender,
+            schedule,
+            lease: attempt_timeout + LEASE_MARGIN,
+            poll_interval,
+            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            wake,
+        }
+    }
+
+    /// Runs until `shutdown`, then waits for the attempts in flight (each bounded by the
+    /// attempt timeout) so that every attempt sent is also recorded.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        let mut failures = 0u32;
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let mut more = false;
+            let free = self.slots.available_permits();
+            if free > 0 {
+                let limit = free.min(CLAIM_BATCH);
+                match self
+                    .store
+                    .claim_due_deliveries(i64::try_from(limit).unwrap_or(64), self.lease)
+                    .await
+                {
+                    Ok(claims) => {
+                        failures = 0;
+                        more = claims.len() == limit;
+                        for claim in claims {
+                            self.start(&mut tasks, claim, &shutdown).await;
+                        }
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %error_chain(&e), "cannot claim due webhook deliveries");
+                    }
+                }
+            }
+            let pause = if failures > 0 {
+                Duration::from_millis(100 << failures.min(6)).min(self.poll_interval)
+            } else {
+                self.poll_interval
+            };
+            if more && self.slots.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::debug!("webhook dispatcher stopped");
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        claim: ClaimedDelivery,
+        shutdown: &CancellationToken,
+    ) {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tasks.spawn(self.clone().attempt(claim, permit, shutdown.clone()));
+            }
+            Err(_) => {
+                // Only this loop takes slots and it claimed no more than were free.
+                if let Err(e) = self.store.release_delivery(&claim).await {
+                    tracing::warn!(error = %error_chain(&e), delivery_id = %claim.id, "cannot release a delivery claim");
+                }
+            }
+        }
+    }
+
+    /// Sends one attempt and records it with the delivery's next state.
+    async fn attempt(
+        self: Arc<Self>,
+        claim: ClaimedDelivery,
+        _slot: OwnedSemaphorePermit,
+        shutdown: CancellationToken,
+    ) {
+        let attempt = claim.attempt();
+        let span = spans::http_client("POST", &claim.url);
+        if let Some(parent) = &claim.traceparent {
+            trace::set_parent(&span, parent);
+        }
+        let traceparent = trace::traceparent_of(&span).or_else(|| claim.traceparent.clone());
+        let log = tracing::info_span!("webhook", job_id = %claim.job_id, webhook_id = %claim.webhook_id, attempt);
+        async {
+            let started_at = Utc::now();
+            let clock = Instant::now();
+            let answer = match self.store.get(claim.job_id).await {
+                Ok(Some(job)) => {
+                    let body = body::encode(&JobDocument::from(&job));
+                    let out = Outgoing {
+                        url: &claim.url,
+                        webhook_id: &claim.webhook_id,
+                        timestamp: started_at.timestamp(),
+                        body: &body,
+                        traceparent: traceparent.as_deref(),
+                    };
+                    self.sender.send(&out).instrument(span.clone()).await
+                }
+                Ok(None) => Answer::Refused("the job no longer exists".into()),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "cannot load the job of a webhook; retrying later");
+                    if let Err(e) = self.store.release_delivery(&claim).await {
+                        tracing::warn!(error = %error_chain(&e), "cannot release a delivery claim");
+                    }
+                    return;
+                }
+            };
+            let latency = clock.elapsed();
+            match &answer {
+                Answer::Status { code, .. } => spans::record_http_status(&span, *code),
+                Answer::Transport(_) => spans::record_error(&span, "transport"),
+                Answer::Refused(_) => spans::record_error(&span, "refused"),
+            }
+            let attempt_no = u32::try_from(attempt).unwrap_or(u32::MAX);
+            let decision = decide(
+                &answer,
+                attempt_no,
+                &self.schedule,
+                claim.created_at,
+                Utc::now(),
+                rand::random::<f64>(),
+            );
+            let record = AttemptRecord {
+                started_at,
+                latency,
+                status_code: match answer {
+                    Answer::Status { code, .. } => Some(code),
+                    _ => None,
+                },
+                error: decision.error.clone(),
+                outcome: decision.outcome,
+                next_attempt_at: decision.next_attempt_at,
+            };
+            if !self.record(&claim, &record).await {
+                return;
+            }
+            metrics::attempt(decision.outcome, latency);
+            match decision.outcome {
+                AttemptOutcome::Delivered => {
+                    tracing::info!(latency_ms = latency.as_millis() as u64, "webhook delivered");
+                }
+                AttemptOutcome::Retry => {
+                    tracing::info!(error = decision.error.as_deref().unwrap_or(""), next_attempt_at = ?decision.next_attempt_at, "webhook attempt failed; will retry");
+                    if let Some(at) = decision.next_attempt_at {
+                        self.wake_at(at, shutdown);
+                    }
+                }
+                AttemptOutcome::Gone | AttemptOutcome::Failed => {
+                    metrics::delivery_failed();
+                    tracing::warn!(error = decision.error.as_deref().unwrap_or(""), "webhook delivery failed for good");
+                }
+            }
+        }
+        .instrument(log)
+        .await;
+        self.wake.notify_one();
+    }
+
+    /// Records an attempt, retrying briefly while Postgres hiccups. `false` when it could
+    /// not be recorded: the claim then expires and the attempt is sent again (the
+    /// receiver sees the same `webhook-id`).
+    async fn record(&self, claim: &ClaimedDelivery, record: &AttemptRecord) -> bool {
+        for try_no in 1..=RECORD_TRIES {
+            match self.store.record_attempt(claim, record).await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    tracing::warn!(
+                        "delivery claim expired before the attempt was recorded; another scheduler took over"
+                    );
+                    return false;
+                }
+                Err(e) if try_no < RECORD_TRIES => {
+                    tracing::warn!(error = %error_chain(&e), "cannot record a webhook attempt; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(try_no))).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "cannot record a webhook attempt; it will be sent again when its claim expires");
+                }
+            }
+        }
+        false
+    }
+
+    /// Wakes the loop when a scheduled retry falls due (sooner than the next poll).
+    fn wake_at(&self, at: DateTime<Utc>, shutdown: CancellationToken) {
+        let Ok(wait) = (at - Utc::now()).to_std() else {
+            self.wake.notify_one();
+            return;
+        };
+        if wait >= self.poll_interval {
+            return;
+        }
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(wait) => wake.notify_one(),
+            }
+        });
+    }
+}

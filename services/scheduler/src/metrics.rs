@@ -1,0 +1,80 @@
+//! The scheduler's Prometheus metrics beyond the shared ones of `foodseg_telemetry`.
+
+use std::time::Duration;
+
+use foodseg_engine::store::{AttemptOutcome, ReconciliationReport};
+
+/// Deliveries that failed for good (schedule exhausted, 410, refused URL).
+pub const DELIVERIES_FAILED_TOTAL: &str = "foodseg_webhook_deliveries_failed_total";
+/// Duration of one delivery attempt.
+pub const ATTEMPT_SECONDS: &str = "foodseg_webhook_attempt_seconds";
+/// Jobs by state and age at the last reconciliation.
+pub const RECONCILE_JOBS: &str = "foodseg_reconcile_jobs";
+/// Other counts of the last reconciliation, by `count`.
+pub const RECONCILE_COUNTS: &str = "foodseg_reconcile_counts";
+
+const STATES: [&str; 4] = ["queued", "running", "succeeded", "failed"];
+const AGES: [&str; 5] = ["lt_1m", "lt_1h", "lt_1d", "lt_7d", "ge_7d"];
+
+/// Registers descriptions so `/metrics` explains each series.
+pub fn describe() {
+    metrics::describe_counter!(
+        DELIVERIES_FAILED_TOTAL,
+        "Webhook deliveries that failed for good (schedule exhausted, 410 Gone, refused URL)"
+    );
+    metrics::describe_histogram!(
+        ATTEMPT_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one webhook delivery attempt"
+    );
+    metrics::describe_gauge!(
+        RECONCILE_JOBS,
+        "Jobs by state and age (since creation) at the last daily reconciliation"
+    );
+    metrics::describe_gauge!(
+        RECONCILE_COUNTS,
+        "Recoveries and delivery counts over the 24 h before the last daily reconciliation"
+    );
+}
+
+/// One attempt finished with `outcome`.
+pub fn attempt(outcome: AttemptOutcome, took: Duration) {
+    foodseg_telemetry::metrics::webhook_attempt(outcome.as_str());
+    metrics::histogram!(ATTEMPT_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn delivery_failed() {
+    metrics::counter!(DELIVERIES_FAILED_TOTAL).increment(1);
+}
+
+/// The sweeper recovered `n` jobs of `kind`.
+pub fn recovered(kind: &'static str, n: usize) {
+    if n > 0 {
+        let name = foodseg_telemetry::metrics::names::SWEEP_RECOVERIES;
+        metrics::counter!(name, "kind" => kind).increment(n as u64);
+    }
+}
+
+/// Exports a reconciliation report as gauges (every state × age, zero when absent).
+pub fn reconciled(report: &ReconciliationReport) {
+    for status in STATES {
+        for age in AGES {
+            let count = report
+                .jobs
+                .iter()
+                .find(|c| c.status == status && c.age == age)
+                .map_or(0, |c| c.count);
+            metrics::gauge!(RECONCILE_JOBS, "status" => status, "age" => age).set(count as f64);
+        }
+    }
+    for (name, value) in [
+        ("redriven_24h", report.redriven_24h),
+        ("lost_failed_24h", report.lost_failed_24h),
+        ("republished_24h", report.republished_24h),
+        ("deliveries_failed_24h", report.deliveries_failed_24h),
+        ("deliveries_pending", report.deliveries_pending),
+        ("outbox_unpublished", report.outbox_unpublished),
+    ] {
+        metrics::gauge!(RECONCILE_COUNTS, "count" => name).set(value as f64);
+    }
+}

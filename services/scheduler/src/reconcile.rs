@@ -1,0 +1,84 @@
+//! The daily reconciliation: at `FOODSEG_RECONCILE_AT` (UTC) one scheduler — whichever
+//! takes the advisory lock and the day first — counts jobs by state and age, recoveries
+//! and failed deliveries, logs them and exports them as gauges.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use foodseg_engine::relay::error_chain;
+use foodseg_engine::store::ReconciliationReport;
+use foodseg_engine::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+
+/// The first time at `at` (UTC) strictly after `now`.
+pub fn next_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
+    let today = now.date_naive().and_time(at).and_utc();
+    if today > now {
+        today
+    } else {
+        today + chrono::Duration::days(1)
+    }
+}
+
+/// Runs the pass every day at `at` until `shutdown`.
+pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
+    loop {
+        let now = Utc::now();
+        let next = next_run(now, at);
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if let Err(e) = reconcile(&store, next.date_naive()).await {
+            tracing::error!(error = %error_chain(&e), "daily reconciliation failed");
+        }
+    }
+}
+
+/// Runs the reconciliation of `day` unless another scheduler did; logs and exports it.
+pub async fn reconcile(
+    store: &Store,
+    day: NaiveDate,
+) -> Result<Option<ReconciliationReport>, StoreError> {
+    let Some(report) = store.reconcile(day).await? else {
+        tracing::debug!(%day, "reconciliation already run by another scheduler");
+        return Ok(None);
+    };
+    for c in &report.jobs {
+        tracing::info!(%day, status = %c.status, age = %c.age, count = c.count, "reconciliation: jobs");
+    }
+    tracing::info!(
+        %day,
+        redriven_24h = report.redriven_24h,
+        lost_failed_24h = report.lost_failed_24h,
+        republished_24h = report.republished_24h,
+        deliveries_failed_24h = report.deliveries_failed_24h,
+        deliveries_pending = report.deliveries_pending,
+        outbox_unpublished = report.outbox_unpublished,
+        "daily reconciliation"
+    );
+    metrics::reconciled(&report);
+    Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn next_run_is_today_or_tomorrow() {
+        let three = NaiveTime::from_hms_opt(3, 0, 0).unwrap();
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 11, 28, h, m, 0).unwrap();
+        assert_eq!(next_run(at(1, 0), three), at(3, 0));
+        assert_eq!(
+            next_run(at(3, 0), three),
+            at(3, 0) + chrono::Duration::days(1)
+        );
+        assert_eq!(
+            next_run(at(23, 59), three),
+            at(3, 0) + chrono::Duration::days(1)
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Periodic repairs: RUNNING jobs whose lease expired (dead worker) are re-driven or
+//! failed; QUEUED jobs whose dispatch message may be lost are republished; queue-lag
+//! gauges are refreshed. New outbox rows are handed to the relay at once.
+
+use std::time::Duration;
+
+use foodseg_engine::relay::error_chain;
+use foodseg_engine::{Bus, RelayWaker, Store, StoreError};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+
+/// Jobs handled per sweep statement; a full batch is followed by another at once.
+const SWEEP_BATCH: i64 = 200;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    pub redriven: usize,
+    pub failed: usize,
+    pub republished: usize,
+}
+
+/// Runs the sweeps.
+#[derive(Debug, Clone)]
+pub struct Sweeper {
+    pub store: Store,
+    pub bus: Bus,
+    pub relay: RelayWaker,
+    pub actor: String,
+    pub stale_queued_after: Duration,
+}
+
+impl Sweeper {
+    /// Sweeps every `interval` until `shutdown`.
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            match self.sweep().await {
+                Ok(c) if c != SweepCounts::default() => {
+                    tracing::info!(
+                        redriven = c.redriven,
+                        failed = c.failed,
+                        republished = c.republished,
+                        "sweep recovered jobs"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %error_chain(&e), "sweep failed"),
+            }
+            self.export_lag().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// One pass of every sweep.
+    pub async fn sweep(&self) -> Result<SweepCounts, StoreError> {
+        let mut counts = SweepCounts::default();
+        loop {
+            let report = self.store.redrive_expired(&self.actor, SWEEP_BATCH).await?;
+            counts.redriven += report.redriven.len();
+            counts.failed += report.failed.len();
+            for id in &report.redriven {
+                tracing::info!(job_id = %id, "lease expired; job re-driven");
+            }
+            for id in &report.failed {
+                tracing::warn!(job_id = %id, "lease expired with no attempt left; job failed");
+            }
+            let full = report.redriven.len() as i64 >= SWEEP_BATCH
+                || report.failed.len() as i64 >= SWEEP_BATCH;
+            if !full {
+                break;
+            }
+        }
+        loop {
+            let ids = self
+                .store
+                .republish_stale_queued(&self.actor, self.stale_queued_after, SWEEP_BATCH)
+                .await?;
+            counts.republished += ids.len();
+            for id in &ids {
+                tracing::info!(job_id = %id, "queued job untouched for long; dispatch message republished");
+            }
+            if (ids.len() as i64) < SWEEP_BATCH {
+                break;
+            }
+        }
+        metrics::recovered("lease_expired", counts.redriven);
+        metrics::recovered("failed_exhausted", counts.failed);
+        metrics::recovered("republished", counts.republished);
+        if counts != SweepCounts::default() {
+            self.relay.wake();
+        }
+        Ok(counts)
+    }
+
+    /// Oldest QUEUED age and JetStream consumer backlogs, as gauges.
+    async fn export_lag(&self) {
+        match self.store.oldest_queued_age().await {
+            Ok(age) => foodseg_telemetry::metrics::queue_oldest_queued(age.unwrap_or_default()),
+            Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read queue age"),
+        }
+        if !self.bus.is_connected() {
+            return;
+        }
+        let subjects = self.bus.subjects().clone();
+        for stream_name in [&subjects.jobs_stream, &subjects.events_stream] {
+            let Ok(stream) = self.bus.jetstream().get_stream(stream_name).await else {
+                continue;
+            };
+            let mut consumers = stream.consumers();
+            while let Some(info) = consumers.next().await {
+                match info {
+                    Ok(info) => foodseg_telemetry::metrics::stream_pending(
+                        stream_name,
+                        &info.name,
+                        info.num_pending + info.num_ack_pending as u64,
+                    ),
+                    Err(e) => {
+                        tracing::debug!(error = %error_chain(&e), "cannot list consumers");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
