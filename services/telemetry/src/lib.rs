@@ -1,53 +1,176 @@
-//! Telemetry for the foodseg services: structured logs (text or JSON) through `tracing`.
-//! Trace export and metrics build on the same entry point.
+//! Telemetry for the foodseg services: structured logs (text or JSON) stamped with trace
+//! ids, OpenTelemetry traces exported over OTLP, W3C trace-context propagation through
+//! HTTP and NATS headers, span constructors following the OpenTelemetry semantic
+//! conventions, Prometheus metrics, and links from a trace id to Jaeger.
+//!
+//! Each service's `main` calls [`init`] once with [`TelemetryConfig::from_env`] and keeps
+//! the returned [`TelemetryGuard`] until it has shut down; dropping the guard (or calling
+//! [`TelemetryGuard::shutdown`]) flushes buffered spans. Configuration is the standard
+//! OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` /
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`
+//! or `grpc`), `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_*`. With no
+//! endpoint nothing is exported, but spans and trace ids still exist and propagate, so
+//! logs of one job stay correlated across services.
 
+pub mod config;
+pub mod jaeger;
+mod logfmt;
+pub mod metrics;
+mod otlp;
+#[cfg(feature = "test-receiver")]
+pub mod receiver;
+pub mod spans;
 pub mod trace;
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, ParseError};
+use tracing_subscriber::fmt::format::JsonFields;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::util::TryInitError;
+use tracing_subscriber::{Layer, Registry, fmt};
 
-/// Log format, from `FOODSEG_LOG_FORMAT` (`text` or `json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
+pub use config::{LogFormat, OtlpProtocol, OtlpTarget, TelemetryConfig};
+pub use jaeger::JaegerLinks;
+pub use logfmt::WithTraceIds;
+pub use otlp::SHUTDOWN_TIMEOUT;
+
+/// Telemetry could not be set up; every variant is a configuration the operator fixes.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("unsupported OTLP protocol {0:?}: use \"http/protobuf\" or \"grpc\"")]
+    UnsupportedProtocol(String),
+    #[error("invalid RUST_LOG directives {directives:?}")]
+    LogFilter {
+        directives: String,
+        #[source]
+        source: ParseError,
+    },
+    #[error("invalid FOODSEG_TRACE_FILTER directives {directives:?}")]
+    TraceFilter {
+        directives: String,
+        #[source]
+        source: ParseError,
+    },
+    #[error("cannot set up the OTLP span exporter for {endpoint}")]
+    Exporter {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error("OTLP over gRPC needs a Tokio runtime: call telemetry::init inside it")]
+    NoRuntime,
+    #[error("a global tracing subscriber or logger is already installed")]
+    AlreadyInitialized(#[source] TryInitError),
 }
 
-/// Telemetry settings of one service.
-#[derive(Debug, Clone)]
-pub struct TelemetryConfig {
-    /// Default `service.name` when `OTEL_SERVICE_NAME` is unset.
-    pub service_name: String,
-    pub log_format: LogFormat,
+/// Keeps telemetry alive; dropping it (or [`shutdown`](Self::shutdown)) flushes buffered
+/// spans to the collector, waiting at most [`SHUTDOWN_TIMEOUT`].
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    exporting: bool,
 }
 
-impl TelemetryConfig {
-    /// Reads `FOODSEG_LOG_FORMAT`; `RUST_LOG` filters (default `info`).
-    pub fn from_env(service_name: &str) -> Self {
-        let log_format = match std::env::var("FOODSEG_LOG_FORMAT").as_deref() {
-            Ok("json") => LogFormat::Json,
-            _ => LogFormat::Text,
-        };
-        TelemetryConfig {
-            service_name: service_name.to_string(),
-            log_format,
+impl TelemetryGuard {
+    /// Whether spans are being exported (an OTLP endpoint is configured).
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Flushes buffered spans and stops exporting. Returns whether everything buffered
+    /// was handed to the collector in time.
+    pub fn shutdown(mut self) -> bool {
+        self.shutdown_provider()
+    }
+
+    fn shutdown_provider(&mut self) -> bool {
+        match self.provider.take() {
+            Some(provider) => otlp::shutdown(provider, SHUTDOWN_TIMEOUT),
+            None => true,
         }
     }
 }
 
-/// Keeps telemetry alive; dropping it flushes what is buffered.
-#[derive(Debug)]
-pub struct TelemetryGuard {
-    _private: (),
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.shutdown_provider();
+    }
 }
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(config: &TelemetryConfig) -> TelemetryGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    match config.log_format {
-        LogFormat::Text => registry.with(fmt::layer()).init(),
-        LogFormat::Json => registry.with(fmt::layer().json()).init(),
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the global subscriber (logs + OpenTelemetry layer), the tracer provider and
+/// the W3C TraceContext propagator. Call once, from `main`, inside the Tokio runtime.
+pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    if let Some(protocol) = &config.invalid_protocol {
+        return Err(TelemetryError::UnsupportedProtocol(protocol.clone()));
     }
-    TelemetryGuard { _private: () }
+    let log_filter =
+        EnvFilter::try_new(&config.log_filter).map_err(|source| TelemetryError::LogFilter {
+            directives: config.log_filter.clone(),
+            source,
+        })?;
+    let mut layers: Vec<BoxedLayer> = vec![log_layer(config.log_format, log_filter)];
+
+    let provider = if config.tracing_enabled {
+        let trace_filter = EnvFilter::try_new(&config.trace_filter).map_err(|source| {
+            TelemetryError::TraceFilter {
+                directives: config.trace_filter.clone(),
+                source,
+            }
+        })?;
+        let provider = otlp::provider(&config.service_name, config.otlp.as_ref())?;
+        let tracer = provider.tracer("foodseg");
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(trace_filter)
+                .boxed(),
+        );
+        Some(provider)
+    } else {
+        None
+    };
+
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(TelemetryError::AlreadyInitialized)?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    if let Some(provider) = &provider {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    let exporting = provider.is_some() && config.otlp.is_some();
+    tracing::debug!(
+        service.name = %config.service_name,
+        exporting,
+        endpoint = config.otlp.as_ref().map(|t| t.endpoint.as_str()),
+        "telemetry initialised"
+    );
+    Ok(TelemetryGuard {
+        provider,
+        exporting,
+    })
+}
+
+/// The log output layer: text or JSON lines on stdout, each stamped with the active
+/// trace and span id.
+fn log_layer(format: LogFormat, filter: EnvFilter) -> BoxedLayer {
+    match format {
+        LogFormat::Text => fmt::layer()
+            .with_ansi(false)
+            .event_format(WithTraceIds::text(fmt::format().with_ansi(false)))
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .with_ansi(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(WithTraceIds::json(
+                fmt::format().json().with_current_span(true),
+            ))
+            .with_filter(filter)
+            .boxed(),
+    }
 }

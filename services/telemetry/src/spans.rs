@@ -1,0 +1,164 @@
+//! Span constructors following the OpenTelemetry semantic conventions for HTTP and
+//! messaging, so every service names and tags the same things the same way.
+//!
+//! Each returns a `tracing::Span` with the right `otel.kind`, `otel.name` and attributes;
+//! fields known only later (status codes, detections, …) are declared empty and filled
+//! with `span.record(..)` or the `record_*` helpers here. Remote parents are attached
+//! before the span starts, as OpenTelemetry requires.
+
+use tracing::field::Empty;
+
+use crate::trace::{set_parent, set_parent_from_http, set_parent_from_nats};
+
+/// SERVER span for an incoming HTTP request, continuing the caller's `traceparent` if
+/// it sent one (MFR sends none, so an enqueue is the root of its job's trace).
+pub fn http_server(method: &str, route: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = Empty,
+        "error.type" = Empty,
+    );
+    set_parent_from_http(&span, headers);
+    span
+}
+
+/// CLIENT span for one outgoing HTTP request (a webhook delivery attempt, an image
+/// fetch). `url.full` never carries credentials.
+pub fn http_client(method: &str, url: &str) -> tracing::Span {
+    let (server_address, server_port) = server_of(url);
+    tracing::info_span!(
+        "http.client",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        url.full = %redact_userinfo(url),
+        server.address = server_address.as_deref().unwrap_or(""),
+        server.port = server_port,
+        http.response.status_code = Empty,
+        http.request.resend_count = Empty,
+        "error.type" = Empty,
+    )
+}
+
+/// PRODUCER span for publishing to a NATS subject. `parent` is the stored
+/// `traceparent` of the job when publishing outside the request (outbox relay, sweeper);
+/// `None` keeps the current span as parent.
+pub fn nats_publish(subject: &str, parent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "messaging.publish",
+        otel.name = %format_args!("send {subject}"),
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = %subject,
+        messaging.message.id = Empty,
+        "error.type" = Empty,
+    );
+    if let Some(tp) = parent {
+        set_parent(&span, tp);
+    }
+    span
+}
+
+/// CONSUMER span for processing one NATS message, continuing the trace in its headers.
+pub fn nats_process(subject: &str, headers: Option<&async_nats::HeaderMap>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "messaging.process",
+        otel.name = %format_args!("process {subject}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = %subject,
+        messaging.message.id = Empty,
+        messaging.message.delivery_count = Empty,
+        "error.type" = Empty,
+    );
+    if let Some(h) = headers {
+        set_parent_from_nats(&span, h);
+    }
+    span
+}
+
+/// Records an HTTP response status on a client or server span; for a client every
+/// status ≥ 400 is an error, for a server only ≥ 500 (a 4xx is the caller's fault).
+pub fn record_http_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    let is_client = span.metadata().is_some_and(|m| m.name() == "http.client");
+    let threshold = if is_client { 400 } else { 500 };
+    if status >= threshold {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", status.to_string().as_str());
+    }
+}
+
+/// Marks a span as failed, with a short error class (`timeout`, `connect`, a type name).
+pub fn record_error(span: &tracing::Span, error_type: &str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", error_type);
+}
+
+/// Host and port of a URL, for `server.address` / `server.port`.
+fn server_of(url: &str) -> (Option<String>, u16) {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return (None, 0);
+    };
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    (uri.host().map(str::to_string), port)
+}
+
+/// The URL without `user:password@`, which must not end up in a trace backend.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://REDACTED:REDACTED@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_redacted() {
+        assert_eq!(
+            redact_userinfo("https://u:p@h.example/a?b=1"),
+            "https://REDACTED:REDACTED@h.example/a?b=1"
+        );
+        assert_eq!(
+            redact_userinfo("http://h.example/a@b"),
+            "http://h.example/a@b"
+        );
+        assert_eq!(redact_userinfo("not a url"), "not a url");
+    }
+
+    #[test]
+    fn server_address_and_default_ports() {
+        assert_eq!(
+            server_of("https://h.example/x"),
+            (Some("h.example".into()), 443)
+        );
+        assert_eq!(
+            server_of("http://127.0.0.1:8080/x"),
+            (Some("127.0.0.1".into()), 8080)
+        );
+        assert_eq!(server_of("::nope::"), (None, 0));
+    }
+}

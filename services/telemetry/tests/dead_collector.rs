@@ -1,0 +1,33 @@
+//! A collector that accepts connections but never answers costs dropped spans only:
+//! recording spans never blocks, and shutdown gives up after its bound.
+
+use foodseg_telemetry::{TelemetryConfig, init, trace};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_collector_never_blocks_the_service() -> anyhow::Result<()> {
+    // Accepts TCP connections and never reads or answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let endpoint = format!("http://{}", blackhole.local_addr()?);
+    let config = TelemetryConfig::from_lookup("foodseg-test", |k| {
+        (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone())
+    });
+    let guard = init(&config)?;
+
+    // Far more spans than the bounded queue holds: the overflow is dropped, not waited on.
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..20_000 {
+        let span = tracing::info_span!("work", i);
+        let _e = span.enter();
+        ids.insert(trace::current_trace_id().expect("trace ids still exist"));
+    }
+    assert_eq!(ids.len(), 20_000);
+
+    // The service keeps doing async work meanwhile.
+    let answer = tokio::spawn(async { 6 * 7 }).await?;
+    assert_eq!(answer, 42);
+
+    // Nothing could be delivered; shutdown says so instead of hanging.
+    assert!(!guard.shutdown());
+    drop(blackhole);
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! With OTLP/gRPC pointed at a closed port the service runs normally and shutdown
+//! reports the failed flush instead of hanging.
+
+use foodseg_telemetry::{OtlpProtocol, TelemetryConfig, init, trace};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_to_a_closed_port_is_harmless() -> anyhow::Result<()> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let endpoint = format!("http://{}", closed.local_addr()?);
+    drop(closed);
+    let config = TelemetryConfig::from_lookup("foodseg-test", |k| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".into()),
+        _ => None,
+    });
+    assert_eq!(
+        config.otlp.as_ref().map(|t| t.protocol),
+        Some(OtlpProtocol::Grpc)
+    );
+    let guard = init(&config)?;
+    assert!(guard.exporting());
+    for _ in 0..100 {
+        let span = tracing::info_span!("work");
+        let _e = span.enter();
+        assert!(trace::current_traceparent().is_some());
+    }
+    assert!(!guard.shutdown());
+    Ok(())
+}
