@@ -56,7 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let segmenter = Segmenter::load_models([model], &options)?;
     let session = segmenter.session(model)?;
     println!(
-        "model {} ({}), {runs} runs, median ms per image",
+        "model {} ({}), {runs} runs, median ms per image; % columns are relative to bare \
+         (Session::run alone); copy = infer - bare (copying outputs out of the session)",
         model.name(),
         session.device()
     );
@@ -68,11 +69,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "infer",
         "post",
         "bare",
-        "dec/inf",
-        "pre/inf",
-        "post/inf",
-        "copy/inf",
-        "other/inf"
+        "dec",
+        "prep",
+        "post",
+        "copy",
+        "overhead"
     );
     for name in ["fruits.jpg", "coffee.png"] {
         let bytes = std::fs::read(root.join("tests/fixtures").join(name))?;

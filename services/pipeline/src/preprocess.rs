@@ -4,7 +4,7 @@
 
 use foodseg_models::{ChannelOrder, InputSpec};
 use image::RgbImage;
-use image::imageops::{self, FilterType};
+use image::imageops;
 
 /// The geometric mapping between the original image and the model input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,21 +79,21 @@ impl Preprocessed {
 }
 
 /// Letterboxes `image` and converts it to the model's normalised NCHW tensor.
+///
+/// Resizing is bilinear with OpenCV's `INTER_LINEAR` pixel-centre convention (what
+/// YOLO-style models are trained with), fused with normalisation and written straight
+/// into the tensor. Images shrunk by more than 2x are first reduced with a box filter
+/// to avoid aliasing.
 pub fn preprocess(image: &RgbImage, spec: &InputSpec) -> Preprocessed {
     let letterbox = Letterbox::new(image.width(), image.height(), spec);
-    let resized_storage;
-    let resized =
-        if (image.width(), image.height()) == (letterbox.resized_width, letterbox.resized_height) {
-            image
-        } else {
-            resized_storage = imageops::resize(
-                image,
-                letterbox.resized_width,
-                letterbox.resized_height,
-                FilterType::Triangle,
-            );
-            &resized_storage
-        };
+    let (rw, rh) = (letterbox.resized_width, letterbox.resized_height);
+    let reduced;
+    let source = if image.width() > 2 * rw && image.height() > 2 * rh {
+        reduced = imageops::thumbnail(image, 2 * rw, 2 * rh);
+        &reduced
+    } else {
+        image
+    };
 
     let luts = channel_luts(spec);
     let (iw, ih) = (
@@ -106,36 +106,84 @@ pub fn preprocess(image: &RgbImage, spec: &InputSpec) -> Preprocessed {
         tensor[channel * plane..(channel + 1) * plane].fill(lut[usize::from(spec.letterbox_pad)]);
     }
 
-    let (rw, rh) = (resized.width() as usize, resized.height() as usize);
+    let (sw, sh) = (source.width() as usize, source.height() as usize);
+    let cols: Vec<(usize, usize, f32)> = taps(rw as usize, sw)
+        .map(|(a, b, f)| (a * 3, b * 3, f))
+        .collect();
+    let src = source.as_raw();
+    let stride = sw * 3;
     let (px, py) = (letterbox.pad_x as usize, letterbox.pad_y as usize);
     let (plane0, rest) = tensor.split_at_mut(plane);
     let (plane1, plane2) = rest.split_at_mut(plane);
-    let src_rows = resized.as_raw().chunks_exact(rw * 3).take(rh);
-    for (row, src) in src_rows.enumerate() {
+    let mut row_buf = vec![[0u8; 3]; rw as usize];
+    for (row, (r0, r1, fy)) in taps(rh as usize, sh).enumerate() {
+        let top = &src[r0 * stride..(r0 + 1) * stride];
+        let bottom = &src[r1 * stride..(r1 + 1) * stride];
+        interpolate_row(top, bottom, fy, &cols, &mut row_buf);
         let start = (row + py) * iw + px;
-        let dst0 = &mut plane0[start..start + rw];
-        let dst1 = &mut plane1[start..start + rw];
-        let dst2 = &mut plane2[start..start + rw];
+        let end = start + rw as usize;
+        let (d0, d1, d2) = (
+            &mut plane0[start..end],
+            &mut plane1[start..end],
+            &mut plane2[start..end],
+        );
         match spec.channels {
-            ChannelOrder::Rgb => write_row::<0, 2>(src, &luts, dst0, dst1, dst2),
-            ChannelOrder::Bgr => write_row::<2, 0>(src, &luts, dst0, dst1, dst2),
+            ChannelOrder::Rgb => write_row::<0, 2>(&row_buf, &luts, d0, d1, d2),
+            ChannelOrder::Bgr => write_row::<2, 0>(&row_buf, &luts, d0, d1, d2),
         }
     }
     Preprocessed { tensor, letterbox }
 }
 
-/// Writes one row of interleaved 8-bit pixels into three planes; `FIRST`/`LAST` pick the
-/// source channels of planes 0 and 2 (RGB or BGR).
+/// For each of `dst` output positions: the two source indices and the weight of the
+/// second, with pixel centres aligned (`src = (dst + 0.5) * src_len / dst_len - 0.5`).
+fn taps(dst: usize, src: usize) -> impl Iterator<Item = (usize, usize, f32)> {
+    let ratio = src as f32 / dst.max(1) as f32;
+    let last = src.saturating_sub(1);
+    (0..dst).map(move |d| {
+        let s = ((d as f32 + 0.5) * ratio - 0.5).clamp(0.0, last as f32);
+        let i0 = (s as usize).min(last);
+        (i0, (i0 + 1).min(last), s - i0 as f32)
+    })
+}
+
+/// Bilinear interpolation of one output row from two source rows (interleaved RGB).
+#[inline]
+fn interpolate_row(
+    top: &[u8],
+    bottom: &[u8],
+    fy: f32,
+    cols: &[(usize, usize, f32)],
+    out: &mut [[u8; 3]],
+) {
+    for (&(a, b, fx), px) in cols.iter().zip(out.iter_mut()) {
+        let (Some(ta), Some(tb), Some(ba), Some(bb)) = (
+            top.get(a..a + 3),
+            top.get(b..b + 3),
+            bottom.get(a..a + 3),
+            bottom.get(b..b + 3),
+        ) else {
+            continue;
+        };
+        for c in 0..3 {
+            let t = f32::from(ta[c]) + (f32::from(tb[c]) - f32::from(ta[c])) * fx;
+            let u = f32::from(ba[c]) + (f32::from(bb[c]) - f32::from(ba[c])) * fx;
+            px[c] = (t + (u - t) * fy + 0.5) as u8;
+        }
+    }
+}
+
+/// Writes one row of RGB pixels into three planes; `FIRST`/`LAST` pick the source
+/// channels of planes 0 and 2 (RGB or BGR).
 #[inline]
 fn write_row<const FIRST: usize, const LAST: usize>(
-    src: &[u8],
+    pixels: &[[u8; 3]],
     luts: &[[f32; 256]; 3],
     dst0: &mut [f32],
     dst1: &mut [f32],
     dst2: &mut [f32],
 ) {
-    let pixels = src.chunks_exact(3).zip(dst0).zip(dst1).zip(dst2);
-    for (((px, d0), d1), d2) in pixels {
+    for (((px, d0), d1), d2) in pixels.iter().zip(dst0).zip(dst1).zip(dst2) {
         *d0 = luts[0][usize::from(px[FIRST])];
         *d1 = luts[1][usize::from(px[1])];
         *d2 = luts[2][usize::from(px[LAST])];
@@ -154,4 +202,49 @@ fn channel_luts(spec: &InputSpec) -> [[f32; 256]; 3] {
         }
     }
     luts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> InputSpec {
+        InputSpec {
+            name: None,
+            size: 640,
+            stride: 32,
+            letterbox_pad: 114,
+            scale: 1.0 / 255.0,
+            mean: None,
+            std: None,
+            channels: ChannelOrder::Rgb,
+            layout: foodseg_models::TensorLayout::Nchw,
+        }
+    }
+
+    #[test]
+    fn letterbox_pads_only_to_the_stride() {
+        let lb = Letterbox::new(512, 480, &spec());
+        assert_eq!((lb.resized_width, lb.resized_height), (640, 600));
+        assert_eq!((lb.input_width, lb.input_height), (640, 608));
+        assert_eq!((lb.pad_x, lb.pad_y), (0.0, 4.0));
+        assert_eq!(lb.to_original(320.0, 4.0), (256.0, 0.0));
+        let lb = Letterbox::new(4000, 1000, &spec());
+        assert_eq!((lb.input_width, lb.input_height), (640, 160));
+    }
+
+    #[test]
+    fn tensor_is_planar_normalised_and_padded() {
+        let image = RgbImage::from_pixel(512, 480, image::Rgb([255, 0, 51]));
+        let out = preprocess(&image, &spec());
+        assert_eq!(out.shape(), [1, 3, 608, 640]);
+        let plane = 608 * 640;
+        let pad = 114.0 / 255.0;
+        assert!((out.tensor[0] - pad).abs() < 1e-6);
+        let centre = 300 * 640 + 320;
+        assert_eq!(out.tensor[centre], 1.0);
+        assert_eq!(out.tensor[plane + centre], 0.0);
+        assert!((out.tensor[2 * plane + centre] - 0.2).abs() < 1e-6);
+        assert!((out.tensor[2 * plane + 607 * 640] - pad).abs() < 1e-6);
+    }
 }
