@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::bus::{Bus, BusError};
 use crate::store::{Store, StoreError};
@@ -156,15 +157,31 @@ impl Relay {
             return Ok((0, false));
         }
         let results = join_all(batch.rows().iter().map(|row| {
-            let headers = row.header_pairs();
+            let mut headers = row.header_pairs();
+            // A PRODUCER span in the job's trace (the row's stored context); the message
+            // then carries this span's context, so the consumer is its child.
+            let parent = headers
+                .iter()
+                .find(|(k, _)| k == crate::message::TRACEPARENT)
+                .map(|(_, v)| v.clone());
+            let span = foodseg_telemetry::spans::nats_publish(&row.subject, parent.as_deref());
+            span.record("messaging.message.id", row.msg_id.as_str());
+            if let Some(job_id) = row.payload.get("job_id").and_then(|v| v.as_str()) {
+                span.record("job.id", job_id);
+            }
+            foodseg_telemetry::trace::inject_pairs(&span, &mut headers);
             let payload = Bytes::from(row.payload_bytes());
             async move {
                 let result = self
                     .bus
                     .publish(&row.subject, &row.msg_id, &headers, payload)
                     .await;
+                if result.is_err() {
+                    foodseg_telemetry::spans::record_error(&tracing::Span::current(), "publish");
+                }
                 (row.id, result)
             }
+            .instrument(span)
         }))
         .await;
         let total = results.len();

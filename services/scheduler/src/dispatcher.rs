@@ -135,12 +135,18 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) {
         let attempt = claim.attempt();
-        let span = spans::http_client("POST", &claim.url);
+        // The attempt's spans join the job's trace: `webhook` (whose log lines carry the
+        // job's trace id) with the CLIENT span of the request inside it.
+        let log = tracing::info_span!("webhook", job_id = %claim.job_id, webhook_id = %claim.webhook_id, attempt);
         if let Some(parent) = &claim.traceparent {
-            trace::set_parent(&span, parent);
+            trace::set_parent(&log, parent);
+        }
+        let span = log.in_scope(|| spans::http_client("POST", &claim.url));
+        span.record("job.id", claim.job_id.to_string().as_str());
+        if attempt > 1 {
+            span.record("http.request.resend_count", attempt - 1);
         }
         let traceparent = trace::traceparent_of(&span).or_else(|| claim.traceparent.clone());
-        let log = tracing::info_span!("webhook", job_id = %claim.job_id, webhook_id = %claim.webhook_id, attempt);
         async {
             let started_at = Utc::now();
             let clock = Instant::now();

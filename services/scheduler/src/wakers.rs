@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Channel the deliveries trigger notifies (migration `delivery_notify`).
 pub const DELIVERIES_CHANNEL: &str = "foodseg_deliveries";
@@ -64,18 +65,28 @@ async fn consume_events_once(
             Some(Err(e)) => return Err(error_chain(&e)),
             None => return Err("event stream ended".into()),
         };
-        wake.notify_one();
-        match serde_json::from_slice::<JobEvent>(&message.payload) {
-            Ok(event) => {
-                tracing::debug!(job_id = %event.job_id, status = %event.status, "job finished")
+        // A CONSUMER span continuing the job's trace from the event's headers.
+        let span = foodseg_telemetry::spans::nats_process(
+            message.subject.as_str(),
+            message.headers.as_ref(),
+        );
+        async {
+            wake.notify_one();
+            match serde_json::from_slice::<JobEvent>(&message.payload) {
+                Ok(event) => {
+                    tracing::Span::current().record("job.id", event.job_id.to_string().as_str());
+                    tracing::debug!(job_id = %event.job_id, status = %event.status, "job finished")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, subject = %message.subject, "unreadable job event")
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, subject = %message.subject, "unreadable job event")
+            if let Err(e) = message.ack().await {
+                tracing::debug!(error = %e, "cannot ack a job event");
             }
         }
-        if let Err(e) = message.ack().await {
-            tracing::debug!(error = %e, "cannot ack a job event");
-        }
+        .instrument(span)
+        .await;
     }
 }
 

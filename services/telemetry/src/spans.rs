@@ -42,6 +42,7 @@ pub fn http_client(method: &str, url: &str) -> tracing::Span {
         server.port = server_port,
         http.response.status_code = Empty,
         http.request.resend_count = Empty,
+        job.id = Empty,
         "error.type" = Empty,
     )
 }
@@ -60,6 +61,7 @@ pub fn nats_publish(subject: &str, parent: Option<&str>) -> tracing::Span {
         messaging.operation.name = "publish",
         messaging.destination.name = %subject,
         messaging.message.id = Empty,
+        job.id = Empty,
         "error.type" = Empty,
     );
     if let Some(tp) = parent {
@@ -81,6 +83,7 @@ pub fn nats_process(subject: &str, headers: Option<&async_nats::HeaderMap>) -> t
         messaging.destination.name = %subject,
         messaging.message.id = Empty,
         messaging.message.delivery_count = Empty,
+        job.id = Empty,
         "error.type" = Empty,
     );
     if let Some(h) = headers {

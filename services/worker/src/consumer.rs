@@ -162,8 +162,12 @@ async fn handle(
     // The message's context first (it is the latest hop), else the one stored at enqueue.
     let parent = traceparent.as_deref().or(job.traceparent.as_deref());
     let span = tracing::info_span!("job",
-        otel.name = "segment",
+        otel.name = %format_args!("process {}", msg.subject),
         otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %msg.subject,
+        job.id = %job.id,
         job_id = %job.id,
         model = %job.model_name,
         attempt = job.attempt,

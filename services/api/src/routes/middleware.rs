@@ -53,6 +53,7 @@ fn route_of(path: &str) -> &'static str {
         "/health/live" => "/health/live",
         "/health/ready" => "/health/ready",
         "/openapi.json" => "/openapi.json",
+        "/metrics" => "/metrics",
         p if p.starts_with("/status/") => "/status/{job_id}",
         p if p.starts_with("/docs") => "/docs",
         _ => "other",

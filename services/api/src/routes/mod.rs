@@ -3,6 +3,7 @@
 mod docs;
 mod health;
 mod jobs;
+mod metrics;
 mod middleware;
 
 pub use jobs::JobDocumentSchema;
@@ -14,7 +15,10 @@ use crate::state::AppState;
 
 /// Every route of the api, with the state injected and JSON error bodies everywhere.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().push(jobs::router()).push(health::router());
+    let api = Router::new()
+        .push(jobs::router())
+        .push(health::router())
+        .push(metrics::router());
     let router = Router::new()
         .hoop(middleware::Inject(state))
         .hoop(middleware::trace_request)
