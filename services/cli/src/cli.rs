@@ -10,8 +10,8 @@ const LONG_ABOUT: &str = "\
 Client for the foodseg food-segmentation service: submit images, wait for their results, \
 print what was found and draw it onto the picture.
 
-Local files are sent to the API's upload endpoint (POST /v2/uploads) when the API has one. \
-Otherwise the CLI serves the file itself from a short-lived HTTP server on 127.0.0.1 (a free \
+Local files are sent to the API's upload endpoint (POST /v2/uploads) when its OpenAPI \
+document lists one. Otherwise the CLI serves the file itself from a short-lived HTTP server on 127.0.0.1 (a free \
 port) and submits that URL: this needs the API and worker on this machine and \
 FOODSEG_URL_ALLOW_CIDRS=127.0.0.0/8 in their environment.
 

@@ -103,6 +103,21 @@ impl ApiClient {
         document(res, &url).await
     }
 
+    /// Whether the API documents the upload endpoint in its OpenAPI (asked before sending
+    /// any image bytes, so a server without it never sees a body it will not read).
+    pub async fn supports_uploads(&self) -> Result<bool, CliError> {
+        let url = self.url("openapi.json")?;
+        let res = self.send(self.http.get(url.clone()), &url).await?;
+        if !res.status().is_success() {
+            return Ok(false);
+        }
+        let spec: serde_json::Value = match res.json().await {
+            Ok(v) => v,
+            Err(_) => return Ok(false),
+        };
+        Ok(documents_upload(&spec))
+    }
+
     /// Uploads image bytes. `Ok(None)` when the server has no upload endpoint.
     pub async fn upload(
         &self,
@@ -137,6 +152,13 @@ impl ApiClient {
             source,
         })
     }
+}
+
+/// Whether an OpenAPI document has `POST /v2/uploads`.
+pub fn documents_upload(spec: &serde_json::Value) -> bool {
+    spec["paths"][format!("/{UPLOAD_PATH}")]
+        .get("post")
+        .is_some()
 }
 
 /// Reads a job document, or turns an error body into its message.
@@ -206,6 +228,16 @@ mod tests {
             e.to_string(),
             "API answered 502 (Bad Gateway): upstream down"
         );
+    }
+
+    #[test]
+    fn upload_support_comes_from_the_openapi_paths() {
+        let with =
+            serde_json::json!({"paths": {"/enqueue": {"post": {}}, "/v2/uploads": {"post": {}}}});
+        let without = serde_json::json!({"paths": {"/enqueue": {"post": {}}}});
+        assert!(documents_upload(&with));
+        assert!(!documents_upload(&without));
+        assert!(!documents_upload(&serde_json::json!("not a spec")));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Submitting images (URL, upload, or local file server fallback) and waiting for results.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -38,7 +37,7 @@ impl Target {
 pub struct Submitter {
     client: ApiClient,
     options: JobOptions,
-    uploads_unsupported: AtomicBool,
+    uploads: OnceCell<bool>,
     server: OnceCell<LocalServer>,
 }
 
@@ -47,7 +46,7 @@ impl Submitter {
         Self {
             client,
             options,
-            uploads_unsupported: AtomicBool::new(false),
+            uploads: OnceCell::new(),
             server: OnceCell::new(),
         }
     }
@@ -77,7 +76,11 @@ impl Submitter {
 
     /// Uploads the bytes when the API can take them, else serves the file locally.
     pub async fn submit_file(&self, image: LocalImage) -> Result<JobDocument, CliError> {
-        if !self.uploads_unsupported.load(Ordering::Relaxed) {
+        let uploads = *self
+            .uploads
+            .get_or_try_init(|| self.client.supports_uploads())
+            .await?;
+        if uploads {
             let uploaded = self
                 .client
                 .upload(
@@ -87,9 +90,8 @@ impl Submitter {
                     self.model(),
                 )
                 .await?;
-            match uploaded {
-                Some(doc) => return Ok(doc),
-                None => self.uploads_unsupported.store(true, Ordering::Relaxed),
+            if let Some(doc) = uploaded {
+                return Ok(doc);
             }
         }
         let server = self.server.get_or_try_init(LocalServer::start).await?;
