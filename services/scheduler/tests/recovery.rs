@@ -1,0 +1,334 @@
+//! Recovery: lost dispatch messages, dead workers (expired leases), attempts exhausted,
+//! the daily reconciliation, and the scheduler's probes.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream::Stream;
+use common::receiver::Receiver;
+use common::{Env, wait_until};
+use foodseg_engine::message::JobMessage;
+use foodseg_engine::store::{ClaimOutcome, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL};
+use foodseg_engine::{JobStatus, Relay, RelayConfig};
+use futures::StreamExt;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// `(Nats-Msg-Id, job id)` of every message now in the jobs stream.
+async fn job_messages(env: &Env) -> anyhow::Result<Vec<(String, Uuid)>> {
+    let mut stream: Stream = env
+        .bus
+        .jetstream()
+        .get_stream(&env.subjects.jobs_stream)
+        .await?;
+    let state = stream.info().await?.state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let msg_id = m
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        let job: JobMessage = serde_json::from_slice(&m.payload)?;
+        out.push((msg_id, job.job_id));
+    }
+    Ok(out)
+}
+
+/// Stands in for a worker: claims each dispatched job and stores an empty result.
+fn fake_worker(
+    env: &Env,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let store = env.store.clone();
+    let bus = env.bus.clone();
+    tokio::spawn(async move {
+        let consumer = bus
+            .job_consumer("test-model", Duration::from_secs(30))
+            .await?;
+        let mut messages = consumer.messages().await?;
+        loop {
+            let m = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = messages.next() => m,
+            };
+            let Some(Ok(m)) = m else { return Ok(()) };
+            let job: JobMessage = serde_json::from_slice(&m.payload)?;
+            if let ClaimOutcome::Claimed(job) = store
+                .claim(job.job_id, "fake-worker", Duration::from_secs(30))
+                .await?
+            {
+                store
+                    .succeed(job.id, job.attempt, "fake-worker", &serde_json::json!([]))
+                    .await?;
+            }
+            m.ack().await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+    })
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn lost_dispatch_messages_are_republished_and_the_jobs_complete(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(env.enqueue(Some(&receiver.url("ok")), 3).await?.id);
+    }
+    let relay = Relay::new(env.store.clone(), env.bus.clone(), RelayConfig::default());
+    assert_eq!(relay.publish_pending().await?, 5);
+    assert_eq!(job_messages(&env).await?.len(), 5);
+    // JetStream loses the messages (e.g. a crash before fsync).
+    env.bus
+        .jetstream()
+        .get_stream(&env.subjects.jobs_stream)
+        .await?
+        .purge()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    assert!(job_messages(&env).await?.is_empty());
+
+    let mut config = env.config();
+    config.stale_queued_after = Duration::from_millis(300);
+    let scheduler = env.start(config).await?;
+    let republished = wait_until("republished messages", || async {
+        let msgs = job_messages(&env).await.ok()?;
+        (msgs.len() >= 5).then_some(msgs)
+    })
+    .await;
+    for id in &ids {
+        let (msg_id, _) = republished
+            .iter()
+            .find(|(_, job)| job == id)
+            .expect("republished");
+        assert_eq!(msg_id, &format!("{id}.0.r1"), "a new Nats-Msg-Id");
+        let events = env.store.events(*id).await?;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.detail.as_deref() == Some(REPUBLISH_DETAIL))
+        );
+    }
+
+    let stop_worker = CancellationToken::new();
+    let worker = fake_worker(&env, stop_worker.clone());
+    for id in &ids {
+        let d = env.settled_delivery(*id).await;
+        assert_eq!(d.status, "delivered");
+        assert_eq!(
+            env.store.get(*id).await?.unwrap().status,
+            JobStatus::Succeeded
+        );
+    }
+    stop_worker.cancel();
+    worker.await??;
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_job_whose_worker_died_is_redriven(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let job = env.enqueue(None, 3).await?;
+    // The worker takes a short lease and is never heard of again.
+    let claimed = env.claim_for(job.id, Duration::from_millis(200)).await?;
+    assert_eq!(claimed.attempt, 1);
+
+    let scheduler = env.start(env.config()).await?;
+    let store = env.store.clone();
+    let requeued = wait_until("the re-drive", || {
+        let store = store.clone();
+        async move {
+            let job = store.get(job.id).await.ok()??;
+            (job.status == JobStatus::Queued).then_some(job)
+        }
+    })
+    .await;
+    assert_eq!(requeued.attempt, 1);
+    assert!(requeued.lease_owner.is_none());
+    assert!(
+        requeued.message.contains("worker lost (lease expired)"),
+        "{}",
+        requeued.message
+    );
+    let events = env.store.events(job.id).await?;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.from_status.as_deref(), last.to_status.as_str()),
+        (Some("running"), "queued")
+    );
+    assert_eq!(last.detail.as_deref(), Some(REDRIVE_DETAIL));
+    // A fresh dispatch message, published by the scheduler's relay.
+    let msg_id = format!("{}.1", job.id);
+    wait_until("the redispatch message", || async {
+        let msgs = job_messages(&env).await.ok()?;
+        msgs.iter()
+            .any(|(m, id)| *m == msg_id && *id == job.id)
+            .then_some(())
+    })
+    .await;
+    // And a worker can run it again.
+    assert_eq!(env.claim(job.id).await?.attempt, 2);
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_job_out_of_attempts_after_lost_workers_fails_with_a_webhook(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let job = env.enqueue(Some(&receiver.url("ok")), 2).await?;
+    env.claim_for(job.id, Duration::from_millis(100)).await?;
+    let scheduler = env.start(env.config()).await?;
+    let store = env.store.clone();
+    wait_until("the first re-drive", || {
+        let store = store.clone();
+        async move {
+            let job = store.get(job.id).await.ok()??;
+            (job.status == JobStatus::Queued).then_some(())
+        }
+    })
+    .await;
+    env.claim_for(job.id, Duration::from_millis(100)).await?;
+
+    let d = env.settled_delivery(job.id).await;
+    assert_eq!(d.status, "delivered");
+    let failed = env.store.get(job.id).await?.unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(
+        failed.message,
+        "worker lost 2 times (lease expired); giving up"
+    );
+    let events = env.store.events(job.id).await?;
+    assert_eq!(
+        events.last().unwrap().detail.as_deref(),
+        Some(LOST_FAIL_DETAIL)
+    );
+    let doc = receiver
+        .hits_for(&d.webhook_id)
+        .remove(0)
+        .document
+        .expect("accepted");
+    assert_eq!(doc["status"], "MFR.Job.ERROR");
+    assert_eq!(
+        doc["message"],
+        "worker lost 2 times (lease expired); giving up"
+    );
+    assert_eq!(doc["response"], serde_json::json!({}));
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    env.enqueue(None, 3).await?;
+    env.enqueue(None, 3).await?;
+    env.succeeded_job("http://127.0.0.1:9/hook").await?;
+    let day = chrono::Utc::now().date_naive();
+
+    let other = env.store.clone();
+    let (a, b) = tokio::join!(
+        foodseg_scheduler::reconcile::reconcile(&env.store, day),
+        foodseg_scheduler::reconcile::reconcile(&other, day),
+    );
+    let reports: Vec<_> = [a?, b?].into_iter().flatten().collect();
+    assert_eq!(
+        reports.len(),
+        1,
+        "exactly one scheduler runs the day's pass"
+    );
+    let report = &reports[0];
+    let count = |status: &str| {
+        report
+            .jobs
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    assert_eq!((count("queued"), count("succeeded")), (2, 1));
+    assert!(report.jobs.iter().all(|c| c.age == "lt_1m"));
+    assert_eq!(report.deliveries_pending, 1);
+    assert_eq!(report.deliveries_failed_24h, 0);
+    // Three dispatch messages and one finished-job event, no relay running.
+    assert_eq!(report.outbox_unpublished, 4);
+    assert!(
+        foodseg_scheduler::reconcile::reconcile(&env.store, day)
+            .await?
+            .is_none()
+    );
+    let tomorrow = day.succ_opt().unwrap();
+    assert!(
+        foodseg_scheduler::reconcile::reconcile(&env.store, tomorrow)
+            .await?
+            .is_some()
+    );
+
+    let text = foodseg_telemetry::metrics::install()?.render();
+    assert!(
+        text.contains(r#"foodseg_reconcile_counts{count="deliveries_pending"}"#),
+        "{text}"
+    );
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn probes_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let parts = foodseg_scheduler::Parts {
+        store: env.store.clone(),
+        bus: env.bus.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(foodseg_scheduler::serve(
+        env.config(),
+        parts,
+        Some(listener),
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let ready = wait_until("readiness", || async {
+        let r = client
+            .get(format!("http://{addr}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    let body: serde_json::Value = ready.json().await?;
+    assert_eq!(body["checks"]["postgres"], true);
+    let live = client
+        .get(format!("http://{addr}/health/live"))
+        .send()
+        .await?;
+    assert_eq!(live.status(), 200);
+    let metrics = client.get(format!("http://{addr}/metrics")).send().await?;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await?;
+    assert!(
+        text.contains("foodseg_queue_oldest_queued_seconds"),
+        "{text}"
+    );
+
+    shutdown.cancel();
+    task.await??;
+    env.cleanup().await
+}

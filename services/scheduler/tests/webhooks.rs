@@ -1,0 +1,442 @@
+//! Webhook delivery against local receivers: the v1 body MFR's Rails endpoint accepts,
+//! signatures, retries, 410, hanging receivers, Retry-After, refused addresses,
+//! redelivery, and two schedulers sharing one database.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::receiver::{Receiver, rails_params};
+use common::{Env, wait_until};
+use foodseg_engine::store::{AttemptOutcome, AttemptRecord, Redelivery};
+use sqlx::PgPool;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn delivers_the_v1_document_as_a_json_string_mfr_accepts(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(Some(SECRET)).await;
+    let mut config = env.config();
+    config.webhook_secret = Some(SECRET.parse()?);
+    let scheduler = env.start(config).await?;
+
+    let ok = env.succeeded_job(&receiver.url("ok")).await?;
+    let bad = env
+        .failed_job(&receiver.url("ok"), "image_url returned HTTP 404")
+        .await?;
+    for job in [&ok, &bad] {
+        let d = env.settled_delivery(job.id).await;
+        assert_eq!(d.status, "delivered", "{d:?}");
+        assert_eq!(d.attempts, 1);
+        assert_eq!(d.webhook_id, format!("msg_{}", job.id.simple()));
+        assert_eq!(d.attempt_log[0].outcome, "delivered");
+        assert_eq!(d.attempt_log[0].status_code, Some(200));
+    }
+
+    let hit = receiver
+        .hits_for(&format!("msg_{}", ok.id.simple()))
+        .remove(0);
+    assert_eq!(hit.content_type.as_deref(), Some("application/json"));
+    assert_eq!(hit.signature_ok, Some(true));
+    assert_eq!(hit.status, 200);
+    let tp = hit.traceparent.expect("traceparent sent");
+    assert_eq!(
+        tp.split('-').nth(1),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{tp}"
+    );
+    let doc = hit.document.expect("Rails accepts the body");
+    assert_eq!(doc["job_id"], ok.id.to_string());
+    assert_eq!(doc["status"], "MFR.Job.SUCCESS");
+    assert_eq!(doc["message"], "Job completed");
+    assert_eq!(doc["model_identifier"], "124096");
+    assert_eq!(doc["api_version"], "v1.0");
+    assert_eq!(
+        doc["request"]["image_url"],
+        "https://images.example/dish.jpeg"
+    );
+    assert_eq!(doc["request"]["webhook_url"], receiver.url("ok"));
+    assert!(doc["processing_time"].is_number());
+    assert_eq!(doc["response"][0]["category_name"], "apple");
+    assert_eq!(doc["response"][0]["size"], serde_json::json!([640, 480]));
+    assert_eq!(doc.as_object().map(|o| o.len()), Some(10));
+
+    let hit = receiver
+        .hits_for(&format!("msg_{}", bad.id.simple()))
+        .remove(0);
+    let doc = hit.document.expect("Rails accepts the body");
+    assert_eq!(doc["status"], "MFR.Job.ERROR");
+    assert_eq!(doc["message"], "image_url returned HTTP 404");
+    assert_eq!(doc["response"], serde_json::json!({}));
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[tokio::test]
+async fn the_test_receiver_refuses_what_rails_refuses() {
+    // A plain object lands in params without `_json`: MFR's controller answers 400.
+    assert!(rails_params(Some("application/json"), r#"{"job_id":"x"}"#).is_err());
+    assert!(rails_params(Some("application/json"), "not json").is_err());
+    assert!(rails_params(Some("text/plain"), r#""{}""#).is_err());
+    assert!(rails_params(Some("application/json"), "42").is_err());
+    assert!(rails_params(Some("application/json"), r#""not a document""#).is_err());
+    let doc = rails_params(
+        Some("application/json; charset=utf-8"),
+        r#""{\"job_id\":\"x\"}""#,
+    );
+    assert_eq!(doc.unwrap()["job_id"], "x");
+
+    let receiver = Receiver::start(Some(SECRET)).await;
+    let response = reqwest::Client::new()
+        .post(receiver.url("ok"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_1")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,AAAA")
+        .body(r#""{\"job_id\":\"x\"}""#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "a wrong signature is refused");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn retries_until_the_receiver_recovers(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let scheduler = env.start(env.config()).await?;
+
+    let job = env.succeeded_job(&receiver.url("fail/2")).await?;
+    let d = env.settled_delivery(job.id).await;
+    assert_eq!(d.status, "delivered", "{d:?}");
+    let outcomes: Vec<_> = d.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "delivered"]);
+    let codes: Vec<_> = d.attempt_log.iter().map(|a| a.status_code).collect();
+    assert_eq!(codes, [Some(500), Some(500), Some(200)]);
+    assert!(
+        d.attempt_log[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("HTTP 500")
+    );
+    assert!(d.attempt_log.iter().all(|a| a.latency_ms >= 0.0));
+    assert!(
+        d.attempt_log
+            .windows(2)
+            .all(|w| w[0].started_at <= w[1].started_at)
+    );
+    // Three requests, one webhook-id: the id is stable across retries.
+    assert_eq!(receiver.hits_for(&d.webhook_id).len(), 3);
+    assert_eq!(receiver.hits().len(), 3);
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn gone_stops_retries(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let scheduler = env.start(env.config()).await?;
+
+    let job = env.succeeded_job(&receiver.url("gone")).await?;
+    let d = env.settled_delivery(job.id).await;
+    assert_eq!(d.status, "failed");
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.attempt_log[0].outcome, "gone");
+    assert_eq!(d.attempt_log[0].status_code, Some(410));
+    assert!(d.finished_at.is_some());
+    assert_eq!(receiver.hits().len(), 1);
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn exhausted_schedule_fails_the_delivery_and_counts_it(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let scheduler = env.start(env.config()).await?;
+    let metrics = foodseg_telemetry::metrics::install()?;
+
+    let job = env.succeeded_job(&receiver.url("fail/100")).await?;
+    let d = env.settled_delivery(job.id).await;
+    assert_eq!(d.status, "failed");
+    // The test schedule has three retries: four attempts in all.
+    assert_eq!(d.attempts, 4);
+    let outcomes: Vec<_> = d.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "retry", "failed"]);
+    let last = d.last_error.as_deref().unwrap();
+    assert!(
+        last.contains("HTTP 500") && last.ends_with("gave up after 4 attempts"),
+        "{last}"
+    );
+    assert_eq!(receiver.hits().len(), 4);
+    let text = metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("foodseg_webhook_deliveries_failed_total ")),
+        "{text}"
+    );
+    assert!(text.contains("foodseg_webhook_attempts_total{outcome=\"retry\"}"));
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn retry_after_is_honoured(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let mut config = env.config();
+    // The schedule alone would retry within 20 ms; the receiver asks for 1 s (well
+    // before the schedule's end, which bounds Retry-After).
+    config.retry_schedule = foodseg_scheduler::schedule::RetrySchedule::parse("20ms,10s")?;
+    let scheduler = env.start(config).await?;
+
+    let job = env.succeeded_job(&receiver.url("retry-after/1")).await?;
+    let d = env.settled_delivery(job.id).await;
+    assert_eq!(d.status, "delivered");
+    assert_eq!(d.attempt_log.len(), 2);
+    assert_eq!(d.attempt_log[0].status_code, Some(503));
+    let gap = d.attempt_log[1].started_at - d.attempt_log[0].started_at;
+    assert!(gap >= chrono::Duration::seconds(1), "retried after {gap}");
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_hanging_receiver_times_out_and_is_retried(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let mut config = env.config();
+    config.attempt_timeout = Duration::from_millis(300);
+    let scheduler = env.start(config).await?;
+
+    let job = env.succeeded_job(&receiver.url("hang-once")).await?;
+    let d = env.settled_delivery(job.id).await;
+    assert_eq!(d.status, "delivered");
+    assert_eq!(d.attempt_log.len(), 2);
+    assert_eq!(d.attempt_log[0].outcome, "retry");
+    assert_eq!(d.attempt_log[0].status_code, None);
+    let error = d.attempt_log[0].error.as_deref().unwrap();
+    assert!(error.contains("no answer within"), "{error}");
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_hanging_receiver_does_not_hold_up_other_deliveries(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let slow = Receiver::start(None).await;
+    let fast = Receiver::start(None).await;
+    let mut config = env.config();
+    config.attempt_timeout = Duration::from_secs(120);
+    let scheduler = env.start(config).await?;
+
+    let stuck = env.succeeded_job(&slow.url("hang")).await?;
+    wait_until("the hanging attempt to be in flight", || async {
+        (slow.hanging() == 1).then_some(())
+    })
+    .await;
+    let mut others = Vec::new();
+    for _ in 0..20 {
+        others.push(env.succeeded_job(&fast.url("ok")).await?);
+    }
+    for job in &others {
+        assert_eq!(env.settled_delivery(job.id).await.status, "delivered");
+    }
+    // All delivered while the first attempt of the stuck one is still waiting.
+    let pending = env.store.deliveries(stuck.id).await?.remove(0);
+    assert_eq!((pending.status.as_str(), pending.attempts), ("pending", 0));
+    assert_eq!(slow.hanging(), 1);
+
+    slow.release();
+    let d = env.settled_delivery(stuck.id).await;
+    assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1));
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn private_webhook_addresses_are_refused_at_send_time(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let mut config = env.config();
+    config.net_policy = Default::default();
+    let scheduler = env.start(config).await?;
+
+    let by_ip = env.succeeded_job(&receiver.url("ok")).await?;
+    let by_name = env
+        .succeeded_job(&format!("http://localhost:{}/ok", receiver.addr.port()))
+        .await?;
+    for job in [by_ip, by_name] {
+        let d = env.settled_delivery(job.id).await;
+        assert_eq!((d.status.as_str(), d.attempts), ("failed", 1));
+        assert_eq!(d.attempt_log[0].outcome, "failed");
+        let error = d.last_error.unwrap();
+        assert!(error.starts_with("webhook URL refused"), "{error}");
+    }
+    assert!(receiver.hits().is_empty());
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let scheduler = env.start(env.config()).await?;
+
+    let job = env.succeeded_job(&receiver.url("ok")).await?;
+    let first = env.settled_delivery(job.id).await;
+    let Redelivery::Created(second) = env.store.redeliver(job.id, "operator").await? else {
+        panic!("redelivery of a finished job");
+    };
+    assert_ne!(second.webhook_id, first.webhook_id);
+    assert_eq!(second.status, "pending");
+    let store = env.store.clone();
+    wait_until("the redelivery", || {
+        let store = store.clone();
+        let id = second.id;
+        async move {
+            store
+                .delivery(id)
+                .await
+                .ok()?
+                .filter(|d| d.status == "delivered")
+        }
+    })
+    .await;
+    assert_eq!(receiver.hits_for(&second.webhook_id).len(), 1);
+    assert_eq!(receiver.hits_for(&first.webhook_id).len(), 1);
+    let events = env.store.events(job.id).await?;
+    let last = events.last().unwrap();
+    assert_eq!(last.actor, "operator");
+    assert!(last.detail.as_deref().unwrap().contains(&second.webhook_id));
+
+    let queued = env.enqueue(Some(&receiver.url("ok")), 3).await?;
+    assert!(matches!(
+        env.store.redeliver(queued.id, "operator").await?,
+        Redelivery::NotFinished(foodseg_engine::JobStatus::Queued)
+    ));
+    let silent = env.enqueue(None, 3).await?;
+    let claimed = env.claim(silent.id).await?;
+    env.store
+        .succeed(
+            silent.id,
+            claimed.attempt,
+            "test-worker",
+            &serde_json::json!([]),
+        )
+        .await?;
+    assert_eq!(
+        env.store.redeliver(silent.id, "operator").await?,
+        Redelivery::NoWebhook
+    );
+    assert_eq!(
+        env.store
+            .redeliver(uuid::Uuid::now_v7(), "operator")
+            .await?,
+        Redelivery::NotFound
+    );
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn attempts_are_fenced_on_the_claim(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let job = env.succeeded_job("http://127.0.0.1:9/ok").await?;
+    let lease = Duration::from_secs(60);
+    let claims = env.store.claim_due_deliveries(10, lease).await?;
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].job_id, job.id);
+    assert_eq!(claims[0].attempt(), 1);
+    // Locked: nobody else gets it.
+    assert!(env.store.claim_due_deliveries(10, lease).await?.is_empty());
+
+    let record = AttemptRecord {
+        started_at: chrono::Utc::now(),
+        latency: Duration::from_millis(5),
+        status_code: Some(500),
+        error: Some("receiver answered HTTP 500".into()),
+        outcome: AttemptOutcome::Retry,
+        next_attempt_at: Some(chrono::Utc::now()),
+    };
+    let mut stale = claims[0].clone();
+    stale.locked_until -= chrono::Duration::seconds(1);
+    assert!(
+        !env.store.record_attempt(&stale, &record).await?,
+        "another claim's token"
+    );
+    assert!(env.store.record_attempt(&claims[0], &record).await?);
+    assert!(
+        !env.store.record_attempt(&claims[0], &record).await?,
+        "same attempt twice"
+    );
+
+    let again = env.store.claim_due_deliveries(10, lease).await?;
+    assert_eq!(again[0].attempt(), 2);
+    let d = env.store.deliveries(job.id).await?.remove(0);
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.attempt_log.len()),
+        ("pending", 1, 1)
+    );
+    env.cleanup().await
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn two_schedulers_deliver_each_of_200_jobs_exactly_once(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let a = env.start(env.config()).await?;
+    let b = env.start(env.config()).await?;
+
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(env.succeeded_job(&receiver.url("ok")).await?.id);
+    }
+    let pool = env.pool.clone();
+    wait_until("all 200 deliveries", || {
+        let pool = pool.clone();
+        async move {
+            let delivered: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'delivered'")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (delivered == 200).then_some(())
+        }
+    })
+    .await;
+    a.stop().await?;
+    b.stop().await?;
+
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for hit in receiver.hits() {
+        *per_id.entry(hit.webhook_id.unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 200);
+    assert!(per_id.values().all(|n| *n == 1), "{per_id:?}");
+    for id in ids {
+        assert!(per_id.contains_key(&format!("msg_{}", id.simple())));
+    }
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
+        .fetch_one(&env.pool)
+        .await?;
+    assert_eq!(attempts, 200);
+    env.cleanup().await
+}
