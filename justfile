@@ -25,7 +25,7 @@ test: ort services
     cargo test --workspace
 
 # Formatting and lints, as CI checks them.
-lint:
+lint: deploy-check
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
@@ -51,3 +51,9 @@ bench: bench-enqueue bench-worker bench-e2e
 # Run one service locally (api, worker or scheduler).
 run SERVICE: ort services
     cargo run --release -p foodseg-{{SERVICE}}
+
+# deploy/ agrees with the code: env vars, ports, probes, entrypoints, KEDA names (no Docker).
+deploy-check:
+    @python3 -c "import yaml" 2>/dev/null || python3 -m pip install --quiet pyyaml
+    python3 deploy/check.py
+    python3 deploy/test_check.py
