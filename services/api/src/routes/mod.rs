@@ -5,6 +5,7 @@ mod health;
 mod jobs;
 mod metrics;
 mod middleware;
+mod operator;
 
 pub use jobs::JobDocumentSchema;
 
@@ -18,7 +19,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .push(jobs::router())
         .push(health::router())
-        .push(metrics::router());
+        .push(metrics::router())
+        .push(operator::router());
     let router = Router::new()
         .hoop(middleware::Inject(state))
         .hoop(middleware::trace_request)
