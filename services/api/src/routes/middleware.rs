@@ -55,6 +55,9 @@ fn route_of(path: &str) -> &'static str {
         "/openapi.json" => "/openapi.json",
         "/metrics" => "/metrics",
         p if p.starts_with("/status/") => "/status/{job_id}",
+        p if p.starts_with("/jobs/") && p.ends_with("/events") => "/jobs/{job_id}/events",
+        p if p.starts_with("/jobs/") && p.ends_with("/deliveries") => "/jobs/{job_id}/deliveries",
+        p if p.starts_with("/jobs/") && p.ends_with("/redeliver") => "/jobs/{job_id}/redeliver",
         p if p.starts_with("/docs") => "/docs",
         _ => "other",
     }
