@@ -91,6 +91,9 @@ impl Sweeper {
         metrics::recovered("lease_expired", counts.redriven);
         metrics::recovered("failed_exhausted", counts.failed);
         metrics::recovered("republished", counts.republished);
+        // The sweeper's transitions, beside the workers' in the shared counter.
+        foodseg_telemetry::metrics::job_transitions("running", "queued", counts.redriven as u64);
+        foodseg_telemetry::metrics::job_transitions("running", "failed", counts.failed as u64);
         if counts != SweepCounts::default() {
             self.relay.wake();
         }

@@ -6,7 +6,7 @@
 //!
 //! | metric | type | labels | emitted by |
 //! |---|---|---|---|
-//! | `foodseg_job_transitions_total` | counter | `from`, `to` (job statuses) | whoever performs the transition |
+//! | `foodseg_job_transitions_total` | counter | `from`, `to` (job statuses) | whoever performs the transition (worker, sweeper) |
 //! | `foodseg_queue_oldest_queued_seconds` | gauge | — | scheduler (periodic Postgres scan) |
 //! | `foodseg_stream_pending_messages` | gauge | `stream`, `consumer` | scheduler (JetStream consumer info) |
 //! | `foodseg_queue_wait_seconds` | histogram | `model` | worker (enqueue → claim) |
@@ -133,6 +133,14 @@ fn describe() {
 pub fn job_transition(from: &str, to: &str) {
     metrics::counter!(names::JOB_TRANSITIONS, "from" => from.to_owned(), "to" => to.to_owned())
         .increment(1);
+}
+
+/// `count` jobs moved from `from` to `to` at once (a sweep).
+pub fn job_transitions(from: &str, to: &str, count: u64) {
+    if count > 0 {
+        metrics::counter!(names::JOB_TRANSITIONS, "from" => from.to_owned(), "to" => to.to_owned())
+            .increment(count);
+    }
 }
 
 /// Age of the oldest QUEUED job (0 when the queue is empty).
