@@ -1,5 +1,5 @@
 //! Shared set-up of the worker's integration tests: a per-test database (from
-//! `#[sqlx::test]`), per-test NATS streams, an outbox relay, the image server and workers.
+//! `#[sqlx::test]`), per-test NATS streams, the outbox relay, the image server and workers.
 #![allow(dead_code)]
 
 pub mod server;
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use foodseg_engine::relay::{Relay, RelayConfig};
 use foodseg_engine::store::{Job, NewJob};
 use foodseg_engine::{Bus, JobStatus, RetryPolicy, Store, Subjects};
 use foodseg_worker::Config;
@@ -25,11 +26,21 @@ pub struct Env {
     pub bus: Bus,
     pub subjects: Subjects,
     pub database_url: String,
-    relay: tokio::task::JoinHandle<()>,
+    /// Stops the outbox relay (the production one, as the api runs it).
+    relay: CancellationToken,
 }
 
 impl Env {
     pub async fn new(pool: PgPool) -> anyhow::Result<Self> {
+        Self::build(pool, true).await
+    }
+
+    /// Without an outbox relay (when the test runs the api, whose relay publishes).
+    pub async fn without_relay(pool: PgPool) -> anyhow::Result<Self> {
+        Self::build(pool, false).await
+    }
+
+    async fn build(pool: PgPool, with_relay: bool) -> anyhow::Result<Self> {
         let prefix = format!("t{}", Uuid::new_v4().simple());
         let subjects = Subjects::with_prefix(&prefix);
         let database_url = database_url_of(&pool)?;
@@ -37,7 +48,14 @@ impl Env {
         let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let bus = Bus::connect(&nats, subjects.clone()).await?;
         bus.ensure_streams().await?;
-        let relay = tokio::spawn(relay(store.clone(), bus.clone()));
+        let relay = CancellationToken::new();
+        if with_relay {
+            let config = RelayConfig {
+                poll_interval: Duration::from_millis(20),
+                ..RelayConfig::default()
+            };
+            tokio::spawn(Relay::new(store.clone(), bus.clone(), config).run(relay.clone()));
+        }
         Ok(Env {
             store,
             bus,
@@ -139,7 +157,7 @@ impl Env {
 
     /// Deletes this test's streams.
     pub async fn cleanup(self) {
-        self.relay.abort();
+        self.relay.cancel();
         let js = self.bus.jetstream();
         let _ = js.delete_stream(&self.subjects.jobs_stream).await;
         let _ = js.delete_stream(&self.subjects.events_stream).await;
@@ -171,40 +189,4 @@ fn database_url_of(pool: &PgPool) -> anyhow::Result<String> {
     let mut url = url::Url::parse(&base)?;
     url.set_path(&db);
     Ok(url.to_string())
-}
-
-/// Publishes unpublished outbox rows, as the api's relay does in production.
-async fn relay(store: Store, bus: Bus) {
-    loop {
-        let rows: Vec<(i64, String, String, serde_json::Value, serde_json::Value)> =
-            sqlx::query_as(
-                "SELECT id, subject, msg_id, payload, headers FROM outbox \
-                 WHERE published_at IS NULL ORDER BY id LIMIT 100",
-            )
-            .fetch_all(store.pool())
-            .await
-            .unwrap_or_default();
-        for (id, subject, msg_id, payload, headers) in rows {
-            let headers: Vec<(String, String)> = headers
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let body = serde_json::to_vec(&payload).unwrap_or_default();
-            if bus
-                .publish(&subject, &msg_id, &headers, body.into())
-                .await
-                .is_ok()
-            {
-                let _ = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1")
-                    .bind(id)
-                    .execute(store.pool())
-                    .await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
