@@ -56,6 +56,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     bus.ensure_streams().await?;
 
     let consuming = Arc::new(AtomicBool::new(false));
+    // The listener stops with the worker, including when `run` returns an error.
+    let server_stop = shutdown.child_token();
+    let _server_stop_on_return = server_stop.clone().drop_guard();
     let server = match config.http_addr {
         Some(addr) => {
             let probe = http::Probe {
@@ -64,7 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
                 consuming: consuming.clone(),
                 render_metrics: Arc::new(move || metrics_handle.render()),
             };
-            let (bound, task) = http::serve(addr, probe, shutdown.clone())
+            let (bound, task) = http::serve(addr, probe, server_stop.clone())
                 .await
                 .map_err(|source| WorkerError::Listen { addr, source })?;
             tracing::info!(addr = %bound, "health and metrics listening");
@@ -128,6 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             );
         }
     }
+    server_stop.cancel();
     if let Some(server) = server {
         let _ = server.await;
     }
