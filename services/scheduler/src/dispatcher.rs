@@ -150,27 +150,15 @@ impl Dispatcher {
         async {
             let started_at = Utc::now();
             let clock = Instant::now();
-            let answer = match self.store.get(claim.job_id).await {
-                Ok(Some(job)) => {
-                    let body = body::encode(&JobDocument::from(&job));
-                    let out = Outgoing {
-                        url: &claim.url,
-                        webhook_id: &claim.webhook_id,
-                        timestamp: started_at.timestamp(),
-                        body: &body,
-                        traceparent: traceparent.as_deref(),
-                    };
-                    self.sender.send(&out).instrument(span.clone()).await
-                }
-                Ok(None) => Answer::Refused("the job no longer exists".into()),
-                Err(e) => {
-                    tracing::warn!(error = %error_chain(&e), "cannot load the job of a webhook; retrying later");
-                    if let Err(e) = self.store.release_delivery(&claim).await {
-                        tracing::warn!(error = %error_chain(&e), "cannot release a delivery claim");
-                    }
-                    return;
-                }
+            let body = body::encode(&JobDocument::from(&claim.job));
+            let out = Outgoing {
+                url: &claim.url,
+                webhook_id: &claim.webhook_id,
+                timestamp: started_at.timestamp(),
+                body: &body,
+                traceparent: traceparent.as_deref(),
             };
+            let answer = self.sender.send(&out).instrument(span.clone()).await;
             let latency = clock.elapsed();
             match &answer {
                 Answer::Status { code, .. } => spans::record_http_status(&span, *code),

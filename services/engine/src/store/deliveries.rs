@@ -13,11 +13,13 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::jobs::JOB_COLUMNS;
+use super::row::{Job, JobRecord};
 use super::{Store, StoreError};
 use crate::domain::JobStatus;
 
-/// A pending delivery a scheduler has locked to send its next attempt.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// A pending delivery a scheduler has locked to send its next attempt, with its job.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedDelivery {
     pub id: Uuid,
     pub job_id: Uuid,
@@ -30,6 +32,40 @@ pub struct ClaimedDelivery {
     pub created_at: DateTime<Utc>,
     /// End of the lock; also the fencing token of this claim.
     pub locked_until: DateTime<Utc>,
+    /// The job as it is now (its document is the webhook body).
+    pub job: Job,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRecord {
+    delivery_id: Uuid,
+    job_id: Uuid,
+    webhook_id: String,
+    url: String,
+    attempts: i32,
+    delivery_traceparent: Option<String>,
+    delivery_created_at: DateTime<Utc>,
+    locked_until: DateTime<Utc>,
+    #[sqlx(flatten)]
+    job: JobRecord,
+}
+
+impl TryFrom<ClaimRecord> for ClaimedDelivery {
+    type Error = StoreError;
+
+    fn try_from(r: ClaimRecord) -> Result<Self, StoreError> {
+        Ok(ClaimedDelivery {
+            id: r.delivery_id,
+            job_id: r.job_id,
+            webhook_id: r.webhook_id,
+            url: r.url,
+            attempts: r.attempts,
+            traceparent: r.delivery_traceparent,
+            created_at: r.delivery_created_at,
+            locked_until: r.locked_until,
+            job: r.job.try_into()?,
+        })
+    }
 }
 
 impl ClaimedDelivery {
@@ -173,23 +209,30 @@ impl Store {
         limit: i64,
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let rows = sqlx::query_as(
+        // The claimed rows' columns are renamed so that JOB_COLUMNS name the job's.
+        let sql = format!(
             "WITH due AS ( \
                SELECT id FROM deliveries \
                WHERE status = 'pending' AND next_attempt_at <= now() \
                  AND (locked_until IS NULL OR locked_until <= now()) \
-               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE deliveries d SET locked_until = now() + make_interval(secs => $2), \
-                    updated_at = now() \
-             FROM due WHERE d.id = due.id \
-             RETURNING d.id, d.job_id, d.webhook_id, d.url, d.attempts, d.traceparent, \
-                       d.created_at, d.locked_until",
-        )
-        .bind(limit)
-        .bind(lease.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
+             c AS ( \
+               UPDATE deliveries d SET locked_until = now() + make_interval(secs => $2), \
+                      updated_at = now() \
+               FROM due WHERE d.id = due.id \
+               RETURNING d.id AS delivery_id, d.job_id, d.webhook_id, d.url, d.attempts, \
+                         d.traceparent AS delivery_traceparent, \
+                         d.created_at AS delivery_created_at, d.locked_until) \
+             SELECT c.delivery_id, c.job_id, c.webhook_id, c.url, c.attempts, \
+                    c.delivery_traceparent, c.delivery_created_at, c.locked_until, {JOB_COLUMNS} \
+             FROM c JOIN jobs ON jobs.id = c.job_id"
+        );
+        let rows: Vec<ClaimRecord> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(ClaimedDelivery::try_from).collect()
     }
 
     /// Records attempt `claim.attempt()` and moves the delivery to its next state, in one

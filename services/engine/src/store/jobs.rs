@@ -69,7 +69,7 @@ pub struct FenceLost {
     pub attempt: i32,
 }
 
-const JOB_COLUMNS: &str = "id, status, model_id, model_name, image_url, webhook_url, message, response, \
+pub(crate) const JOB_COLUMNS: &str = "id, status, model_id, model_name, image_url, webhook_url, message, response, \
      attempt, max_attempts, lease_owner, lease_expires_at, not_before, last_error, trace_id, \
      traceparent, created_at, updated_at, started_at, finished_at, processing_time";
 
@@ -84,6 +84,17 @@ fn status_after(from: JobStatus, t: Transition) -> Result<&'static str, StoreErr
 impl Store {
     /// Writes a new job, its first event and its dispatch message in one statement.
     pub async fn enqueue(&self, job: &NewJob, actor: &str) -> Result<Job, StoreError> {
+        self.enqueue_on(&self.pool, job, actor).await
+    }
+
+    /// [`Store::enqueue`] on a given connection or transaction (an upload's enqueue adds
+    /// its image row in the same transaction).
+    pub(crate) async fn enqueue_on<'c>(
+        &self,
+        executor: impl sqlx::PgExecutor<'c>,
+        job: &NewJob,
+        actor: &str,
+    ) -> Result<Job, StoreError> {
         let to = next_status(None, Transition::Enqueue)?.as_str();
         let sql = format!(
             "WITH j AS ( \
@@ -110,7 +121,7 @@ impl Store {
             .bind(actor)
             .bind(self.subjects.job(&job.model_name))
             .bind(dispatch_msg_id(job.id))
-            .fetch_one(&self.pool)
+            .fetch_one(executor)
             .await?;
         rec.try_into()
     }
