@@ -9,6 +9,7 @@ mod jobs;
 mod outbox;
 mod row;
 mod sweeps;
+mod uploads;
 
 pub use deliveries::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryView, Redelivery,
@@ -17,6 +18,9 @@ pub use error::StoreError;
 pub use outbox::{OutboxBatch, OutboxRow};
 pub use jobs::{ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome};
 pub use row::{Job, JobEventRow};
+pub use uploads::{
+    NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,
+};
 pub use sweeps::{
     JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL, ReconciliationReport,
     RedriveReport,

@@ -1,0 +1,172 @@
+//! Uploaded images: the bytes a client posted instead of an image URL, stored beside
+//! their job until the worker has read them and the retention period is over.
+//!
+//! The job's `image_url` is a stable internal reference, `upload://<job_id>/<filename>`,
+//! so the job document says where its image came from and a worker knows to read it here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::jobs::NewJob;
+use super::row::Job;
+use super::{Store, StoreError};
+
+/// Scheme of the `image_url` of a job whose image was uploaded.
+pub const UPLOAD_SCHEME: &str = "upload";
+
+/// Image bytes to store with a new job.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub id: Uuid,
+    /// Sniffed from the bytes (`image/jpeg`, `image/png`, `image/webp`).
+    pub content_type: String,
+    /// The client's file name; the job's `image_id`.
+    pub filename: String,
+    pub bytes: Bytes,
+    /// Hard maximum: purged at this time whatever the job's state.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A stored upload.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Upload {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub content_type: String,
+    pub filename: String,
+    pub bytes: Vec<u8>,
+    pub size: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The `image_url` of the job `job_id` whose image is the upload named `filename`.
+pub fn upload_image_url(job_id: Uuid, filename: &str) -> String {
+    let mut url = format!("{UPLOAD_SCHEME}://{job_id}/");
+    // Percent-encodes all but RFC 3986 unreserved characters: one path segment.
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+/// The job id of an `upload://<job_id>/…` image URL; `None` for any other URL.
+pub fn upload_job_id(image_url: &str) -> Option<Uuid> {
+    let rest = image_url.strip_prefix(UPLOAD_SCHEME)?.strip_prefix("://")?;
+    let id = rest.split('/').next()?;
+    Uuid::parse_str(id).ok()
+}
+
+/// Whether the image of a job with this `image_url` was uploaded (as opposed to fetched).
+pub fn is_upload_url(image_url: &str) -> bool {
+    image_url
+        .strip_prefix(UPLOAD_SCHEME)
+        .is_some_and(|rest| rest.starts_with("://"))
+}
+
+impl Store {
+    /// Writes a new job (row, first event, dispatch message) and its uploaded image in one
+    /// transaction: either both exist or neither does.
+    pub async fn enqueue_upload(
+        &self,
+        job: &NewJob,
+        upload: &NewUpload,
+        actor: &str,
+    ) -> Result<Job, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored = self.enqueue_on(&mut *tx, job, actor).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, job_id, content_type, filename, bytes, size, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(upload.id)
+        .bind(job.id)
+        .bind(&upload.content_type)
+        .bind(&upload.filename)
+        .bind(upload.bytes.as_ref())
+        .bind(i64::try_from(upload.bytes.len()).unwrap_or(i64::MAX))
+        .bind(upload.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The uploaded image of job `job_id`, unless it was never stored or already purged.
+    pub async fn load_upload(&self, job_id: Uuid) -> Result<Option<Upload>, StoreError> {
+        let upload = sqlx::query_as(
+            "SELECT id, job_id, content_type, filename, bytes, size, created_at, expires_at \
+             FROM uploads WHERE job_id = $1",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(upload)
+    }
+
+    /// Deletes up to `limit` uploads that are no longer needed at `now`: those whose job
+    /// finished more than `retention` ago, and those past their hard maximum
+    /// (`expires_at`) whatever their job's state. Returns how many were deleted.
+    ///
+    /// Rows another scheduler is deleting are skipped, so concurrent purges never wait
+    /// on each other; a full batch means more may be left.
+    pub async fn purge_expired_uploads(
+        &self,
+        now: DateTime<Utc>,
+        retention: Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "WITH x AS ( \
+               SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id \
+               WHERE u.expires_at <= $1 \
+                  OR (j.status IN ('succeeded', 'failed') \
+                      AND j.finished_at <= $1 - make_interval(secs => $2)) \
+               ORDER BY u.created_at LIMIT $3 \
+               FOR UPDATE OF u SKIP LOCKED) \
+             DELETE FROM uploads u USING x WHERE u.id = x.id",
+        )
+        .bind(now)
+        .bind(retention.as_secs_f64())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_urls_round_trip_the_job_id() {
+        let id = Uuid::now_v7();
+        let url = upload_image_url(id, "dish photo #1.jpg");
+        assert_eq!(url, format!("upload://{id}/dish%20photo%20%231.jpg"));
+        assert!(is_upload_url(&url));
+        assert_eq!(upload_job_id(&url), Some(id));
+        assert_eq!(upload_job_id(&format!("upload://{id}")), Some(id));
+    }
+
+    #[test]
+    fn other_urls_are_not_uploads() {
+        for url in [
+            "https://x.org/upload://a.jpg",
+            "uploads://0193f6c2-0000-7000-8000-000000000000/a.jpg",
+            "upload:/x",
+            "",
+        ] {
+            assert!(!is_upload_url(url), "{url}");
+            assert_eq!(upload_job_id(url), None, "{url}");
+        }
+        assert_eq!(upload_job_id("upload://not-a-uuid/a.jpg"), None);
+    }
+}
