@@ -42,6 +42,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// NATS subject and stream names (`FOODSEG_NATS_PREFIX`, default `foodseg`).
     pub subjects: Subjects,
+    /// `FOODSEG_UPLOAD_MAX_BYTES` (default 20 MiB) and the uploads' hard maximum age.
+    pub uploads: crate::upload::UploadLimits,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             db_max_connections: 32,
             db_acquire_timeout: Duration::from_secs(3),
             subjects: Subjects::default(),
+            uploads: crate::upload::UploadLimits::default(),
         }
     }
 
@@ -96,6 +99,17 @@ impl Config {
         if let Some(v) = get("FOODSEG_DB_MAX_CONNECTIONS") {
             config.db_max_connections = parse("FOODSEG_DB_MAX_CONNECTIONS", &v, |v| {
                 v.parse::<u32>().map_err(|e| e.to_string()).and_then(|n| {
+                    if n > 0 {
+                        Ok(n)
+                    } else {
+                        Err("must be at least 1".into())
+                    }
+                })
+            })?;
+        }
+        if let Some(v) = get("FOODSEG_UPLOAD_MAX_BYTES") {
+            config.uploads.max_bytes = parse("FOODSEG_UPLOAD_MAX_BYTES", &v, |v| {
+                v.parse::<usize>().map_err(|e| e.to_string()).and_then(|n| {
                     if n > 0 {
                         Ok(n)
                     } else {

@@ -71,7 +71,11 @@ fn optional_string(field: &'static str, v: Option<&Value>) -> Result<Option<Stri
     }
 }
 
-fn check_url(field: &'static str, raw: String, policy: &NetPolicy) -> Result<String, ApiError> {
+pub(crate) fn check_url(
+    field: &'static str,
+    raw: String,
+    policy: &NetPolicy,
+) -> Result<String, ApiError> {
     let invalid = |reason: String| ApiError::InvalidUrl { field, reason };
     let url = validate_url(&raw).map_err(|e| invalid(e.to_string()))?;
     policy

@@ -9,6 +9,7 @@ pub mod enqueue;
 pub mod error;
 pub mod routes;
 pub mod state;
+pub mod upload;
 
 pub use config::Config;
 pub use error::{ApiError, Error};
@@ -40,6 +41,7 @@ pub struct Parts {
     pub max_attempts: i32,
     pub net_policy: NetPolicy,
     pub relay: RelayConfig,
+    pub uploads: upload::UploadLimits,
 }
 
 impl Parts {
@@ -60,6 +62,7 @@ impl Parts {
             max_attempts: config.max_attempts,
             net_policy: config.net_policy.clone(),
             relay: RelayConfig::default(),
+            uploads: config.uploads,
         })
     }
 }
@@ -119,6 +122,7 @@ pub async fn serve(
         waker: relay.waker(),
         net_policy: parts.net_policy,
         max_attempts: parts.max_attempts,
+        uploads: parts.uploads,
         schema_ready,
     };
     let relay_task = tokio::spawn(relay.run(tasks.clone()));

@@ -20,6 +20,8 @@ pub struct AppState {
     pub waker: RelayWaker,
     pub net_policy: NetPolicy,
     pub max_attempts: i32,
+    /// Size cap and hard maximum age of `POST /v2/uploads` images.
+    pub uploads: crate::upload::UploadLimits,
     /// Set once the migrations have been applied; until then requests get 503.
     pub schema_ready: Arc<AtomicBool>,
 }

@@ -62,6 +62,7 @@ pub async fn api_parts(
         max_attempts: foodseg_api::config::DEFAULT_MAX_ATTEMPTS,
         net_policy: NetPolicy::parse_allow_list("127.0.0.0/8,::1/128")?,
         relay: RelayConfig::default(),
+        uploads: foodseg_api::upload::UploadLimits::default(),
     })
 }
 

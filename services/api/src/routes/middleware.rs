@@ -54,6 +54,7 @@ fn route_of(path: &str) -> &'static str {
         "/health/ready" => "/health/ready",
         "/openapi.json" => "/openapi.json",
         "/metrics" => "/metrics",
+        "/v2/uploads" => "/v2/uploads",
         p if p.starts_with("/status/") => "/status/{job_id}",
         p if p.starts_with("/jobs/") && p.ends_with("/events") => "/jobs/{job_id}/events",
         p if p.starts_with("/jobs/") && p.ends_with("/deliveries") => "/jobs/{job_id}/deliveries",

@@ -6,6 +6,7 @@ mod jobs;
 mod metrics;
 mod middleware;
 mod operator;
+mod uploads;
 
 pub use jobs::JobDocumentSchema;
 
@@ -20,7 +21,8 @@ pub fn router(state: AppState) -> Router {
         .push(jobs::router())
         .push(health::router())
         .push(metrics::router())
-        .push(operator::router());
+        .push(operator::router())
+        .push(uploads::router());
     let router = Router::new()
         .hoop(middleware::Inject(state))
         .hoop(middleware::trace_request)

@@ -1,0 +1,270 @@
+//! `POST /v2/uploads`: a job for an image sent as bytes instead of a URL. The bytes are
+//! stored with the job, in the same transaction, for the worker to read; the scheduler
+//! purges them once the job finished and the retention period passed.
+
+use bytes::Bytes;
+use chrono::Utc;
+use foodseg_engine::document::JobDocument;
+use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
+use salvo::extract::Metadata;
+use salvo::http::ParseError;
+use salvo::http::header::CONTENT_TYPE;
+use salvo::oapi::schema::{BasicType, KnownFormat, Object, SchemaFormat};
+use salvo::oapi::{
+    self, Components, EndpointArgRegister, Operation, Parameter, ParameterIn, RequestBody, Required,
+};
+use salvo::prelude::*;
+use uuid::Uuid;
+
+use super::jobs::{DocumentReply, with_deadline};
+use super::middleware::state;
+use crate::enqueue::check_url;
+use crate::error::ApiError;
+use crate::upload::{MULTIPART_OVERHEAD, UploadError, UploadLimits, check_filename, check_image};
+
+/// Actor recorded in the job's event log for uploads.
+const ACTOR: &str = "api";
+
+/// Counter of accepted uploads, by model.
+pub const UPLOADS_TOTAL: &str = "foodseg_uploads_total";
+/// Size of accepted uploads.
+pub const UPLOAD_BYTES: &str = "foodseg_upload_bytes";
+
+pub fn router() -> Router {
+    Router::with_path("v2/uploads").post(upload_image)
+}
+
+/// Queue a segmentation job for an uploaded image.
+///
+/// The body is the image itself (any Content-Type; the type is sniffed from the bytes),
+/// or a `multipart/form-data` body whose `file` part is the image. JPEG, PNG and WebP are
+/// accepted, up to 20 MiB unless the server is configured otherwise. Answers the v1 job
+/// document with status `MFR.Job.QUEUED`; its `request.image_url` is
+/// `upload://<job_id>/<filename>` and each result item's `image_id` is the file name.
+#[endpoint(tags("v2"))]
+async fn upload_image(
+    query: UploadQuery,
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<DocumentReply, UploadError> {
+    let state = state(depot)
+        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
+        .clone();
+    let limits = state.uploads;
+    let received = read_body(req, &limits).await?;
+    let image = check_image(&received.bytes, &limits)?;
+    let filename = check_filename(
+        query.filename.as_deref().or(received.filename.as_deref()),
+        image,
+    )?;
+    let model_id = query.model_id.or(received.model_id);
+    if model_id.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(ApiError::EmptyField { field: "model_id" }.into());
+    }
+    let model =
+        state
+            .registry
+            .resolve(model_id.as_deref())
+            .map_err(|e| ApiError::UnknownModel {
+                requested: e.requested,
+                known: e.known,
+            })?;
+    let model_id = model_id.unwrap_or_else(|| model.primary_id().to_string());
+    let webhook_url = match query.webhook_url.or(received.webhook_url) {
+        Some(url) if url.trim().is_empty() => {
+            return Err(ApiError::EmptyField {
+                field: "webhook_url",
+            }
+            .into());
+        }
+        Some(url) => Some(check_url("webhook_url", url, &state.net_policy)?),
+        None => None,
+    };
+    if !state.schema_ready() {
+        return Err(ApiError::DatabaseUnavailable(None).into());
+    }
+    let traceparent = foodseg_telemetry::trace::current_traceparent();
+    let trace_id = foodseg_telemetry::trace::current_trace_id().or_else(|| {
+        traceparent
+            .as_deref()
+            .and_then(foodseg_telemetry::trace::trace_id_of)
+            .map(str::to_string)
+    });
+    let job_id = Uuid::now_v7();
+    let size = received.bytes.len();
+    let job = NewJob {
+        id: job_id,
+        model_id,
+        model_name: model.name().to_string(),
+        image_url: upload_image_url(job_id, &filename),
+        webhook_url,
+        max_attempts: state.max_attempts,
+        trace_id,
+        traceparent,
+    };
+    let upload = NewUpload {
+        id: Uuid::now_v7(),
+        content_type: image.mime().to_string(),
+        filename,
+        bytes: received.bytes,
+        expires_at: Utc::now()
+            + chrono::Duration::from_std(limits.max_age).unwrap_or(chrono::Duration::days(7)),
+    };
+    let job = with_deadline(state.store.enqueue_upload(&job, &upload, ACTOR)).await?;
+    state.waker.wake();
+    metrics::counter!("foodseg_jobs_enqueued_total", "model" => job.model_name.clone())
+        .increment(1);
+    metrics::counter!(UPLOADS_TOTAL, "model" => job.model_name.clone()).increment(1);
+    metrics::histogram!(UPLOAD_BYTES).record(size as f64);
+    tracing::info!(
+        job_id = %job.id,
+        model = %job.model_name,
+        bytes = size,
+        content_type = image.mime(),
+        trace_id = job.trace_id.as_deref().unwrap_or(""),
+        "upload queued"
+    );
+    Ok(DocumentReply(JobDocument::from(&job)))
+}
+
+/// What the body carried: the image, and for multipart bodies the part's file name and
+/// any text fields standing in for the query parameters.
+struct Received {
+    bytes: Bytes,
+    filename: Option<String>,
+    model_id: Option<String>,
+    webhook_url: Option<String>,
+}
+
+/// Reads the image from a raw body or from the `file` part of a multipart/form-data body,
+/// refusing more than `limits.max_bytes` of image.
+async fn read_body(req: &mut Request, limits: &UploadLimits) -> Result<Received, UploadError> {
+    let multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let too_large = UploadError::TooLarge {
+        limit: limits.max_bytes,
+    };
+    if !multipart {
+        return match req.payload_with_max_size(limits.max_bytes).await {
+            Ok(bytes) => Ok(Received {
+                bytes: bytes.clone(),
+                filename: None,
+                model_id: None,
+                webhook_url: None,
+            }),
+            Err(ParseError::PayloadTooLarge) => Err(too_large),
+            Err(e) => Err(UploadError::BodyUnreadable(e.to_string())),
+        };
+    }
+    let form = match req
+        .form_data_max_size(limits.max_bytes.saturating_add(MULTIPART_OVERHEAD))
+        .await
+    {
+        Ok(form) => form,
+        Err(ParseError::PayloadTooLarge) => return Err(too_large),
+        Err(e) => return Err(UploadError::InvalidMultipart(e.to_string())),
+    };
+    let field = |name: &str| form.fields.get(name).cloned();
+    let Some(file) = form.files.get("file") else {
+        return Err(UploadError::MissingFilePart);
+    };
+    if file.size() > limits.max_bytes as u64 {
+        return Err(too_large);
+    }
+    let bytes = tokio::fs::read(file.path())
+        .await
+        .map_err(|e| UploadError::BodyUnreadable(format!("cannot read the `file` part: {e}")))?;
+    Ok(Received {
+        bytes: Bytes::from(bytes),
+        filename: file.name().map(str::to_string),
+        model_id: field("model_id"),
+        webhook_url: field("webhook_url"),
+    })
+}
+
+/// The query parameters of `POST /v2/uploads`. Extraction never fails: each is checked
+/// by the handler, which answers with the api's JSON errors.
+#[derive(Debug, Default)]
+pub struct UploadQuery {
+    filename: Option<String>,
+    model_id: Option<String>,
+    webhook_url: Option<String>,
+}
+
+impl<'ex> salvo::Extractible<'ex> for UploadQuery {
+    fn metadata() -> &'static Metadata {
+        static METADATA: Metadata = Metadata::new("UploadQuery");
+        &METADATA
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn extract(req: &'ex mut Request, _depot: &'ex mut Depot) -> Result<Self, ParseError> {
+        let get = |name: &str| req.queries().get(name).cloned();
+        Ok(UploadQuery {
+            filename: get("filename"),
+            model_id: get("model_id"),
+            webhook_url: get("webhook_url"),
+        })
+    }
+}
+
+impl EndpointArgRegister for UploadQuery {
+    fn register(_components: &mut Components, operation: &mut Operation, _arg: &str) {
+        let string = || Object::with_type(BasicType::String);
+        for (name, description) in [
+            (
+                "filename",
+                "File name of the image; it becomes each result item's `image_id`. \
+                 Defaults to the multipart part's file name, else `upload.<ext>`.",
+            ),
+            (
+                "model_id",
+                "A model name or alias (e.g. `124096`); absent for the default model.",
+            ),
+            (
+                "webhook_url",
+                "http(s) URL that receives the finished job document, as for /enqueue.",
+            ),
+        ] {
+            operation.parameters.insert(
+                Parameter::new(name)
+                    .location(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(description)
+                    .schema(string()),
+            );
+        }
+        let binary = || {
+            Object::with_type(BasicType::String)
+                .format(SchemaFormat::KnownFormat(KnownFormat::Binary))
+        };
+        let mut body = RequestBody::new()
+            .description(
+                "The image bytes (JPEG, PNG or WebP; the type is sniffed, any Content-Type is \
+                 accepted), or a multipart/form-data body with the image in its `file` part.",
+            )
+            .required(Required::True);
+        for content_type in [
+            "application/octet-stream",
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+        ] {
+            body = body.add_content(content_type, oapi::Content::new(binary()));
+        }
+        let form = Object::new()
+            .property("file", binary())
+            .required("file")
+            .property("model_id", string())
+            .property("webhook_url", string());
+        body = body.add_content("multipart/form-data", oapi::Content::new(form));
+        operation.request_body = Some(body);
+    }
+}

@@ -1,0 +1,122 @@
+//! Why an upload was refused. The JSON body is the api's usual
+//! `{"error": {"code", "message", "field"?}}`; errors shared with `/enqueue` (unknown
+//! model, webhook URL, database) answer exactly as there.
+
+use salvo::http::StatusCode;
+use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
+use salvo::prelude::*;
+
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+
+/// A refused or failed upload.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the image is over the {limit}-byte upload limit ({} MiB)", limit / (1024 * 1024))]
+    TooLarge { limit: usize },
+    #[error(
+        "the request carries no image: send the image bytes as the body, or as the `file` part of a multipart/form-data body"
+    )]
+    EmptyImage,
+    #[error("the multipart/form-data body has no `file` part")]
+    MissingFilePart,
+    #[error("the multipart/form-data body cannot be read: {0}")]
+    InvalidMultipart(String),
+    #[error("cannot read the request body: {0}")]
+    BodyUnreadable(String),
+    #[error("the uploaded bytes are {detected}, not an image; send a JPEG, PNG or WebP image")]
+    NotAnImage { detected: &'static str },
+    #[error("filename {reason}")]
+    InvalidFilename { reason: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl UploadError {
+    pub fn status(&self) -> StatusCode {
+        use UploadError::*;
+        match self {
+            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            EmptyImage | MissingFilePart | InvalidMultipart(_) | BodyUnreadable(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InvalidFilename { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Api(e) => e.status(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use UploadError::*;
+        match self {
+            TooLarge { .. } => "payload_too_large",
+            EmptyImage => "empty_image",
+            MissingFilePart => "missing_file",
+            InvalidMultipart(_) => "invalid_multipart",
+            BodyUnreadable(_) => "unreadable_body",
+            NotAnImage { .. } => "unsupported_media_type",
+            InvalidFilename { .. } => "invalid_filename",
+            Api(e) => e.code(),
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        match self {
+            UploadError::Api(e) => e.body(),
+            other => ErrorBody {
+                error: ErrorDetail {
+                    code: other.code().to_string(),
+                    message: other.to_string(),
+                    field: match other {
+                        UploadError::InvalidFilename { .. } => Some("filename".into()),
+                        UploadError::MissingFilePart => Some("file".into()),
+                        _ => None,
+                    },
+                    known_ids: None,
+                },
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Writer for UploadError {
+    async fn write(self, req: &mut Request, depot: &mut Depot, res: &mut Response) {
+        match self {
+            UploadError::Api(e) => e.write(req, depot, res).await,
+            other => {
+                tracing::debug!(code = other.code(), error = %other, "upload rejected");
+                res.status_code(other.status());
+                res.render(Json(other.body()));
+            }
+        }
+    }
+}
+
+impl EndpointOutRegister for UploadError {
+    fn register(components: &mut Components, operation: &mut Operation) {
+        let schema = ErrorBody::to_schema(components);
+        for (status, brief) in [
+            (
+                "400",
+                "No image in the body, no `file` part, or an unreadable body",
+            ),
+            ("413", "Image over the upload limit (20 MiB by default)"),
+            (
+                "415",
+                "The bytes are not a JPEG, PNG or WebP image (the message says what they are)",
+            ),
+            (
+                "422",
+                "Invalid filename or webhook_url, or unknown model_id",
+            ),
+            ("503", "Database unavailable"),
+        ] {
+            operation.responses.insert(
+                status,
+                oapi::Response::new(brief)
+                    .add_content("application/json", oapi::Content::new(schema.clone())),
+            );
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! `POST /v2/uploads` over HTTP against the real Postgres (a database per test) and NATS
+//! (streams per test): raw and multipart bodies, the size cap, type sniffing, every
+//! rejection writing nothing, and the OpenAPI description the CLI looks for.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use foodseg_testkit::{
+    TestApi, TestBus, api_parts, repo_models_dir, start_api, start_api_with, wait_until,
+};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use sqlx::PgPool;
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Query, body, expected status, error code and field.
+type RejectCase = (
+    &'static str,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pipeline/tests/fixtures")
+        .join(name)
+}
+
+async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, TestApi)> {
+    let tb = TestBus::new().await?;
+    let api = start_api(pool.clone(), tb.subjects.clone(), &tb.url).await?;
+    Ok((tb, api))
+}
+
+/// Answers with their JSON body (every answer of this endpoint is JSON).
+async fn json_of(res: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    Ok((status, res.json().await?))
+}
+
+async fn post_raw(
+    api: &TestApi,
+    query: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let res = reqwest::Client::new()
+        .post(api.url(&format!("/v2/uploads{query}")))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await?;
+    json_of(res).await
+}
+
+async fn post_form(api: &TestApi, query: &str, form: Form) -> anyhow::Result<(StatusCode, Value)> {
+    let res = reqwest::Client::new()
+        .post(api.url(&format!("/v2/uploads{query}")))
+        .multipart(form)
+        .send()
+        .await?;
+    json_of(res).await
+}
+
+/// (jobs, job_events, outbox, uploads) row counts.
+async fn counts(pool: &PgPool) -> anyhow::Result<(i64, i64, i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events), \
+         (SELECT count(*) FROM outbox), (SELECT count(*) FROM uploads)",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// (content_type, filename, bytes, size) of a job's upload.
+async fn stored(pool: &PgPool, job_id: &str) -> anyhow::Result<(String, String, Vec<u8>, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT content_type, filename, bytes, size FROM uploads WHERE job_id = $1::uuid",
+    )
+    .bind(job_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn raw_upload_queues_a_job_with_its_bytes(pool: PgPool) -> anyhow::Result<()> {
+    let (tb, api) = setup(&pool).await?;
+    let jpeg = std::fs::read(fixture("fruits.jpg"))?;
+    let (status, doc) = post_raw(
+        &api,
+        "?filename=fruits.jpg&model_id=124096&webhook_url=https%3A%2F%2Fmfr.example.org%2Fhook",
+        "image/jpeg",
+        jpeg.clone(),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["status"], "MFR.Job.QUEUED");
+    assert_eq!(doc["message"], "Job queued");
+    assert_eq!(doc["model_identifier"], "124096");
+    assert_eq!(doc["api_version"], "v1.0");
+    assert_eq!(doc["response"], Value::Null);
+    let job_id = doc["job_id"].as_str().expect("job_id").to_string();
+    assert_eq!(
+        doc["request"]["image_url"],
+        format!("upload://{job_id}/fruits.jpg")
+    );
+    assert_eq!(
+        doc["request"]["webhook_url"],
+        "https://mfr.example.org/hook"
+    );
+
+    assert_eq!(counts(&pool).await?, (1, 1, 1, 1));
+    let (content_type, filename, bytes, size) = stored(&pool, &job_id).await?;
+    assert_eq!(content_type, "image/jpeg");
+    assert_eq!(filename, "fruits.jpg");
+    assert_eq!(size, jpeg.len() as i64);
+    assert!(bytes == jpeg, "stored bytes differ from the upload");
+
+    // The dispatch message goes out like an /enqueue's.
+    let subject = tb.subjects.job("yolov5s-seg-coco");
+    let msg = wait_until(DEADLINE, || async {
+        tb.last_message(&subject).await.ok().flatten()
+    })
+    .await?;
+    let payload: Value = serde_json::from_slice(&msg.payload)?;
+    assert_eq!(payload["job_id"], job_id.as_str());
+
+    // /status answers the same document.
+    let status_doc: Value = reqwest::get(api.url(&format!("/status/{job_id}")))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(status_doc["request"], doc["request"]);
+
+    // curl --data-binary declares a form; the bytes are still sniffed as an image.
+    // Without a filename or model_id the defaults apply.
+    let png = std::fs::read(fixture("coffee.png"))?;
+    let (status, doc) =
+        post_raw(&api, "", "application/x-www-form-urlencoded", png.clone()).await?;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    let job_id = doc["job_id"].as_str().expect("job_id").to_string();
+    assert_eq!(
+        doc["request"]["image_url"],
+        format!("upload://{job_id}/upload.png")
+    );
+    assert_eq!(doc["request"]["webhook_url"], Value::Null);
+    assert_eq!(doc["model_identifier"], "124096");
+    let (content_type, filename, _, size) = stored(&pool, &job_id).await?;
+    assert_eq!(
+        (content_type.as_str(), filename.as_str(), size),
+        ("image/png", "upload.png", png.len() as i64)
+    );
+    assert_eq!(counts(&pool).await?, (2, 2, 2, 2));
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn multipart_upload_takes_the_file_part(pool: PgPool) -> anyhow::Result<()> {
+    let (tb, api) = setup(&pool).await?;
+    let png = std::fs::read(fixture("coffee.png"))?;
+    // The part's own file name and form fields stand in for the query parameters.
+    let form = Form::new().text("model_id", "124096").part(
+        "file",
+        Part::bytes(png.clone())
+            .file_name("my coffee.png")
+            .mime_str("application/octet-stream")?,
+    );
+    let (status, doc) = post_form(&api, "", form).await?;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["status"], "MFR.Job.QUEUED");
+    assert_eq!(doc["model_identifier"], "124096");
+    let job_id = doc["job_id"].as_str().expect("job_id").to_string();
+    assert_eq!(
+        doc["request"]["image_url"],
+        format!("upload://{job_id}/my%20coffee.png")
+    );
+    let (content_type, filename, bytes, _) = stored(&pool, &job_id).await?;
+    assert_eq!(
+        (content_type.as_str(), filename.as_str()),
+        ("image/png", "my coffee.png")
+    );
+    assert!(bytes == png, "stored bytes differ from the upload");
+
+    // The query wins over the part's name.
+    let form = Form::new().part(
+        "file",
+        Part::bytes(std::fs::read(fixture("fruits.jpg"))?).file_name("IMG_0001.JPG"),
+    );
+    let (status, doc) = post_form(&api, "?filename=dish.jpg", form).await?;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    let job_id = doc["job_id"].as_str().expect("job_id").to_string();
+    assert_eq!(stored(&pool, &job_id).await?.1, "dish.jpg");
+    assert_eq!(counts(&pool).await?, (2, 2, 2, 2));
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn uploads_over_the_cap_get_413_and_write_nothing(pool: PgPool) -> anyhow::Result<()> {
+    let tb = TestBus::new().await?;
+    let mut parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
+    parts.uploads.max_bytes = 64 * 1024;
+    let api = start_api_with(parts).await?;
+    let jpeg = std::fs::read(fixture("fruits.jpg"))?;
+    assert!(jpeg.len() > 64 * 1024);
+
+    let (status, err) = post_raw(&api, "?filename=fruits.jpg", "image/jpeg", jpeg.clone()).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    assert_eq!(err["error"]["code"], "payload_too_large");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("65536-byte"),
+        "{err}"
+    );
+
+    let form = Form::new().part("file", Part::bytes(jpeg.clone()).file_name("fruits.jpg"));
+    let (status, err) = post_form(&api, "", form).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    assert_eq!(err["error"]["code"], "payload_too_large");
+
+    // Far over the cap: the client still reads the answer, not a reset connection.
+    let mut huge = jpeg.clone();
+    huge.resize(32 * 1024 * 1024, 0);
+    let (status, err) = post_raw(&api, "", "image/jpeg", huge.clone()).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    let form = Form::new().part("file", Part::bytes(huge).file_name("huge.jpg"));
+    let (status, err) = post_form(&api, "", form).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+
+    // Just within the cap, a multipart body passes (the envelope is not counted).
+    let small = jpeg[..64 * 1024].to_vec();
+    let form = Form::new().part("file", Part::bytes(small).file_name("cut.jpg"));
+    let (status, doc) = post_form(&api, "", form).await?;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(counts(&pool).await?, (1, 1, 1, 1));
+
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn every_rejection_says_what_is_wrong_and_writes_nothing(pool: PgPool) -> anyhow::Result<()> {
+    let (tb, api) = setup(&pool).await?;
+    let jpeg = std::fs::read(fixture("fruits.jpg"))?;
+    let html = b"<!DOCTYPE html><html><body>Not found</body></html>".to_vec();
+
+    let (status, err) = post_raw(&api, "?filename=dish.jpg", "image/jpeg", html).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{err}");
+    assert_eq!(err["error"]["code"], "unsupported_media_type");
+    assert_eq!(
+        err["error"]["message"],
+        "the uploaded bytes are HTML, not an image; send a JPEG, PNG or WebP image"
+    );
+
+    let raw_cases: Vec<RejectCase> = vec![
+        ("", Vec::new(), StatusCode::BAD_REQUEST, "empty_image", None),
+        (
+            "",
+            b"GIF89a\x01\x00\x01\x00".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "",
+            br#"{"image_url":"https://x.org/a.jpg"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "?model_id=999999",
+            jpeg.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_model",
+            Some("model_id"),
+        ),
+        (
+            "?model_id=",
+            jpeg.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_field",
+            Some("model_id"),
+        ),
+        (
+            "?webhook_url=ftp%3A%2F%2Fh.org%2Fw",
+            jpeg.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+            Some("webhook_url"),
+        ),
+        (
+            "?webhook_url=http%3A%2F%2F10.1.2.3%2Fw",
+            jpeg.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+            Some("webhook_url"),
+        ),
+        (
+            "?filename=photos%2F",
+            jpeg.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_filename",
+            Some("filename"),
+        ),
+        (
+            "?filename=a%0Ab.jpg",
+            jpeg.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_filename",
+            Some("filename"),
+        ),
+    ];
+    for (query, body, want_status, want_code, want_field) in raw_cases {
+        let (status, err) = post_raw(&api, query, "application/octet-stream", body).await?;
+        assert_eq!(status, want_status, "{query}: {err}");
+        assert_eq!(err["error"]["code"], want_code, "{query}: {err}");
+        assert_eq!(err["error"]["field"].as_str(), want_field, "{query}: {err}");
+        assert!(!err["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+
+    // Multipart without a `file` part, and a file part holding text.
+    let form = Form::new().part("image", Part::bytes(jpeg.clone()).file_name("a.jpg"));
+    let (status, err) = post_form(&api, "", form).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["error"]["code"], "missing_file");
+    let form = Form::new().part(
+        "file",
+        Part::bytes(b"just some notes\n".to_vec()).file_name("notes.jpg"),
+    );
+    let (status, err) = post_form(&api, "", form).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("are text, not an image"),
+        "{err}"
+    );
+    // A multipart declaration over a body that is not multipart.
+    let (status, err) =
+        post_raw(&api, "", "multipart/form-data; boundary=zzz", jpeg.clone()).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_multipart");
+
+    assert_eq!(counts(&pool).await?, (0, 0, 0, 0));
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn openapi_documents_the_upload_endpoint(pool: PgPool) -> anyhow::Result<()> {
+    let (tb, api) = setup(&pool).await?;
+    let doc: Value = reqwest::get(api.url("/openapi.json")).await?.json().await?;
+    let op = &doc["paths"]["/v2/uploads"]["post"];
+    assert!(op.is_object(), "no POST /v2/uploads in {:#}", doc["paths"]);
+    let params: Vec<&str> = op["parameters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(params, ["filename", "model_id", "webhook_url"]);
+    assert!(
+        op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|p| p["in"] == "query")
+    );
+    let content = &op["requestBody"]["content"];
+    for ct in [
+        "application/octet-stream",
+        "image/jpeg",
+        "multipart/form-data",
+    ] {
+        assert!(content[ct].is_object(), "{ct} missing from {content:#}");
+    }
+    assert_eq!(content["image/jpeg"]["schema"]["format"], "binary");
+    assert!(content["multipart/form-data"]["schema"]["properties"]["file"].is_object());
+    for status in ["200", "400", "413", "415", "422", "503"] {
+        assert!(op["responses"][status].is_object(), "{status} missing");
+    }
+    assert!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("JobDocument"),
+        "{:#}",
+        op["responses"]["200"]
+    );
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}
