@@ -182,7 +182,12 @@ async fn segment(
     runtime: &Arc<ModelRuntime>,
     job: &Job,
 ) -> Result<serde_json::Value, Failure> {
-    let bytes = timed("fetch", ctx.fetcher.fetch(&job.image_url)).await?;
+    let source = timed(
+        "fetch",
+        crate::image_source::load(&ctx.store, &ctx.fetcher, job),
+    )
+    .await?;
+    let bytes = source.bytes;
     let rt = runtime.clone();
     let image = timed("decode", blocking("decode", move || rt.decode(&bytes))).await?;
     let rt = runtime.clone();
@@ -195,9 +200,7 @@ async fn segment(
     let input = Arc::new(input);
     let outputs = timed("inference", runtime.infer(input.clone())).await?;
     let rt = runtime.clone();
-    let image_id = url::Url::parse(&job.image_url)
-        .map(|u| foodseg_pipeline::image_id_from_url(&u))
-        .unwrap_or_default();
+    let image_id = source.image_id;
     timed(
         "postprocess",
         blocking("postprocess", move || {

@@ -9,6 +9,7 @@ mod consumer;
 pub mod error;
 pub mod failure;
 mod http;
+mod image_source;
 mod job;
 mod lease;
 pub mod metrics;
