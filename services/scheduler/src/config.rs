@@ -41,6 +41,9 @@ pub struct Config {
     pub reconcile_at: NaiveTime,
     /// Actor name in job events and logs.
     pub scheduler_id: String,
+    /// Uploaded images are purged this long after their job finished
+    /// (`FOODSEG_UPLOAD_RETENTION_HOURS`, default 24).
+    pub upload_retention: Duration,
 }
 
 /// A setting that cannot be used.
@@ -117,6 +120,11 @@ impl Config {
                 .map_err(problem("FOODSEG_RECONCILE_AT"))?,
             None => NaiveTime::from_hms_opt(3, 0, 0).unwrap_or_default(),
         };
+        let upload_retention = match var("FOODSEG_UPLOAD_RETENTION_HOURS") {
+            Some(v) => crate::uploads::parse_retention_hours(&v)
+                .map_err(problem("FOODSEG_UPLOAD_RETENTION_HOURS"))?,
+            None => crate::uploads::DEFAULT_RETENTION,
+        };
         Ok(Config {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://localhost/foodseg".into()),
@@ -136,6 +144,7 @@ impl Config {
             stale_queued_after: duration("FOODSEG_STALE_QUEUED_AFTER", Duration::from_secs(60))?,
             reconcile_at,
             scheduler_id: var("FOODSEG_SCHEDULER_ID").unwrap_or_else(default_scheduler_id),
+            upload_retention,
         })
     }
 }

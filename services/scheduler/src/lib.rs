@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod sender;
 pub mod signature;
 pub mod sweeper;
+pub mod uploads;
 pub mod wakers;
 
 pub use config::Config;
@@ -108,6 +109,7 @@ pub async fn serve(
         relay: relay.waker(),
         actor: config.scheduler_id.clone(),
         stale_queued_after: config.stale_queued_after,
+        upload_retention: config.upload_retention,
     };
     let mut handles = vec![
         tokio::spawn(relay.run(tasks.clone())),

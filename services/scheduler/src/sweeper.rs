@@ -30,6 +30,8 @@ pub struct Sweeper {
     pub relay: RelayWaker,
     pub actor: String,
     pub stale_queued_after: Duration,
+    /// Uploaded images are purged this long after their job finished.
+    pub upload_retention: Duration,
 }
 
 impl Sweeper {
@@ -97,6 +99,8 @@ impl Sweeper {
         if counts != SweepCounts::default() {
             self.relay.wake();
         }
+        // Last, so a failing purge never holds up job recovery.
+        crate::uploads::purge(&self.store, self.upload_retention).await?;
         Ok(counts)
     }
 

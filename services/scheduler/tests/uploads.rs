@@ -1,0 +1,125 @@
+//! The sweeper purges uploaded images once their job finished and the retention passed,
+//! keeps those still needed, and counts what it deleted in `/metrics`.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Env, wait_until};
+use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A QUEUED job with an uploaded image.
+async fn uploaded_job(env: &Env) -> anyhow::Result<Uuid> {
+    let id = Uuid::now_v7();
+    let job = NewJob {
+        id,
+        model_id: "124096".into(),
+        model_name: "test-model".into(),
+        image_url: upload_image_url(id, "dish.jpg"),
+        webhook_url: None,
+        max_attempts: 3,
+        trace_id: None,
+        traceparent: None,
+    };
+    let upload = NewUpload {
+        id: Uuid::now_v7(),
+        content_type: "image/jpeg".into(),
+        filename: "dish.jpg".into(),
+        bytes: b"\xff\xd8\xff\xe0 not really a photo".as_slice().into(),
+        expires_at: Utc::now() + chrono::Duration::days(7),
+    };
+    env.store.enqueue_upload(&job, &upload, "test").await?;
+    Ok(id)
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let finished = uploaded_job(&env).await?;
+    let claimed = env.claim(finished).await?;
+    env.store
+        .succeed(
+            finished,
+            claimed.attempt,
+            "test-worker",
+            &serde_json::json!([]),
+        )
+        .await?;
+    let queued = uploaded_job(&env).await?;
+    let running = uploaded_job(&env).await?;
+    env.claim(running).await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut config = env.config();
+    // Purge as soon as a job finished.
+    config.upload_retention = Duration::ZERO;
+    let parts = foodseg_scheduler::Parts {
+        store: env.store.clone(),
+        bus: env.bus.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(foodseg_scheduler::serve(
+        config,
+        parts,
+        Some(listener),
+        shutdown.clone(),
+    ));
+
+    let store = env.store.clone();
+    wait_until("the finished job's upload to be purged", || {
+        let store = store.clone();
+        async move {
+            store
+                .load_upload(finished)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    // The same statement looked at the others: the jobs still need their images.
+    assert!(env.store.load_upload(queued).await?.is_some());
+    assert!(env.store.load_upload(running).await?.is_some());
+    // The job and its result stay.
+    let job = env.store.get(finished).await?.expect("job kept");
+    assert_eq!(job.response, Some(serde_json::json!([])));
+
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let purged = text
+        .lines()
+        .find(|l| l.starts_with("foodseg_uploads_purged_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(purged, Some(1.0), "{text}");
+
+    shutdown.cancel();
+    task.await??;
+    env.cleanup().await
+}
+
+#[test]
+fn retention_defaults_to_a_day_and_is_configurable() -> anyhow::Result<()> {
+    let read = |v: Option<&str>| {
+        foodseg_scheduler::Config::from_lookup(|k| {
+            (k == "FOODSEG_UPLOAD_RETENTION_HOURS")
+                .then(|| v.map(str::to_string))
+                .flatten()
+        })
+    };
+    assert_eq!(read(None)?.upload_retention, Duration::from_secs(24 * 3600));
+    assert_eq!(read(Some("2"))?.upload_retention, Duration::from_secs(7200));
+    let e = read(Some("-3")).expect_err("negative retention");
+    assert_eq!(e.var, "FOODSEG_UPLOAD_RETENTION_HOURS");
+    Ok(())
+}
