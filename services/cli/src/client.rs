@@ -125,11 +125,15 @@ impl ApiClient {
         content_type: &str,
         file_name: &str,
         model_id: Option<&str>,
+        webhook_url: Option<&str>,
     ) -> Result<Option<JobDocument>, CliError> {
         let mut url = self.url(UPLOAD_PATH)?;
         url.query_pairs_mut().append_pair("filename", file_name);
         if let Some(model) = model_id {
             url.query_pairs_mut().append_pair("model_id", model);
+        }
+        if let Some(webhook) = webhook_url {
+            url.query_pairs_mut().append_pair("webhook_url", webhook);
         }
         let req = self
             .http

@@ -88,6 +88,7 @@ impl Submitter {
                     image.content_type,
                     &image.file_name(),
                     self.model(),
+                    self.options.webhook.as_deref(),
                 )
                 .await?;
             if let Some(doc) = uploaded {

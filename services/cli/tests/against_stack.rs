@@ -1,6 +1,9 @@
 //! The `foodseg` binary against the real stack: the api in-process, a worker on the real
-//! model and ONNX Runtime, Postgres and NATS. Local files reach the worker through the
-//! CLI's loopback file server (the api has no upload endpoint, so the CLI falls back).
+//! model and ONNX Runtime, Postgres and NATS. Local files are sent to the api's upload
+//! endpoint; behind an api without one (a front that hides it), they reach the worker
+//! through the CLI's loopback file server instead.
+
+mod front;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -81,6 +84,8 @@ async fn submit_prints_the_items_and_draws_the_overlay(pool: PgPool) -> anyhow::
             fixture("fruits.jpg").to_str().unwrap_or_default(),
             "--timeout",
             "180",
+            "--webhook",
+            "https://mfr.example.org/hook",
             "--overlay",
             png.to_str().unwrap_or_default(),
         ],
@@ -125,12 +130,85 @@ async fn submit_prints_the_items_and_draws_the_overlay(pool: PgPool) -> anyhow::
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(doc["status"], "MFR.Job.SUCCESS");
     assert_eq!(doc["job_id"], job_id);
+    // The bytes went through POST /v2/uploads, not a URL, with the webhook.
+    assert_eq!(
+        doc["request"]["image_url"],
+        format!("upload://{job_id}/fruits.jpg")
+    );
+    assert_eq!(
+        doc["request"]["webhook_url"],
+        "https://mfr.example.org/hook"
+    );
+    assert!(
+        doc["response"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|it| it["image_id"] == "fruits.jpg")),
+        "{doc:#}"
+    );
 
     shutdown.cancel();
     worker.await??;
     api.stop().await?;
     bus.cleanup().await;
     std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn without_an_upload_endpoint_files_are_served_locally(pool: PgPool) -> anyhow::Result<()> {
+    let bus = TestBus::new().await?;
+    let api = start_api(pool.clone(), bus.subjects.clone(), &bus.url).await?;
+    // An api without POST /v2/uploads: neither documented nor routed.
+    let front = front::Front::without_uploads(&api.base_url).await?;
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(foodseg_worker::run(
+        worker_config(&pool, &bus)?,
+        shutdown.clone(),
+    ));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_foodseg"))
+        .arg("--api")
+        .arg(&front.base_url)
+        .args([
+            "submit",
+            fixture("coffee.png").to_str().unwrap_or_default(),
+            "--timeout",
+            "180",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("cup")),
+        "no cup row in:\n{stdout}"
+    );
+    assert_eq!(
+        front.uploads_refused(),
+        0,
+        "the CLI sent bytes to a server without uploads"
+    );
+    // The job's image came from the CLI's loopback server, by URL.
+    let urls: Vec<String> = sqlx::query_scalar("SELECT image_url FROM jobs")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    assert!(
+        urls[0].starts_with("http://127.0.0.1:") && urls[0].ends_with("/coffee.png"),
+        "{urls:?}"
+    );
+
+    shutdown.cancel();
+    worker.await??;
+    api.stop().await?;
+    bus.cleanup().await;
     Ok(())
 }
 
