@@ -440,3 +440,22 @@ async fn two_schedulers_deliver_each_of_200_jobs_exactly_once(pool: PgPool) -> a
     assert_eq!(attempts, 200);
     env.cleanup().await
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn finished_jobs_wake_the_scheduler_without_waiting_for_a_poll(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    let mut config = env.config();
+    // Only a wake-up (Postgres notification or finished-job event) can start a delivery
+    // within the test's deadline.
+    config.poll_interval = Duration::from_secs(3600);
+    let scheduler = env.start(config).await?;
+    for _ in 0..20 {
+        let job = env.succeeded_job(&receiver.url("ok")).await?;
+        assert_eq!(env.settled_delivery(job.id).await.status, "delivered");
+    }
+    scheduler.stop().await?;
+    env.cleanup().await
+}
