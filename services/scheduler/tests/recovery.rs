@@ -235,6 +235,7 @@ async fn a_job_out_of_attempts_after_lost_workers_fails_with_a_webhook(
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::Result<()> {
+    let metrics = foodseg_telemetry::metrics::install()?;
     let env = Env::new(pool).await?;
     env.enqueue(None, 3).await?;
     env.enqueue(None, 3).await?;
@@ -279,7 +280,7 @@ async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::
             .is_some()
     );
 
-    let text = foodseg_telemetry::metrics::install()?.render();
+    let text = metrics.render();
     assert!(
         text.contains(r#"foodseg_reconcile_counts{count="deliveries_pending"}"#),
         "{text}"
