@@ -174,9 +174,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -212,10 +211,16 @@ mod tests {
             validate_url("ftp://example.com/a.jpg"),
             Err(UrlError::Scheme("ftp".into()))
         );
-        assert!(matches!(validate_url("not a url"), Err(UrlError::Invalid(_))));
+        assert!(matches!(
+            validate_url("not a url"),
+            Err(UrlError::Invalid(_))
+        ));
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert!(matches!(validate_url(&long), Err(UrlError::TooLong(_))));
-        assert!(matches!(validate_url("file:///etc/passwd"), Err(UrlError::Scheme(_))));
+        assert!(matches!(
+            validate_url("file:///etc/passwd"),
+            Err(UrlError::Scheme(_))
+        ));
     }
 
     #[test]

@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn production_names() {
         let s = Subjects::default();
-        assert_eq!(s.job("yolov5s-seg-coco"), "foodseg.jobs.segment.yolov5s-seg-coco");
+        assert_eq!(
+            s.job("yolov5s-seg-coco"),
+            "foodseg.jobs.segment.yolov5s-seg-coco"
+        );
         assert_eq!(s.job_event("succeeded"), "foodseg.events.job.succeeded");
         assert_eq!(s.jobs_stream, "FOODSEG_JOBS");
         assert_eq!(s.events_stream, "FOODSEG_EVENTS");

@@ -183,7 +183,9 @@ impl Store {
         };
         Ok(match job.status {
             JobStatus::Succeeded | JobStatus::Failed => ClaimOutcome::Finished(job.status),
-            JobStatus::Running => ClaimOutcome::Running(job.lease_expires_at.unwrap_or_else(Utc::now)),
+            JobStatus::Running => {
+                ClaimOutcome::Running(job.lease_expires_at.unwrap_or_else(Utc::now))
+            }
             JobStatus::Queued => ClaimOutcome::NotYet(job.not_before.unwrap_or_else(Utc::now)),
         })
     }
@@ -207,7 +209,10 @@ impl Store {
         .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
-        until.ok_or(StoreError::FenceLost(FenceLost { job_id: id, attempt }))
+        until.ok_or(StoreError::FenceLost(FenceLost {
+            job_id: id,
+            attempt,
+        }))
     }
 
     /// Stores the result of attempt `attempt`: SUCCESS, its event, the finished-job
@@ -256,7 +261,10 @@ impl Store {
         .bind(owner)
         .fetch_optional(&self.pool)
         .await?;
-        let max = max.ok_or(StoreError::FenceLost(FenceLost { job_id: id, attempt }))?;
+        let max = max.ok_or(StoreError::FenceLost(FenceLost {
+            job_id: id,
+            attempt,
+        }))?;
         if attempt >= max {
             let message = format!("{reason} (gave up after {attempt} attempts)");
             let job = self.fail(id, attempt, owner, &message).await?;
@@ -265,7 +273,15 @@ impl Store {
         let delay = policy.delay_after(u32::try_from(attempt).unwrap_or(u32::MAX));
         let message = format!("{MSG_QUEUED} (attempt {attempt} failed: {reason}; retrying)");
         let job = self
-            .requeue(id, attempt, owner, Transition::Retry, &message, Some(reason), delay)
+            .requeue(
+                id,
+                attempt,
+                owner,
+                Transition::Retry,
+                &message,
+                Some(reason),
+                delay,
+            )
             .await?;
         Ok(RetryOutcome::Requeued {
             not_before: job.not_before.unwrap_or_else(Utc::now),
@@ -329,8 +345,11 @@ impl Store {
             .bind(redispatch_msg_id(id, attempt))
             .fetch_optional(&self.pool)
             .await?;
-        rec.ok_or(StoreError::FenceLost(FenceLost { job_id: id, attempt }))?
-            .try_into()
+        rec.ok_or(StoreError::FenceLost(FenceLost {
+            job_id: id,
+            attempt,
+        }))?
+        .try_into()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -366,8 +385,11 @@ impl Store {
             .bind(self.subjects.job_event(""))
             .fetch_optional(&self.pool)
             .await?;
-        rec.ok_or(StoreError::FenceLost(FenceLost { job_id: id, attempt }))?
-            .try_into()
+        rec.ok_or(StoreError::FenceLost(FenceLost {
+            job_id: id,
+            attempt,
+        }))?
+        .try_into()
     }
 }
 

@@ -15,15 +15,17 @@ pub use deliveries::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryView, Redelivery,
 };
 pub use error::StoreError;
-pub use outbox::{OutboxBatch, OutboxRow};
-pub use jobs::{ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome};
-pub use row::{Job, JobEventRow};
-pub use uploads::{
-    NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,
+pub use jobs::{
+    ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };
+pub use outbox::{OutboxBatch, OutboxRow};
+pub use row::{Job, JobEventRow};
 pub use sweeps::{
     JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL, ReconciliationReport,
     RedriveReport,
+};
+pub use uploads::{
+    NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,
 };
 
 use std::time::Duration;
