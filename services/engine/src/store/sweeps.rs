@@ -196,6 +196,9 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         if !locked {
+            // Roll back now: a dropped transaction only rolls back when its connection is
+            // next used, and until then it would keep the advisory lock.
+            tx.rollback().await?;
             return Ok(None);
         }
         let done: Option<i32> = sqlx::query_scalar("SELECT 1 FROM reconciliations WHERE day = $1")
@@ -203,6 +206,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if done.is_some() {
+            tx.rollback().await?;
             return Ok(None);
         }
         let jobs: Vec<JobAgeCount> = sqlx::query_as(
