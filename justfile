@@ -22,7 +22,7 @@ services:
 
 # Run every test against the real Postgres, NATS and ONNX Runtime.
 test: ort services
-    cargo test --workspace
+    cargo test --workspace --no-fail-fast
 
 # Formatting and lints, as CI checks them.
 lint: deploy-check

@@ -305,7 +305,12 @@ async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::R
         panic!("redelivery of a finished job");
     };
     assert_ne!(second.webhook_id, first.webhook_id);
-    assert_eq!(second.status, "pending");
+    // The running scheduler may already have sent it by the time the view is read.
+    assert!(
+        matches!(second.status.as_str(), "pending" | "delivered"),
+        "{}",
+        second.status
+    );
     let store = env.store.clone();
     wait_until("the redelivery", || {
         let store = store.clone();
