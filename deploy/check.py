@@ -87,6 +87,7 @@ class Crate:
     dir: str
     bins: list[str]
     source: str  # all of src/ concatenated
+    deps: list[str]  # package names of its [dependencies]
 
     def literal(self, s: str) -> bool:
         return f'"{s}"' in self.source
@@ -103,7 +104,7 @@ def load_crates() -> dict[str, Crate]:
         if not bins and os.path.exists(os.path.join(d, "src", "main.rs")):
             bins = [name]
         src = "\n".join(read(p) for p in glob.glob(os.path.join(d, "src", "**", "*.rs"), recursive=True))
-        crates[name] = Crate(name, d, bins, src)
+        crates[name] = Crate(name, d, bins, src, list(cargo.get("dependencies", {})))
     return crates
 
 
@@ -133,7 +134,10 @@ def known_var(crate: Crate, var: str) -> bool:
 
 
 def serves(crate: Crate, path: str) -> bool:
-    return path.strip("/") in crate.source
+    """The route is in the crate's source or in a shared crate it depends on (the ops
+    listener of foodseg-runtime)."""
+    shared = [s for s in SHARED if s.name in crate.deps]
+    return any(path.strip("/") in c.source for c in [crate, *shared])
 
 
 def port_of(value: str | None) -> int | None:

@@ -3,6 +3,7 @@
 //! messages of the NATS JetStream dispatch. The api, worker and scheduler are built on it.
 
 pub mod bus;
+mod chain;
 pub mod document;
 pub mod domain;
 pub mod message;
@@ -12,6 +13,7 @@ pub mod store;
 pub mod subjects;
 
 pub use bus::{Bus, BusError};
+pub use chain::error_chain;
 pub use document::JobDocument;
 pub use domain::{JobStatus, RetryPolicy, Transition};
 pub use relay::{Relay, RelayConfig, RelayWaker};

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::bus::{Bus, BusError};
+pub use crate::chain::error_chain;
 use crate::store::{Store, StoreError};
 
 /// Tuning of one relay.
@@ -211,16 +212,4 @@ impl Relay {
         }
         Ok((published.len(), full))
     }
-}
-
-/// An error and its sources, `: `-separated, for logs and `last_error`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

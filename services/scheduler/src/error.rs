@@ -23,6 +23,4 @@ pub enum Error {
 }
 
 /// An error and its sources, `: `-separated, for logs.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    foodseg_engine::relay::error_chain(e)
-}
+pub use foodseg_engine::error_chain as chain;

@@ -13,7 +13,6 @@ pub mod body;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
-pub mod http;
 pub mod metrics;
 pub mod reconcile;
 pub mod retry_after;
@@ -32,6 +31,7 @@ use std::time::Duration;
 
 use foodseg_engine::relay::error_chain;
 use foodseg_engine::{Bus, Relay, RelayConfig, Store, StoreConfig, StoreError};
+use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -135,15 +135,25 @@ pub async fn serve(
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let probe = http::Probe {
-            store: store.clone(),
-            bus: bus.clone(),
-            metrics: metrics_handle,
+        let ready = {
+            let (store, bus) = (store.clone(), bus.clone());
+            move || {
+                let (store, bus) = (store.clone(), bus.clone());
+                async move {
+                    ReadyReport::new()
+                        .check("nats", bus.is_connected())
+                        .check("postgres", store.ping().await.is_ok())
+                }
+            }
         };
-        let server = http::serve(listener, probe, tasks.clone()).map_err(|source| Error::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
+        let render_metrics = move || metrics_handle.render();
+        let server =
+            serve_ops(listener, ready, render_metrics, tasks.clone()).map_err(|source| {
+                Error::Bind {
+                    addr: addr.clone(),
+                    source,
+                }
+            })?;
         tracing::info!(%addr, "scheduler probes and metrics listening");
         handles.push(server);
     }

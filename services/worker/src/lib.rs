@@ -8,7 +8,6 @@ pub mod config;
 mod consumer;
 pub mod error;
 pub mod failure;
-mod http;
 mod image_source;
 mod job;
 mod lease;
@@ -20,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use foodseg_engine::{Bus, Store, StoreConfig};
+use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,15 +62,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let _server_stop_on_return = server_stop.clone().drop_guard();
     let server = match config.http_addr {
         Some(addr) => {
-            let probe = http::Probe {
-                store: store.clone(),
-                bus: bus.clone(),
-                consuming: consuming.clone(),
-                render_metrics: Arc::new(move || metrics_handle.render()),
-            };
-            let (bound, task) = http::serve(addr, probe, server_stop.clone())
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| WorkerError::Listen { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| WorkerError::Listen { addr, source })?;
+            let ready = {
+                let (store, bus, consuming) = (store.clone(), bus.clone(), consuming.clone());
+                move || {
+                    let (store, bus, consuming) = (store.clone(), bus.clone(), consuming.clone());
+                    async move {
+                        ReadyReport::new()
+                            .check("consuming", consuming.load(Ordering::Relaxed))
+                            .check("nats", bus.is_connected())
+                            .check("postgres", store.ping().await.is_ok())
+                    }
+                }
+            };
+            let task = serve_ops(
+                listener,
+                ready,
+                move || metrics_handle.render(),
+                server_stop.clone(),
+            )
+            .map_err(|source| WorkerError::Listen { addr, source })?;
             tracing::info!(addr = %bound, "health and metrics listening");
             Some(task)
         }
