@@ -284,3 +284,35 @@ async fn outbox_batches_skip_rows_another_relay_holds(pool: PgPool) {
     assert_eq!((attempts, error.as_deref()), (1, Some("nats down")));
     assert_eq!(store.outbox_batch(10).await.unwrap().rows().len(), 4);
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn prune_deletes_only_rows_published_long_ago(pool: PgPool) {
+    let store = store(pool.clone());
+    let old = new_job(None);
+    let recent = new_job(None);
+    let unpublished = new_job(None);
+    for job in [&old, &recent, &unpublished] {
+        store.enqueue(job, "test").await.unwrap();
+    }
+    let mark = |id: Uuid, ago_secs: f64| {
+        sqlx::query(
+            "UPDATE outbox SET published_at = now() - make_interval(secs => $2) \
+             WHERE payload->>'job_id' = $1::text",
+        )
+        .bind(id)
+        .bind(ago_secs)
+        .execute(&pool)
+    };
+    mark(old.id, 2.0 * 86_400.0).await.unwrap();
+    mark(recent.id, 60.0).await.unwrap();
+
+    let pruned = store
+        .outbox_prune(Duration::from_secs(86_400))
+        .await
+        .unwrap();
+
+    assert_eq!(pruned, 1);
+    assert_eq!(count(&pool, "outbox", old.id).await, 0);
+    assert_eq!(count(&pool, "outbox", recent.id).await, 1);
+    assert_eq!(count(&pool, "outbox", unpublished.id).await, 1);
+}

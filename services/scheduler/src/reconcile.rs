@@ -36,6 +36,9 @@ pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
     }
 }
 
+/// How long published outbox rows are kept.
+pub const OUTBOX_KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Runs the reconciliation of `day` unless another scheduler did; logs and exports it.
 pub async fn reconcile(
     store: &Store,
@@ -59,6 +62,10 @@ pub async fn reconcile(
         "daily reconciliation"
     );
     metrics::reconciled(&report);
+    // Published dispatch messages are only kept for inspection; JetStream's duplicate
+    // window is minutes, so a day is plenty and the outbox stays small.
+    let pruned = store.outbox_prune(OUTBOX_KEEP).await?;
+    tracing::info!(%day, pruned, "published outbox rows pruned");
     Ok(Some(report))
 }
 
