@@ -1,7 +1,11 @@
 //! The v1 api over HTTP against the real Postgres (a database per test) and NATS (streams
 //! per test).
 
+mod common;
+
 use std::time::Duration;
+
+use common::{json_of, setup};
 
 use foodseg_engine::{Bus, Store, StoreConfig};
 use foodseg_testkit::{
@@ -15,12 +19,6 @@ use sqlx::PgPool;
 const DEADLINE: Duration = Duration::from_secs(15);
 const FORM: &str = "application/x-www-form-urlencoded";
 
-async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, TestApi)> {
-    let tb = TestBus::new().await?;
-    let api = start_api(pool.clone(), tb.subjects.clone(), &tb.url).await?;
-    Ok((tb, api))
-}
-
 async fn post(
     api: &TestApi,
     content_type: &str,
@@ -32,15 +30,7 @@ async fn post(
         .body(body)
         .send()
         .await?;
-    let status = res.status();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
-    Ok((status, res.json().await?))
+    json_of(res).await
 }
 
 async fn get(url: &str) -> anyhow::Result<(StatusCode, Value)> {

@@ -2,12 +2,13 @@
 //! (streams per test): raw and multipart bodies, the size cap, type sniffing, every
 //! rejection writing nothing, and the OpenAPI description the CLI looks for.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use foodseg_testkit::{
-    TestApi, TestBus, api_parts, repo_models_dir, start_api, start_api_with, wait_until,
-};
+use common::{json_of, setup};
+use foodseg_testkit::{TestApi, TestBus, api_parts, repo_models_dir, start_api_with, wait_until};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -28,25 +29,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pipeline/tests/fixtures")
         .join(name)
-}
-
-async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, TestApi)> {
-    let tb = TestBus::new().await?;
-    let api = start_api(pool.clone(), tb.subjects.clone(), &tb.url).await?;
-    Ok((tb, api))
-}
-
-/// Answers with their JSON body (every answer of this endpoint is JSON).
-async fn json_of(res: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
-    let status = res.status();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
-    Ok((status, res.json().await?))
 }
 
 async fn post_raw(
