@@ -77,6 +77,11 @@ pub(crate) const JOB_COLUMNS: &str = "id, status, model_id, model_name, image_ur
 const TRACE_HEADERS_SQL: &str = "CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
      ELSE jsonb_build_object('traceparent', traceparent) END";
 
+/// The error for a write whose attempt no longer holds the job.
+fn fence_lost(job_id: Uuid, attempt: i32) -> StoreError {
+    StoreError::FenceLost(FenceLost { job_id, attempt })
+}
+
 fn status_after(from: JobStatus, t: Transition) -> Result<&'static str, StoreError> {
     Ok(next_status(Some(from), t)?.as_str())
 }
@@ -209,10 +214,7 @@ impl Store {
         .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
-        until.ok_or(StoreError::FenceLost(FenceLost {
-            job_id: id,
-            attempt,
-        }))
+        until.ok_or(fence_lost(id, attempt))
     }
 
     /// Stores the result of attempt `attempt`: SUCCESS, its event, the finished-job
@@ -261,10 +263,7 @@ impl Store {
         .bind(owner)
         .fetch_optional(&self.pool)
         .await?;
-        let max = max.ok_or(StoreError::FenceLost(FenceLost {
-            job_id: id,
-            attempt,
-        }))?;
+        let max = max.ok_or(fence_lost(id, attempt))?;
         if attempt >= max {
             let message = format!("{reason} (gave up after {attempt} attempts)");
             let job = self.fail(id, attempt, owner, &message).await?;
@@ -345,11 +344,7 @@ impl Store {
             .bind(redispatch_msg_id(id, attempt))
             .fetch_optional(&self.pool)
             .await?;
-        rec.ok_or(StoreError::FenceLost(FenceLost {
-            job_id: id,
-            attempt,
-        }))?
-        .try_into()
+        rec.ok_or(fence_lost(id, attempt))?.try_into()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -385,11 +380,7 @@ impl Store {
             .bind(self.subjects.job_event(""))
             .fetch_optional(&self.pool)
             .await?;
-        rec.ok_or(StoreError::FenceLost(FenceLost {
-            job_id: id,
-            attempt,
-        }))?
-        .try_into()
+        rec.ok_or(fence_lost(id, attempt))?.try_into()
     }
 }
 
