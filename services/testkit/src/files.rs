@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
-use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use tokio_util::sync::CancellationToken;
 
@@ -53,18 +52,8 @@ impl Handler for ServeDir {
 impl FileServer {
     /// Starts serving `dir` on `127.0.0.1:0`.
     pub async fn serve_dir(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let router = Router::with_path("{**rest}").get(ServeDir(dir.into()));
-        let server = Server::new(TcpAcceptor::try_from(listener)?);
-        let handle = server.handle();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            handle.stop_forceful();
-        });
-        tokio::spawn(server.serve(router));
+        let (addr, shutdown) = crate::serve_router(router).await?;
         Ok(FileServer {
             base_url: format!("http://{addr}"),
             addr,

@@ -10,6 +10,7 @@ mod bus;
 mod files;
 mod models;
 mod nats;
+mod serve;
 mod wait;
 
 pub use api::{TestApi, api_parts, start_api, start_api_with};
@@ -17,4 +18,5 @@ pub use bus::{TestBus, nats_url, unique_subjects};
 pub use files::FileServer;
 pub use models::{TestModels, repo_models_dir};
 pub use nats::{NatsServer, free_port};
+pub use serve::serve_router;
 pub use wait::{Check, wait_until};

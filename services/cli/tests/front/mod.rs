@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use salvo::conn::tcp::TcpAcceptor;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -19,23 +18,13 @@ pub struct Front {
 impl Front {
     /// Starts the front on `127.0.0.1:0`, forwarding to `api` (`http://host:port`).
     pub async fn without_uploads(api: &str) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let refused = Arc::new(AtomicUsize::new(0));
         let router = Router::with_path("{**rest}").goal(Forward {
             api: api.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             refused: refused.clone(),
         });
-        let server = Server::new(TcpAcceptor::try_from(listener)?);
-        let handle = server.handle();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            handle.stop_forceful();
-        });
-        tokio::spawn(server.serve(router));
+        let (addr, shutdown) = foodseg_testkit::serve_router(router).await?;
         Ok(Front {
             base_url: format!("http://{addr}"),
             refused,
