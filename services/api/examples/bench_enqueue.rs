@@ -188,6 +188,8 @@ async fn bench_api(args: &Args, pool: PgPool, tb: &TestBus) -> anyhow::Result<Ph
 }
 
 async fn bench_raw(args: &Args, pool: PgPool) -> anyhow::Result<Phase> {
+    // Dynamic SQL: the baseline's table exists only in the bench's throwaway database,
+    // not in the schema the checked queries are verified against.
     sqlx::query(
         "CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload text NOT NULL, \
          created_at timestamptz NOT NULL DEFAULT now())",
@@ -197,6 +199,7 @@ async fn bench_raw(args: &Args, pool: PgPool) -> anyhow::Result<Phase> {
     Ok(drive(args, move |n| {
         let pool = pool.clone();
         async move {
+            // Dynamic SQL: see the CREATE TABLE above.
             sqlx::query("INSERT INTO bench_raw (payload) VALUES ($1)")
                 .bind(format!("https://img.example.org/{n}.jpg"))
                 .execute(&pool)
@@ -218,12 +221,14 @@ async fn main() -> anyhow::Result<()> {
         .connect()
         .await
         .context("connecting to Postgres")?;
+    // Dynamic SQL: a database name cannot be a bind parameter.
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
         .execute(&mut admin)
         .await?;
     let tb = TestBus::new().await?;
     let result = run(&args, &admin_opts, &db, &tb).await;
     tb.cleanup().await;
+    // Dynamic SQL: a database name cannot be a bind parameter.
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
     )))

@@ -11,7 +11,7 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] foodseg_runtime::ConfigError),
     #[error("cannot load the model registry")]
     Models(#[from] foodseg_models::RegistryError),
     #[error("cannot set up the job store")]
@@ -193,7 +193,7 @@ impl Writer for ApiError {
         if status.is_server_error() {
             tracing::error!(
                 code = self.code(),
-                error = %foodseg_engine::relay::error_chain(&self),
+                error = %foodseg_engine::error_chain(&self),
                 "request failed"
             );
         } else {

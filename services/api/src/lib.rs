@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::relay::error_chain;
-use foodseg_engine::{Bus, Relay, RelayConfig, Store, StoreConfig};
+use foodseg_engine::{Bus, Relay, RelayConfig, Store};
 use foodseg_models::Registry;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
@@ -38,7 +38,7 @@ pub struct Parts {
     pub store: Store,
     pub bus: Bus,
     pub registry: Registry,
-    pub max_attempts: i32,
+    pub max_attempts: foodseg_engine::Attempt,
     pub net_policy: NetPolicy,
     pub relay: RelayConfig,
     pub uploads: upload::UploadLimits,
@@ -48,19 +48,17 @@ impl Parts {
     /// Loads the model registry and connects (lazily) to Postgres and NATS: neither needs
     /// to be up for the api to start.
     pub async fn from_config(config: &Config) -> Result<Self, Error> {
+        let common = &config.common;
         let registry =
-            Registry::load(&config.models_dir)?.with_default(config.default_model.clone())?;
-        let mut store_config = StoreConfig::new(&config.database_url);
-        store_config.max_connections = config.db_max_connections;
-        store_config.acquire_timeout = config.db_acquire_timeout;
-        let store = Store::connect_lazy(&store_config, config.subjects.clone())?;
-        let bus = Bus::connect(&config.nats_url, config.subjects.clone()).await?;
+            Registry::load(&common.models_dir)?.with_default(config.default_model.clone())?;
+        let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
+        let bus = Bus::connect(&common.nats_url, common.subjects.clone()).await?;
         Ok(Parts {
             store,
             bus,
             registry,
             max_attempts: config.max_attempts,
-            net_policy: config.net_policy.clone(),
+            net_policy: common.net_policy.clone(),
             relay: RelayConfig::default(),
             uploads: config.uploads,
         })
@@ -93,7 +91,7 @@ pub async fn serve(
     let schema_ready = Arc::new(AtomicBool::new(false));
     match parts.store.migrate().await {
         Ok(()) => schema_ready.store(true, Ordering::Release),
-        Err(e) if e.is_unavailable() || is_connect_failure(&e) => {
+        Err(e) if e.is_unavailable() => {
             tracing::warn!(error = %error_chain(&e), "database unreachable; migrations will be retried");
             tokio::spawn(migrate_when_reachable(
                 parts.store.clone(),
@@ -168,20 +166,5 @@ async fn migrate_when_reachable(store: Store, ready: Arc<AtomicBool>, shutdown: 
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-/// Migration errors that only mean "cannot reach the database".
-fn is_connect_failure(e: &foodseg_engine::StoreError) -> bool {
-    use sqlx::migrate::MigrateError;
-    match e {
-        foodseg_engine::StoreError::Migrate(MigrateError::Execute(inner)) => matches!(
-            inner,
-            sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-        ),
-        _ => false,
     }
 }

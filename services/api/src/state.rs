@@ -19,7 +19,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub waker: RelayWaker,
     pub net_policy: NetPolicy,
-    pub max_attempts: i32,
+    pub max_attempts: foodseg_engine::Attempt,
     /// Size cap and hard maximum age of `POST /v2/uploads` images.
     pub uploads: crate::upload::UploadLimits,
     /// Set once the migrations have been applied; until then requests get 503.

@@ -60,9 +60,9 @@ fn worker_config(pool: &PgPool, bus: &TestBus) -> anyhow::Result<foodseg_worker:
         ("FOODSEG_WORKER_ID", "cli-test".into()),
         ("FOODSEG_WORKER_DRAIN_SECS", "5".into()),
     ]);
-    Ok(foodseg_worker::Config::from_lookup(|k| {
-        vars.get(k).cloned()
-    })?)
+    Ok(foodseg_worker::Config::load(
+        &foodseg_runtime::Env::from_pairs(vars),
+    )?)
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -196,7 +196,7 @@ async fn without_an_upload_endpoint_files_are_served_locally(pool: PgPool) -> an
         "the CLI sent bytes to a server without uploads"
     );
     // The job's image came from the CLI's loopback server, by URL.
-    let urls: Vec<String> = sqlx::query_scalar("SELECT image_url FROM jobs")
+    let urls = sqlx::query_scalar!("SELECT image_url FROM jobs")
         .fetch_all(&pool)
         .await?;
     assert_eq!(urls.len(), 1, "{urls:?}");

@@ -75,13 +75,14 @@ impl From<&Job> for JobDocument {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use uuid::Uuid;
+
+    use crate::domain::{Attempt, JobId};
 
     fn job(status: JobStatus) -> Job {
         let t = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
             + chrono::Duration::microseconds(123_456);
         Job {
-            id: Uuid::nil(),
+            id: JobId::from(uuid::Uuid::nil()),
             status,
             model_id: "124096".into(),
             model_name: "m".into(),
@@ -89,8 +90,8 @@ mod tests {
             webhook_url: None,
             message: "m".into(),
             response: Some(serde_json::json!([{"id": 0}])),
-            attempt: 1,
-            max_attempts: 4,
+            attempt: Attempt::new(1),
+            max_attempts: Attempt::new(4),
             lease_owner: None,
             lease_expires_at: None,
             not_before: None,
@@ -102,6 +103,8 @@ mod tests {
             started_at: None,
             finished_at: None,
             processing_time: Some(1.5),
+            redispatched_at: None,
+            redispatches: 0,
         }
     }
 

@@ -2,6 +2,7 @@
 //! no I/O), the Postgres store that is the source of truth for jobs, and the names and
 //! messages of the NATS JetStream dispatch. The api, worker and scheduler are built on it.
 
+pub mod backoff;
 pub mod bus;
 mod chain;
 pub mod document;
@@ -12,10 +13,14 @@ pub mod relay;
 pub mod store;
 pub mod subjects;
 
+pub use backoff::{Backoff, Retries};
 pub use bus::{Bus, BusError};
 pub use chain::error_chain;
 pub use document::JobDocument;
-pub use domain::{JobStatus, RetryPolicy, Transition};
+pub use domain::{
+    Attempt, AttemptOutcome, DeliveryId, DeliveryStatus, Fence, JobId, JobStatus, RetryPolicy,
+    Transition,
+};
 pub use relay::{Relay, RelayConfig, RelayWaker};
 pub use store::{Job, Store, StoreConfig, StoreError};
 pub use subjects::Subjects;

@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::bus::{Bus, BusError};
-pub use crate::chain::error_chain;
+use crate::chain::error_chain;
 use crate::store::{Store, StoreError};
 
 /// Tuning of one relay.
@@ -27,9 +28,8 @@ pub struct RelayConfig {
     pub batch_size: i64,
     /// Poll interval when nobody wakes the relay.
     pub poll_interval: Duration,
-    /// First retry delay after a failure; doubles up to `max_backoff`.
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Waits between passes after failures.
+    pub backoff: Backoff,
 }
 
 impl Default for RelayConfig {
@@ -37,8 +37,7 @@ impl Default for RelayConfig {
         RelayConfig {
             batch_size: 256,
             poll_interval: Duration::from_secs(1),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 }
@@ -95,7 +94,7 @@ impl Relay {
     /// exponential backoff while passes fail. Streams are (re)created after failures, so
     /// a relay that started while NATS was down sets them up once NATS is back.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = self.config.min_backoff;
+        let mut retries = self.config.backoff.retries();
         let mut streams_ready = false;
         loop {
             if !streams_ready && self.bus.is_connected() {
@@ -106,31 +105,23 @@ impl Relay {
                     }
                 }
             }
-            let wait = match self.publish_pending().await {
-                Ok(_) => {
-                    backoff = self.config.min_backoff;
-                    None
-                }
+            match self.publish_pending().await {
+                Ok(_) => retries.reset(),
                 Err(e) => {
                     if !matches!(e, RelayError::Disconnected) {
-                        tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "outbox relay pass failed");
+                        tracing::warn!(error = %error_chain(&e), "outbox relay pass failed; retrying");
                     }
                     streams_ready = false;
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                    Some(wait)
+                    if !retries.wait(&shutdown).await {
+                        break;
+                    }
+                    continue;
                 }
-            };
-            match wait {
-                Some(wait) => tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                },
-                None => tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = self.waker.0.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
-                },
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.waker.0.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
         tracing::debug!("outbox relay stopped");

@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         .connect()
         .await
         .context("connecting to Postgres")?;
+    // Dynamic SQL: a database name cannot be a bind parameter.
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
         .execute(&mut admin)
         .await?;
@@ -127,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     for stream in [&subjects.jobs_stream, &subjects.events_stream] {
         let _ = bus.jetstream().delete_stream(stream).await;
     }
+    // Dynamic SQL: a database name cannot be a bind parameter.
     sqlx::query(AssertSqlSafe(format!(
         "DROP DATABASE {db_name} WITH (FORCE)"
     )))
@@ -174,10 +176,10 @@ async fn run(
         ("FOODSEG_WORKER_CONCURRENCY", args.concurrency.to_string()),
         ("FOODSEG_SCHEDULER_ADDR", "off".into()),
     ]);
-    let lookup = |k: &str| vars.get(k).cloned();
-    let worker_config = foodseg_worker::Config::from_lookup(lookup)?;
+    let env = foodseg_runtime::Env::from_pairs(vars);
+    let worker_config = foodseg_worker::Config::load(&env)?;
     let worker = tokio::spawn(foodseg_worker::run(worker_config, shutdown.clone()));
-    let scheduler_config = foodseg_scheduler::Config::from_lookup(lookup)?;
+    let scheduler_config = foodseg_scheduler::Config::load(&env)?;
     let parts = foodseg_scheduler::Parts {
         store: Store::from_pool(pool.clone(), subjects.clone()),
         bus: Bus::connect(nats_url, subjects.clone()).await?,
@@ -228,17 +230,20 @@ async fn run(
     let wall = began.elapsed().as_secs_f64();
 
     // Where the overhead goes, from the timestamps Postgres and the scheduler recorded.
-    let stages: Vec<(f64, f64, f64)> = sqlx::query_as(
-        "SELECT EXTRACT(EPOCH FROM j.started_at - j.created_at)::float8 * 1000, \
-                EXTRACT(EPOCH FROM a.started_at - j.finished_at)::float8 * 1000, \
-                a.latency_ms \
-         FROM jobs j JOIN deliveries d ON d.job_id = j.id \
-         JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt = 1 \
-         WHERE j.status = 'succeeded' AND j.created_at >= $1",
+    let stages: Vec<(f64, f64, f64)> = sqlx::query!(
+        r#"SELECT EXTRACT(EPOCH FROM j.started_at - j.created_at)::float8 * 1000 AS "claim!",
+                  EXTRACT(EPOCH FROM a.started_at - j.finished_at)::float8 * 1000 AS "send!",
+                  a.latency_ms
+           FROM jobs j JOIN deliveries d ON d.job_id = j.id
+           JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt = 1
+           WHERE j.status = 'succeeded' AND j.created_at >= $1"#,
+        measured_from
     )
-    .bind(measured_from)
     .fetch_all(&pool)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.claim, r.send, r.latency_ms))
+    .collect();
 
     shutdown.cancel();
     let _ = worker.await?;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use foodseg_engine::relay::error_chain;
-use foodseg_engine::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery};
-use foodseg_engine::{JobDocument, Store};
+use foodseg_engine::error_chain;
+use foodseg_engine::store::{AttemptRecord, ClaimedDelivery};
+use foodseg_engine::{AttemptOutcome, JobDocument, Store};
 use foodseg_telemetry::{spans, trace};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -121,7 +121,7 @@ impl Dispatcher {
             Err(_) => {
                 // Only this loop takes slots and it claimed no more than were free.
                 if let Err(e) = self.store.release_delivery(&claim).await {
-                    tracing::warn!(error = %error_chain(&e), delivery_id = %claim.id, "cannot release a delivery claim");
+                    tracing::warn!(error = %error_chain(&e), delivery_id = %claim.delivery.id, "cannot release a delivery claim");
                 }
             }
         }
@@ -137,23 +137,24 @@ impl Dispatcher {
         let attempt = claim.attempt();
         // The attempt's spans join the job's trace: `webhook` (whose log lines carry the
         // job's trace id) with the CLIENT span of the request inside it.
-        let log = tracing::info_span!("webhook", job_id = %claim.job_id, webhook_id = %claim.webhook_id, attempt);
-        if let Some(parent) = &claim.traceparent {
+        let delivery = &claim.delivery;
+        let log = tracing::info_span!("webhook", job_id = %delivery.job_id, webhook_id = %delivery.webhook_id, attempt);
+        if let Some(parent) = &delivery.traceparent {
             trace::set_parent(&log, parent);
         }
-        let span = log.in_scope(|| spans::http_client("POST", &claim.url));
-        span.record("job.id", claim.job_id.to_string().as_str());
+        let span = log.in_scope(|| spans::http_client("POST", &delivery.url));
+        span.record("job.id", delivery.job_id.to_string().as_str());
         if attempt > 1 {
             span.record("http.request.resend_count", attempt - 1);
         }
-        let traceparent = trace::traceparent_of(&span).or_else(|| claim.traceparent.clone());
+        let traceparent = trace::traceparent_of(&span).or_else(|| delivery.traceparent.clone());
         async {
             let started_at = Utc::now();
             let clock = Instant::now();
             let body = body::encode(&JobDocument::from(&claim.job));
             let out = Outgoing {
-                url: &claim.url,
-                webhook_id: &claim.webhook_id,
+                url: &delivery.url,
+                webhook_id: &delivery.webhook_id,
                 timestamp: started_at.timestamp(),
                 body: &body,
                 traceparent: traceparent.as_deref(),
@@ -170,7 +171,7 @@ impl Dispatcher {
                 &answer,
                 attempt_no,
                 &self.schedule,
-                claim.created_at,
+                delivery.created_at,
                 Utc::now(),
                 rand::random::<f64>(),
             );

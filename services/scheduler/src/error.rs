@@ -5,7 +5,7 @@ use foodseg_engine::{BusError, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] foodseg_runtime::ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -21,6 +21,3 @@ pub enum Error {
     #[error(transparent)]
     Metrics(#[from] foodseg_telemetry::metrics::MetricsError),
 }
-
-/// An error and its sources, `: `-separated, for logs.
-pub use foodseg_engine::error_chain as chain;

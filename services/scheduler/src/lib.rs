@@ -1,5 +1,5 @@
 //! The foodseg scheduler: posts each finished job's result to its webhook exactly as MFR
-//! expects (DESIGN §2) with retries over up to a day, and repairs what crashes and lost
+//! expects (the v1 job document, encoded as a JSON string) with retries over up to a day, and repairs what crashes and lost
 //! messages leave behind — RUNNING jobs whose worker died are re-driven (or failed once
 //! out of attempts), QUEUED jobs whose dispatch message was lost are republished, stuck
 //! outbox rows are published by the relay it runs — plus a daily reconciliation report.
@@ -29,8 +29,8 @@ pub use error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foodseg_engine::relay::error_chain;
-use foodseg_engine::{Bus, Relay, RelayConfig, Store, StoreConfig, StoreError};
+use foodseg_engine::error_chain;
+use foodseg_engine::{Bus, Relay, RelayConfig, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -50,11 +50,9 @@ pub struct Parts {
 impl Parts {
     /// Connects (lazily) to Postgres and NATS: neither needs to be up to start.
     pub async fn from_config(config: &Config) -> Result<Self, Error> {
-        let store = Store::connect_lazy(
-            &StoreConfig::new(&config.database_url),
-            config.subjects.clone(),
-        )?;
-        let bus = Bus::connect(&config.nats_url, config.subjects.clone()).await?;
+        let common = &config.common;
+        let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
+        let bus = Bus::connect(&common.nats_url, common.subjects.clone()).await?;
         Ok(Parts { store, bus })
     }
 }
@@ -93,7 +91,7 @@ pub async fn serve(
     let metrics_handle = foodseg_telemetry::metrics::install()?;
     metrics::describe();
     let sender = Sender::new(
-        config.net_policy.clone(),
+        config.common.net_policy.clone(),
         config.webhook_secret.clone(),
         config.attempt_timeout,
         config.connect_timeout,
@@ -186,7 +184,7 @@ async fn migrate(store: &Store, shutdown: &CancellationToken) -> Result<bool, Er
     loop {
         match store.migrate().await {
             Ok(()) => return Ok(true),
-            Err(e) if is_unreachable(&e) => {
+            Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "database unreachable; waiting to apply migrations");
             }
             Err(e) => return Err(e.into()),
@@ -196,23 +194,5 @@ async fn migrate(store: &Store, shutdown: &CancellationToken) -> Result<bool, Er
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-fn is_unreachable(e: &StoreError) -> bool {
-    use sqlx::migrate::MigrateError;
-    let connect = |e: &sqlx::Error| {
-        matches!(
-            e,
-            sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-        )
-    };
-    match e {
-        StoreError::Unavailable(_) => true,
-        StoreError::Migrate(MigrateError::Execute(e)) => connect(e),
-        _ => false,
     }
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use foodseg_engine::store::{AttemptOutcome, ReconciliationReport};
+use foodseg_engine::store::ReconciliationReport;
+use foodseg_engine::{AttemptOutcome, JobStatus};
 
 /// Deliveries that failed for good (schedule exhausted, 410, refused URL).
 pub const DELIVERIES_FAILED_TOTAL: &str = "foodseg_webhook_deliveries_failed_total";
@@ -13,7 +14,12 @@ pub const RECONCILE_JOBS: &str = "foodseg_reconcile_jobs";
 /// Other counts of the last reconciliation, by `count`.
 pub const RECONCILE_COUNTS: &str = "foodseg_reconcile_counts";
 
-const STATES: [&str; 4] = ["queued", "running", "succeeded", "failed"];
+const STATES: [JobStatus; 4] = [
+    JobStatus::Queued,
+    JobStatus::Running,
+    JobStatus::Succeeded,
+    JobStatus::Failed,
+];
 const AGES: [&str; 5] = ["lt_1m", "lt_1h", "lt_1d", "lt_7d", "ge_7d"];
 
 /// Registers descriptions so `/metrics` explains each series.
@@ -65,7 +71,8 @@ pub fn reconciled(report: &ReconciliationReport) {
                 .iter()
                 .find(|c| c.status == status && c.age == age)
                 .map_or(0, |c| c.count);
-            metrics::gauge!(RECONCILE_JOBS, "status" => status, "age" => age).set(count as f64);
+            metrics::gauge!(RECONCILE_JOBS, "status" => status.as_str(), "age" => age)
+                .set(count as f64);
         }
     }
     for (name, value) in [

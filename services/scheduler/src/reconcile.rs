@@ -3,7 +3,7 @@
 //! and failed deliveries, logs them and exports them as gauges.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use foodseg_engine::relay::error_chain;
+use foodseg_engine::error_chain;
 use foodseg_engine::store::ReconciliationReport;
 use foodseg_engine::{Store, StoreError};
 use tokio_util::sync::CancellationToken;

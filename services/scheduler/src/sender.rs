@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::relay::error_chain;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use url::Url;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use foodseg_engine::relay::error_chain;
+use foodseg_engine::error_chain;
 use foodseg_engine::{Bus, RelayWaker, Store, StoreError};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foodseg_engine::Bus;
+use foodseg_engine::error_chain;
 use foodseg_engine::message::JobEvent;
-use foodseg_engine::relay::error_chain;
 use futures::StreamExt;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;

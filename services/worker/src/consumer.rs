@@ -6,19 +6,19 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, message::Acker};
 use chrono::{DateTime, Utc};
-use foodseg_engine::JobStatus;
 use foodseg_engine::message::{JobMessage, TRACEPARENT};
 use foodseg_engine::store::ClaimOutcome;
+use foodseg_engine::{Attempt, JobStatus};
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::error::chain;
 use crate::job::{JobContext, run_claimed};
 use crate::metrics;
 use crate::segment::ModelRuntime;
+use foodseg_engine::error_chain as chain;
 
 /// How long one pull request waits for messages before it is renewed.
 const PULL_WAIT: Duration = Duration::from_secs(5);
@@ -126,8 +126,8 @@ async fn handle(
     };
     let job_id = job_msg.job_id;
     let claim = ctx.store.claim(job_id, &ctx.worker_id, ctx.lease).await;
-    let job = match claim {
-        Ok(ClaimOutcome::Claimed(job)) => job,
+    let (job, fence) = match claim {
+        Ok(ClaimOutcome::Claimed { job, fence }) => (job, fence),
         Ok(ClaimOutcome::NotFound) => {
             tracing::warn!(%job_id, "dispatch message for a job that does not exist");
             metrics::message_skipped("not_found");
@@ -155,7 +155,7 @@ async fn handle(
         }
     };
     metrics::transition(JobStatus::Queued, JobStatus::Running);
-    if job.attempt == 1 {
+    if job.attempt == Attempt::FIRST {
         let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
         foodseg_telemetry::metrics::queue_wait(&job.model_name, waited);
     }
@@ -170,7 +170,7 @@ async fn handle(
         job.id = %job.id,
         job_id = %job.id,
         model = %job.model_name,
-        attempt = job.attempt,
+        attempt = job.attempt.get(),
         trace_id = tracing::field::Empty,
         worker = %ctx.worker_id,
     );
@@ -187,7 +187,7 @@ async fn handle(
     if let Some(id) = trace_id {
         span.record("trace_id", id);
     }
-    run_claimed(ctx, runtime, job, Arc::new(acker), release)
+    run_claimed(ctx, runtime, job, fence, Arc::new(acker), release)
         .instrument(span)
         .await;
 }

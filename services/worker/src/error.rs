@@ -6,7 +6,7 @@ use foodseg_engine::{BusError, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("invalid configuration")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] foodseg_runtime::ConfigError),
     #[error("job store")]
     Store(#[from] StoreError),
     #[error("NATS")]
@@ -32,6 +32,3 @@ pub enum WorkerError {
         source: std::io::Error,
     },
 }
-
-/// `error: cause: cause…` on one line, for logs.
-pub use foodseg_engine::error_chain as chain;

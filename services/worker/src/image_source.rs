@@ -7,9 +7,9 @@ use foodseg_engine::Store;
 use foodseg_engine::store::{Job, is_upload_url, upload_job_id};
 use tracing::Instrument;
 
-use crate::error::chain;
 use crate::failure::Failure;
 use crate::segment::ImageFetcher;
+use foodseg_engine::error_chain as chain;
 
 /// Why an uploaded job cannot run: its bytes were purged (retention or hard maximum age).
 pub const UPLOAD_GONE: &str = "uploaded image is no longer stored";

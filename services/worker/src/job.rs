@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::Acker;
 use foodseg_engine::store::{Job, RetryOutcome};
-use foodseg_engine::{JobStatus, RetryPolicy, Store, StoreError};
+use foodseg_engine::{Backoff, Fence, JobStatus, RetryPolicy, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::chain;
 use crate::failure::Failure;
 use crate::lease::{Lease, Renewer};
 use crate::metrics::{self, Outcome};
 use crate::segment::{ImageFetcher, ModelRuntime};
+use foodseg_engine::error_chain as chain;
 
 /// What every job on this worker shares.
 pub struct JobContext {
@@ -34,6 +34,7 @@ pub async fn run_claimed(
     ctx: Arc<JobContext>,
     runtime: Arc<ModelRuntime>,
     job: Job,
+    fence: Fence,
     acker: Arc<Acker>,
     release: CancellationToken,
 ) -> Outcome {
@@ -41,9 +42,7 @@ pub async fn run_claimed(
     let _renewer = Renewer::start(
         ctx.store.clone(),
         Lease {
-            job_id: job.id,
-            attempt: job.attempt,
-            owner: ctx.worker_id.clone(),
+            fence: fence.clone(),
             duration: ctx.lease,
             renew_every: ctx.renew_every,
         },
@@ -58,21 +57,18 @@ pub async fn run_claimed(
     };
     let outcome = match result {
         None if lost.is_cancelled() => Outcome::Abandoned,
-        None => write(&ctx, &job, &lost, |store, id, attempt, owner| async move {
-            store
-                .release(id, attempt, &owner)
-                .await
-                .map(|_| Outcome::Released)
+        None => write(&ctx, &lost, &fence, async |store, fence| {
+            store.release(&fence).await.map(|_| Outcome::Released)
         })
         .await
         .unwrap_or(Outcome::Abandoned),
         Some(Ok(items)) => {
             let items = Arc::new(items);
-            write(&ctx, &job, &lost, |store, id, attempt, owner| {
+            write(&ctx, &lost, &fence, move |store, fence| {
                 let items = items.clone();
                 async move {
                     store
-                        .succeed(id, attempt, &owner, &items)
+                        .succeed(&fence, &items)
                         .await
                         .map(|_| Outcome::Succeeded)
                 }
@@ -80,7 +76,7 @@ pub async fn run_claimed(
             .await
             .unwrap_or(Outcome::Abandoned)
         }
-        Some(Err(failure)) => record_failure(&ctx, &job, &lost, failure).await,
+        Some(Err(failure)) => record_failure(&ctx, &fence, &lost, failure).await,
     };
     metrics::in_flight(-1.0);
     metrics::job_finished(&job.model_name, outcome);
@@ -97,31 +93,27 @@ pub async fn run_claimed(
 
 async fn record_failure(
     ctx: &JobContext,
-    job: &Job,
+    fence: &Fence,
     lost: &CancellationToken,
     failure: Failure,
 ) -> Outcome {
-    let reason = failure.reason().to_string();
+    let reason: Arc<str> = failure.reason().into();
     if failure.is_permanent() {
         tracing::info!(%reason, "job failed permanently");
-        return write(ctx, job, lost, |store, id, attempt, owner| {
+        return write(ctx, lost, fence, move |store, fence| {
             let reason = reason.clone();
-            async move {
-                store
-                    .fail(id, attempt, &owner, &reason)
-                    .await
-                    .map(|_| Outcome::Failed)
-            }
+            async move { store.fail(&fence, &reason).await.map(|_| Outcome::Failed) }
         })
         .await
         .unwrap_or(Outcome::Abandoned);
     }
     tracing::warn!(%reason, "attempt failed; the job may be retried");
     let policy = ctx.retry;
-    write(ctx, job, lost, |store, id, attempt, owner| {
+    write(ctx, lost, fence, move |store, fence| {
         let reason = reason.clone();
         async move {
-            match store.retry(id, attempt, &owner, &reason, &policy).await? {
+            let jitter = rand::random::<f64>();
+            match store.retry(&fence, &reason, &policy, jitter).await? {
                 RetryOutcome::Requeued { not_before } => {
                     tracing::info!(%not_before, "job requeued");
                     Ok(Outcome::Retried)
@@ -138,24 +130,17 @@ async fn record_failure(
 /// `None` when the attempt is no longer current or the write could not be made.
 async fn write<F, Fut>(
     ctx: &JobContext,
-    job: &Job,
     lost: &CancellationToken,
+    fence: &Fence,
     op: F,
 ) -> Option<Outcome>
 where
-    F: Fn(Store, uuid::Uuid, i32, String) -> Fut,
+    F: Fn(Store, Fence) -> Fut,
     Fut: Future<Output = Result<Outcome, StoreError>>,
 {
-    let mut delay = Duration::from_millis(200);
+    let mut retries = Backoff::new(Duration::from_millis(200), ctx.renew_every).retries();
     for _ in 0..WRITE_TRIES {
-        match op(
-            ctx.store.clone(),
-            job.id,
-            job.attempt,
-            ctx.worker_id.clone(),
-        )
-        .await
-        {
+        match op(ctx.store.clone(), fence.clone()).await {
             Ok(outcome) => return Some(outcome),
             Err(StoreError::FenceLost(_)) => {
                 tracing::warn!("attempt no longer current; its result is dropped");
@@ -163,8 +148,7 @@ where
             }
             Err(e) if e.is_unavailable() && !lost.is_cancelled() => {
                 tracing::warn!(error = %chain(&e), "cannot write the job's state; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(ctx.renew_every);
+                tokio::time::sleep(retries.next_delay()).await;
             }
             Err(e) => {
                 tracing::error!(error = %chain(&e),

@@ -6,17 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, message::Acker};
-use foodseg_engine::{Store, StoreError};
+use foodseg_engine::{Fence, Store, StoreError};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// The lease a job runs under.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    pub job_id: Uuid,
-    /// The fencing token: the attempt this worker claimed.
-    pub attempt: i32,
-    pub owner: String,
+    /// What every write about this attempt is fenced on.
+    pub fence: Fence,
     pub duration: Duration,
     pub renew_every: Duration,
 }
@@ -34,18 +31,15 @@ impl Renewer {
             tick.tick().await; // the first tick is immediate; the claim just set the lease
             loop {
                 tick.tick().await;
-                match store
-                    .renew(lease.job_id, lease.attempt, &lease.owner, lease.duration)
-                    .await
-                {
+                match store.renew(&lease.fence, lease.duration).await {
                     Ok(_) => {
                         if let Err(e) = acker.ack_with(AckKind::Progress).await {
-                            tracing::warn!(job_id = %lease.job_id, error = %e,
+                            tracing::warn!(job_id = %lease.fence.job_id, error = %e,
                                 "cannot tell JetStream the job is in progress");
                         }
                     }
                     Err(StoreError::FenceLost(f)) => {
-                        tracing::warn!(job_id = %f.job_id, attempt = f.attempt,
+                        tracing::warn!(job_id = %f.job_id, attempt = f.attempt.get(),
                             "lease lost to another attempt; abandoning the job");
                         lost.cancel();
                         return;
@@ -53,7 +47,7 @@ impl Renewer {
                     Err(e) => {
                         // Keep trying: if Postgres stays away the lease lapses and the
                         // fenced result write refuses this attempt's result.
-                        tracing::warn!(job_id = %lease.job_id, error = %crate::error::chain(&e),
+                        tracing::warn!(job_id = %lease.fence.job_id, error = %foodseg_engine::error_chain(&e),
                             "cannot renew the lease");
                     }
                 }

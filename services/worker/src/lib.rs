@@ -18,16 +18,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use foodseg_engine::{Bus, Store, StoreConfig};
+use foodseg_engine::{Bus, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, ConfigError, ImageLimits};
+pub use config::{Config, ImageLimits};
 pub use error::WorkerError;
 pub use failure::Failure;
 pub use foodseg_pipeline::Device;
+pub use foodseg_runtime::ConfigError;
 
 use crate::consumer::ModelConsumer;
 use crate::job::JobContext;
@@ -48,12 +49,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
     tracing::info!(worker_id = %config.worker_id, models = ?names, "models loaded");
 
-    let store = Store::connect_lazy(
-        &StoreConfig::new(&config.database_url),
-        config.subjects.clone(),
-    )?;
+    let common = &config.common;
+    let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
     store.migrate().await?;
-    let bus = Bus::connect(&config.nats_url, config.subjects.clone()).await?;
+    let bus = Bus::connect(&common.nats_url, common.subjects.clone()).await?;
     bus.ensure_streams().await?;
 
     let consuming = Arc::new(AtomicBool::new(false));
@@ -93,7 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         None => None,
     };
 
-    let fetcher = ImageFetcher::new(&config.net_policy, config.image)?;
+    let fetcher = ImageFetcher::new(&common.net_policy, config.image)?;
     let ctx = Arc::new(JobContext {
         store: store.clone(),
         worker_id: config.worker_id.clone(),

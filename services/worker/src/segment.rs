@@ -77,7 +77,7 @@ impl ModelRuntime {
                     Failure::Permanent(e.to_string())
                 } else {
                     // Runtime failures such as device out-of-memory may pass on a retry.
-                    Failure::Transient(crate::error::chain(&e))
+                    Failure::Transient(foodseg_engine::error_chain(&e))
                 }
             })
         })
@@ -103,7 +103,7 @@ impl ModelRuntime {
 /// is consumed — when a model or its execution provider cannot load (CUDA asked for but
 /// unavailable is an error, never a silent CPU fallback).
 pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, WorkerError> {
-    let registry = Registry::load(&config.models_dir)?;
+    let registry = Registry::load(&config.common.models_dir)?;
     let models: Vec<Model> = if config.models.is_empty() {
         registry.models().to_vec()
     } else {
@@ -212,7 +212,7 @@ fn classify_fetch(e: FetchError) -> Failure {
     if e.is_permanent() {
         Failure::Permanent(e.to_string())
     } else {
-        Failure::Transient(crate::error::chain(&e))
+        Failure::Transient(foodseg_engine::error_chain(&e))
     }
 }
 

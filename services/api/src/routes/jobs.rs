@@ -2,12 +2,12 @@
 
 use std::future::Future;
 
+use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::NewJob;
 use salvo::oapi::ToSchema;
 use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
-use uuid::Uuid;
 
 use super::middleware::state;
 use crate::enqueue::{self, EnqueueRequest, MAX_BODY_BYTES};
@@ -115,7 +115,7 @@ async fn enqueue_job(req: &mut Request, depot: &mut Depot) -> Result<DocumentRep
             .map(str::to_string)
     });
     let job = NewJob {
-        id: Uuid::now_v7(),
+        id: JobId::new(),
         model_id,
         model_name: model.name().to_string(),
         image_url: request.image_url,
@@ -143,7 +143,7 @@ async fn job_status(
     let state = state(depot).ok_or_else(missing_state)?.clone();
     let raw = job_id.into_inner();
     let not_found = || ApiError::JobNotFound(raw.clone());
-    let id = Uuid::parse_str(raw.trim()).map_err(|_| not_found())?;
+    let id: JobId = raw.parse().map_err(|_| not_found())?;
     ensure_schema(&state)?;
     let job = with_deadline(state.store.get(id))
         .await?

@@ -2,14 +2,13 @@
 //! redelivery of its webhook.
 
 use chrono::{DateTime, Utc};
-use foodseg_engine::Job;
 use foodseg_engine::document::format_time;
 use foodseg_engine::store::{DeliveryAttemptRow, DeliveryView, JobEventRow, Redelivery};
+use foodseg_engine::{Job, JobId};
 use salvo::oapi::extract::PathParam;
 use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
 use salvo::prelude::*;
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::jobs::with_deadline;
 use super::middleware::state;
@@ -101,9 +100,9 @@ pub enum OperatorError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("job {job_id} has not finished (status {status}); its webhook goes out when it does")]
-    NotFinished { job_id: Uuid, status: &'static str },
+    NotFinished { job_id: JobId, status: &'static str },
     #[error("job {0} has no webhook_url")]
-    NoWebhook(Uuid),
+    NoWebhook(JobId),
 }
 
 impl OperatorError {
@@ -201,7 +200,7 @@ async fn redeliver(
     let job = find_job(&state, &job_id.into_inner()).await?;
     match with_deadline(state.store.redeliver(job.id, ACTOR)).await? {
         Redelivery::Created(delivery) => {
-            tracing::info!(job_id = %job.id, webhook_id = %delivery.webhook_id, "webhook redelivery queued");
+            tracing::info!(job_id = %job.id, webhook_id = %delivery.delivery.webhook_id, "webhook redelivery queued");
             res.status_code(StatusCode::CREATED);
             Ok(Json(Delivery::from(*delivery)))
         }
@@ -226,7 +225,7 @@ fn app_state(depot: &Depot) -> Result<AppState, ApiError> {
 
 async fn find_job(state: &AppState, raw: &str) -> Result<Job, ApiError> {
     let not_found = || ApiError::JobNotFound(raw.to_string());
-    let id = Uuid::parse_str(raw.trim()).map_err(|_| not_found())?;
+    let id: JobId = raw.parse().map_err(|_| not_found())?;
     with_deadline(state.store.get(id))
         .await?
         .ok_or_else(not_found)
@@ -241,9 +240,9 @@ impl From<JobEventRow> for JobEvent {
         JobEvent {
             id: e.id,
             at: time(e.at),
-            from_status: e.from_status,
-            to_status: e.to_status,
-            attempt: e.attempt,
+            from_status: e.from_status.map(|s| s.as_str().to_string()),
+            to_status: e.to_status.as_str().to_string(),
+            attempt: e.attempt.get(),
             actor: e.actor,
             detail: e.detail,
         }
@@ -251,18 +250,20 @@ impl From<JobEventRow> for JobEvent {
 }
 
 impl From<DeliveryView> for Delivery {
-    fn from(d: DeliveryView) -> Self {
+    fn from(view: DeliveryView) -> Self {
+        let next_attempt_at = view.next_attempt_at().map(time);
+        let d = view.delivery;
         Delivery {
             id: d.id.to_string(),
             webhook_id: d.webhook_id,
             url: d.url,
-            status: d.status,
+            status: d.status.as_str().to_string(),
             attempts: d.attempts,
-            next_attempt_at: d.next_attempt_at.map(time),
+            next_attempt_at,
             last_error: d.last_error,
             created_at: time(d.created_at),
             finished_at: d.finished_at.map(time),
-            attempt_log: d
+            attempt_log: view
                 .attempt_log
                 .into_iter()
                 .map(DeliveryAttempt::from)
@@ -279,7 +280,7 @@ impl From<DeliveryAttemptRow> for DeliveryAttempt {
             latency_ms: a.latency_ms,
             status_code: a.status_code,
             error: a.error,
-            outcome: a.outcome,
+            outcome: a.outcome.as_str().to_string(),
         }
     }
 }

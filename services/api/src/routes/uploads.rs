@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use chrono::Utc;
+use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
 use salvo::extract::Metadata;
@@ -90,7 +91,7 @@ async fn upload_image(
             .and_then(foodseg_telemetry::trace::trace_id_of)
             .map(str::to_string)
     });
-    let job_id = Uuid::now_v7();
+    let job_id = JobId::new();
     let size = received.bytes.len();
     let job = NewJob {
         id: job_id,

@@ -86,22 +86,4 @@ mod tests {
         assert_eq!(e.code(), "unsupported_media_type");
         assert!(e.to_string().contains("HTML"), "{e}");
     }
-
-    #[test]
-    fn the_cap_comes_from_the_environment() {
-        let read = |v: Option<&str>| {
-            crate::config::Config::from_lookup(|k| {
-                (k == "FOODSEG_UPLOAD_MAX_BYTES")
-                    .then(|| v.map(str::to_string))
-                    .flatten()
-            })
-        };
-        assert_eq!(read(None).unwrap().uploads, UploadLimits::default());
-        assert_eq!(read(None).unwrap().uploads.max_bytes, 20 * 1024 * 1024);
-        assert_eq!(read(Some("1048576")).unwrap().uploads.max_bytes, 1 << 20);
-        for bad in ["0", "-1", "20MiB"] {
-            let e = read(Some(bad)).unwrap_err();
-            assert_eq!(e.var, "FOODSEG_UPLOAD_MAX_BYTES", "{bad}");
-        }
-    }
 }

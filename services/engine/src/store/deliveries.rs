@@ -5,107 +5,68 @@
 //! fencing token. Recording an attempt only succeeds while the delivery is still pending,
 //! still at the expected attempt number and still locked with that token, so two
 //! schedulers can never both record (or both send) the same attempt.
+//!
+//! The literal `'pending'` in the claim's `WHERE` clause makes the planner use the partial
+//! index `deliveries_due`; everywhere else statuses are bound values.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::jobs::JOB_COLUMNS;
-use super::row::{Job, JobRecord};
+use super::row::Job;
 use super::{Store, StoreError};
-use crate::domain::JobStatus;
+use crate::domain::{AttemptOutcome, DeliveryId, DeliveryStatus, JobId, JobStatus};
+
+/// A row of `deliveries`: one webhook delivery (one `webhook-id`) of a finished job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryRow {
+    pub id: DeliveryId,
+    pub job_id: JobId,
+    /// Standard Webhooks `webhook-id`, the same for every attempt.
+    pub webhook_id: String,
+    pub url: String,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    /// While set and in the future, a scheduler is sending the next attempt.
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub traceparent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A row of `delivery_attempts`: one recorded attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryAttemptRow {
+    pub id: i64,
+    pub delivery_id: DeliveryId,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: f64,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
 
 /// A pending delivery a scheduler has locked to send its next attempt, with its job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedDelivery {
-    pub id: Uuid,
-    pub job_id: Uuid,
-    /// Standard Webhooks `webhook-id`, the same for every attempt.
-    pub webhook_id: String,
-    pub url: String,
-    /// Attempts made so far; the one about to be sent is `attempts + 1`.
-    pub attempts: i32,
-    pub traceparent: Option<String>,
-    pub created_at: DateTime<Utc>,
+    pub delivery: DeliveryRow,
     /// End of the lock; also the fencing token of this claim.
     pub locked_until: DateTime<Utc>,
     /// The job as it is now (its document is the webhook body).
     pub job: Job,
 }
 
-#[derive(sqlx::FromRow)]
-struct ClaimRecord {
-    delivery_id: Uuid,
-    job_id: Uuid,
-    webhook_id: String,
-    url: String,
-    attempts: i32,
-    delivery_traceparent: Option<String>,
-    delivery_created_at: DateTime<Utc>,
-    locked_until: DateTime<Utc>,
-    #[sqlx(flatten)]
-    job: JobRecord,
-}
-
-impl TryFrom<ClaimRecord> for ClaimedDelivery {
-    type Error = StoreError;
-
-    fn try_from(r: ClaimRecord) -> Result<Self, StoreError> {
-        Ok(ClaimedDelivery {
-            id: r.delivery_id,
-            job_id: r.job_id,
-            webhook_id: r.webhook_id,
-            url: r.url,
-            attempts: r.attempts,
-            traceparent: r.delivery_traceparent,
-            created_at: r.delivery_created_at,
-            locked_until: r.locked_until,
-            job: r.job.try_into()?,
-        })
-    }
-}
-
 impl ClaimedDelivery {
     /// The number of the attempt this claim is for (1-based).
     pub fn attempt(&self) -> i32 {
-        self.attempts + 1
-    }
-}
-
-/// What one attempt led to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttemptOutcome {
-    /// A 2xx answer: the delivery is done.
-    Delivered,
-    /// Not delivered; another attempt is scheduled.
-    Retry,
-    /// The receiver answered 410 Gone: no more attempts.
-    Gone,
-    /// Not delivered and no attempt left (schedule exhausted or URL refused).
-    Failed,
-}
-
-impl AttemptOutcome {
-    /// The value stored in `delivery_attempts.outcome` (also the metrics label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Delivered => "delivered",
-            AttemptOutcome::Retry => "retry",
-            AttemptOutcome::Gone => "gone",
-            AttemptOutcome::Failed => "failed",
-        }
-    }
-
-    /// The delivery's status after an attempt with this outcome.
-    fn delivery_status(self) -> &'static str {
-        match self {
-            AttemptOutcome::Delivered => "delivered",
-            AttemptOutcome::Retry => "pending",
-            AttemptOutcome::Gone | AttemptOutcome::Failed => "failed",
-        }
+        self.delivery.attempts + 1
     }
 }
 
@@ -126,63 +87,23 @@ pub struct AttemptRecord {
 /// A delivery with all its attempts, for operators.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeliveryView {
-    pub id: Uuid,
-    pub job_id: Uuid,
-    pub webhook_id: String,
-    pub url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    pub attempts: i32,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
+    pub delivery: DeliveryRow,
     pub attempt_log: Vec<DeliveryAttemptRow>,
 }
 
-/// One recorded attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct DeliveryAttemptRow {
-    pub attempt: i32,
-    pub started_at: DateTime<Utc>,
-    pub latency_ms: f64,
-    pub status_code: Option<i32>,
-    pub error: Option<String>,
-    pub outcome: String,
+/// A view reads as its delivery row (`view.status`, `view.webhook_id`, …).
+impl std::ops::Deref for DeliveryView {
+    type Target = DeliveryRow;
+
+    fn deref(&self) -> &DeliveryRow {
+        &self.delivery
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct DeliveryRecord {
-    id: Uuid,
-    job_id: Uuid,
-    webhook_id: String,
-    url: String,
-    status: String,
-    attempts: i32,
-    next_attempt_at: DateTime<Utc>,
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-impl DeliveryRecord {
-    fn into_view(self, attempt_log: Vec<DeliveryAttemptRow>) -> DeliveryView {
-        DeliveryView {
-            next_attempt_at: (self.status == "pending").then_some(self.next_attempt_at),
-            id: self.id,
-            job_id: self.job_id,
-            webhook_id: self.webhook_id,
-            url: self.url,
-            status: self.status,
-            attempts: self.attempts,
-            last_error: self.last_error,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            finished_at: self.finished_at,
-            attempt_log,
-        }
+impl DeliveryView {
+    /// When the next attempt is due, while the delivery is pending.
+    pub fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        (self.delivery.status == DeliveryStatus::Pending).then_some(self.delivery.next_attempt_at)
     }
 }
 
@@ -198,19 +119,36 @@ pub enum Redelivery {
     NoWebhook,
 }
 
-const DELIVERY_COLUMNS: &str = "id, job_id, webhook_id, url, status, attempts, next_attempt_at, \
-     last_error, created_at, updated_at, finished_at";
+/// `sqlx::query_as!(DeliveryRow, …)` selecting every column of `deliveries`, typed, put
+/// between the two literals.
+macro_rules! query_delivery {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            DeliveryRow,
+            $before
+                + "id AS \"id!: DeliveryId\", job_id AS \"job_id!: JobId\", \
+                   webhook_id AS \"webhook_id!\", url AS \"url!\", \
+                   status AS \"status!: DeliveryStatus\", attempts AS \"attempts!\", \
+                   next_attempt_at AS \"next_attempt_at!\", locked_until AS \"locked_until?\", \
+                   last_error AS \"last_error?\", traceparent AS \"traceparent?\", \
+                   created_at AS \"created_at!\", updated_at AS \"updated_at!\", \
+                   finished_at AS \"finished_at?\""
+                + $after
+            $(, $arg)*
+        )
+    };
+}
 
 impl Store {
     /// Locks up to `limit` pending deliveries that are due (and not locked by a live
-    /// claim) for `lease`. Competing schedulers skip each other's rows.
+    /// claim) for `lease`, and reads their jobs. Competing schedulers skip each other's
+    /// rows.
     pub async fn claim_due_deliveries(
         &self,
         limit: i64,
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        // The claimed rows' columns are renamed so that JOB_COLUMNS name the job's.
-        let sql = format!(
+        let deliveries = query_delivery!(
             "WITH due AS ( \
                SELECT id FROM deliveries \
                WHERE status = 'pending' AND next_attempt_at <= now() \
@@ -219,20 +157,34 @@ impl Store {
              c AS ( \
                UPDATE deliveries d SET locked_until = now() + make_interval(secs => $2), \
                       updated_at = now() \
-               FROM due WHERE d.id = due.id \
-               RETURNING d.id AS delivery_id, d.job_id, d.webhook_id, d.url, d.attempts, \
-                         d.traceparent AS delivery_traceparent, \
-                         d.created_at AS delivery_created_at, d.locked_until) \
-             SELECT c.delivery_id, c.job_id, c.webhook_id, c.url, c.attempts, \
-                    c.delivery_traceparent, c.delivery_created_at, c.locked_until, {JOB_COLUMNS} \
-             FROM c JOIN jobs ON jobs.id = c.job_id"
-        );
-        let rows: Vec<ClaimRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(limit)
-            .bind(lease.as_secs_f64())
+               FROM due WHERE d.id = due.id RETURNING d.*) \
+             SELECT ",
+            " FROM c",
+            limit,
+            lease.as_secs_f64(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let job_ids: Vec<Uuid> = deliveries.iter().map(|d| d.job_id.as_uuid()).collect();
+        let jobs = query_job!("SELECT ", " FROM jobs WHERE id = ANY($1)", &job_ids)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(ClaimedDelivery::try_from).collect()
+        let claims = deliveries
+            .into_iter()
+            .filter_map(|delivery| {
+                let job = jobs.iter().find(|j| j.id == delivery.job_id)?.clone();
+                let locked_until = delivery.locked_until?;
+                Some(ClaimedDelivery {
+                    delivery,
+                    locked_until,
+                    job,
+                })
+            })
+            .collect();
+        Ok(claims)
     }
 
     /// Records attempt `claim.attempt()` and moves the delivery to its next state, in one
@@ -248,29 +200,30 @@ impl Store {
             AttemptOutcome::Retry => record.next_attempt_at,
             _ => None,
         };
-        let recorded: Option<i64> = sqlx::query_scalar(
+        let recorded = sqlx::query_scalar!(
             "WITH u AS ( \
                UPDATE deliveries SET status = $3, attempts = $2, \
                       next_attempt_at = COALESCE($4, next_attempt_at), locked_until = NULL, \
                       last_error = $5, updated_at = now(), \
-                      finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END \
-               WHERE id = $1 AND status = 'pending' AND attempts = $2 - 1 AND locked_until = $6 \
+                      finished_at = CASE WHEN $3 = $11 THEN NULL ELSE now() END \
+               WHERE id = $1 AND status = $11 AND attempts = $2 - 1 AND locked_until = $6 \
                RETURNING id) \
              INSERT INTO delivery_attempts \
                     (delivery_id, attempt, started_at, latency_ms, status_code, error, outcome) \
              SELECT id, $2, $7, $8, $9, $5, $10 FROM u \
              RETURNING id",
+            claim.delivery.id as DeliveryId,
+            claim.attempt(),
+            status as DeliveryStatus,
+            next,
+            record.error.as_deref(),
+            claim.locked_until,
+            record.started_at,
+            record.latency.as_secs_f64() * 1000.0,
+            record.status_code.map(i32::from),
+            record.outcome as AttemptOutcome,
+            DeliveryStatus::Pending as DeliveryStatus,
         )
-        .bind(claim.id)
-        .bind(claim.attempt())
-        .bind(status)
-        .bind(next)
-        .bind(&record.error)
-        .bind(claim.locked_until)
-        .bind(record.started_at)
-        .bind(record.latency.as_secs_f64() * 1000.0)
-        .bind(record.status_code.map(i32::from))
-        .bind(record.outcome.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(recorded.is_some())
@@ -278,56 +231,73 @@ impl Store {
 
     /// Gives a claim back without an attempt (scheduler shutting down before sending).
     pub async fn release_delivery(&self, claim: &ClaimedDelivery) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE deliveries SET locked_until = NULL, updated_at = now() \
-             WHERE id = $1 AND status = 'pending' AND locked_until = $2",
+             WHERE id = $1 AND status = $3 AND locked_until = $2",
+            claim.delivery.id as DeliveryId,
+            claim.locked_until,
+            DeliveryStatus::Pending as DeliveryStatus,
         )
-        .bind(claim.id)
-        .bind(claim.locked_until)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     /// The job's deliveries with their attempts, oldest first.
-    pub async fn deliveries(&self, job_id: Uuid) -> Result<Vec<DeliveryView>, StoreError> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = $1 ORDER BY created_at, id"
-        );
-        let records: Vec<DeliveryRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut views = Vec::with_capacity(records.len());
-        for record in records {
-            let attempts = self.delivery_attempts(record.id).await?;
-            views.push(record.into_view(attempts));
-        }
-        Ok(views)
+    pub async fn deliveries(&self, job_id: JobId) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = query_delivery!(
+            "SELECT ",
+            " FROM deliveries WHERE job_id = $1 ORDER BY created_at, id",
+            job_id as JobId
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|d| d.id.as_uuid()).collect();
+        let mut attempts = self.delivery_attempts(&ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|delivery| {
+                let (mine, rest) = attempts
+                    .drain(..)
+                    .partition(|a: &DeliveryAttemptRow| a.delivery_id == delivery.id);
+                attempts = rest;
+                DeliveryView {
+                    delivery,
+                    attempt_log: mine,
+                }
+            })
+            .collect())
     }
 
     /// One delivery with its attempts.
-    pub async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryView>, StoreError> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        let record: Option<DeliveryRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match record {
-            Some(record) => {
-                let attempts = self.delivery_attempts(record.id).await?;
-                Ok(Some(record.into_view(attempts)))
-            }
-            None => Ok(None),
-        }
+    pub async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryView>, StoreError> {
+        let row = query_delivery!(
+            "SELECT ",
+            " FROM deliveries WHERE id = $1",
+            id as DeliveryId
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(delivery) = row else {
+            return Ok(None);
+        };
+        let attempt_log = self.delivery_attempts(&[delivery.id.as_uuid()]).await?;
+        Ok(Some(DeliveryView {
+            delivery,
+            attempt_log,
+        }))
     }
 
-    async fn delivery_attempts(&self, id: Uuid) -> Result<Vec<DeliveryAttemptRow>, StoreError> {
-        let rows = sqlx::query_as(
-            "SELECT attempt, started_at, latency_ms, status_code, error, outcome \
-             FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+    /// The attempts of these deliveries, by delivery then attempt number.
+    async fn delivery_attempts(&self, ids: &[Uuid]) -> Result<Vec<DeliveryAttemptRow>, StoreError> {
+        let rows = sqlx::query_as!(
+            DeliveryAttemptRow,
+            r#"SELECT id, delivery_id AS "delivery_id: DeliveryId", attempt, started_at,
+                      latency_ms, status_code, error, outcome AS "outcome: AttemptOutcome"
+               FROM delivery_attempts WHERE delivery_id = ANY($1)
+               ORDER BY delivery_id, attempt"#,
+            ids
         )
-        .bind(id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
@@ -335,26 +305,29 @@ impl Store {
 
     /// Queues a new delivery of a finished job's webhook, with a new `webhook-id`, and
     /// notes it in the job's event log.
-    pub async fn redeliver(&self, job_id: Uuid, actor: &str) -> Result<Redelivery, StoreError> {
+    pub async fn redeliver(&self, job_id: JobId, actor: &str) -> Result<Redelivery, StoreError> {
         let webhook_id = format!(
             "msg_{}_{}",
             job_id.simple(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        let created: Option<Uuid> = sqlx::query_scalar(
-            "WITH w AS ( \
-               INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
-               SELECT gen_random_uuid(), id, $2, webhook_url, 'pending', traceparent FROM jobs \
-               WHERE id = $1 AND status IN ('succeeded', 'failed') AND webhook_url IS NOT NULL \
-               RETURNING id, job_id), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT j.id, j.status, j.status, j.attempt, $3, 'redeliver: webhook-id ' || $2 \
-                   FROM jobs j JOIN w ON w.job_id = j.id) \
-             SELECT id FROM w",
+        let created = sqlx::query_scalar!(
+            r#"WITH w AS (
+                 INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent)
+                 SELECT $4, id, $2, webhook_url, $5, traceparent FROM jobs
+                 WHERE id = $1 AND status = ANY($6) AND webhook_url IS NOT NULL
+                 RETURNING id, job_id),
+               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
+                     SELECT j.id, j.status, j.status, j.attempt, $3, 'redeliver: webhook-id ' || $2
+                     FROM jobs j JOIN w ON w.job_id = j.id)
+               SELECT id AS "id!: DeliveryId" FROM w"#,
+            job_id as JobId,
+            &webhook_id,
+            actor,
+            DeliveryId::new() as DeliveryId,
+            DeliveryStatus::Pending as DeliveryStatus,
+            &[JobStatus::Succeeded, JobStatus::Failed] as &[JobStatus],
         )
-        .bind(job_id)
-        .bind(&webhook_id)
-        .bind(actor)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(id) = created {
@@ -368,19 +341,5 @@ impl Store {
             Some(job) if !job.status.is_terminal() => Redelivery::NotFinished(job.status),
             Some(_) => Redelivery::NoWebhook,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_map_to_delivery_states() {
-        assert_eq!(AttemptOutcome::Delivered.delivery_status(), "delivered");
-        assert_eq!(AttemptOutcome::Retry.delivery_status(), "pending");
-        assert_eq!(AttemptOutcome::Gone.delivery_status(), "failed");
-        assert_eq!(AttemptOutcome::Failed.delivery_status(), "failed");
-        assert_eq!(AttemptOutcome::Gone.as_str(), "gone");
     }
 }

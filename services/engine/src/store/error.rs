@@ -1,5 +1,7 @@
 use crate::domain::IllegalTransition;
 
+use super::FenceLost;
+
 /// Failures of the job store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -8,18 +10,19 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// Postgres cannot be reached or is not accepting writes right now (connection
+    /// refused or lost, pool timeout, server shutting down, read-only after a failover).
+    /// Callers answer 503 or retry; it is never the request's fault.
     #[error("database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error("database query failed")]
     Query(#[source] sqlx::Error),
     #[error("database migration failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored job has unknown status {0:?}")]
-    CorruptStatus(String),
+    Migrate(#[source] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
     #[error(transparent)]
-    FenceLost(#[from] super::FenceLost),
+    FenceLost(#[from] FenceLost),
 }
 
 impl StoreError {
@@ -29,14 +32,42 @@ impl StoreError {
     }
 }
 
+/// The one answer to "is the database unreachable?": transport failures, an exhausted or
+/// closed pool, and the server-side SQLSTATEs of the same kind — class 08 (connection
+/// exception), 57P01–57P03 (admin shutdown, crash shutdown, cannot connect now) and 25006
+/// (read-only transaction, as a demoted primary answers after a failover).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Query(e)
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
-            other => StoreError::Query(other),
+            sqlx::migrate::MigrateError::Execute(inner) if is_unavailable(&inner) => {
+                StoreError::Unavailable(inner)
+            }
+            other => StoreError::Migrate(other),
         }
     }
 }

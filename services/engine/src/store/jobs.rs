@@ -1,16 +1,19 @@
 //! Job transitions. Each is a single statement (data-modifying CTEs) or a single
 //! transaction, guarded by the state it expects, and appends to `job_events`.
 //! Transitions that need a message on NATS write it to `outbox` in the same statement.
+//!
+//! Statuses are bound as [`JobStatus`] / [`DeliveryStatus`] values; every statement here
+//! finds its job by primary key, so no partial index depends on a literal.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::AssertSqlSafe;
-use uuid::Uuid;
 
-use super::row::{Job, JobEventRow, JobRecord};
+use super::row::{Job, JobEventRow};
 use super::{Store, StoreError};
-use crate::domain::{JobStatus, RetryPolicy, Transition, next_status};
+use crate::domain::{
+    Attempt, DeliveryStatus, Fence, JobId, JobStatus, RetryPolicy, Transition, next_status,
+};
 use crate::message::{dispatch_msg_id, redispatch_msg_id};
 
 /// Status message of a job waiting in the queue.
@@ -23,14 +26,15 @@ pub const MSG_SUCCESS: &str = "Job completed";
 /// A job the api accepted.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub id: Uuid,
+    pub id: JobId,
     /// The model identifier the job runs with (shown as `model_identifier`).
     pub model_id: String,
     /// Registry name of the model (dispatch subject suffix).
     pub model_name: String,
     pub image_url: String,
     pub webhook_url: Option<String>,
-    pub max_attempts: i32,
+    /// The attempt budget.
+    pub max_attempts: Attempt,
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
 }
@@ -39,8 +43,8 @@ pub struct NewJob {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // built once per claim; boxing would only add noise
 pub enum ClaimOutcome {
-    /// The lease is ours; `job.attempt` is the fencing token.
-    Claimed(Job),
+    /// The lease is ours; every write about this attempt carries `fence`.
+    Claimed { job: Job, fence: Fence },
     /// No such job.
     NotFound,
     /// The job already finished; the message is stale.
@@ -65,25 +69,45 @@ pub enum RetryOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("job {job_id}: attempt {attempt} no longer holds the lease")]
 pub struct FenceLost {
-    pub job_id: Uuid,
-    pub attempt: i32,
+    pub job_id: JobId,
+    pub attempt: Attempt,
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, status, model_id, model_name, image_url, webhook_url, message, response, \
-     attempt, max_attempts, lease_owner, lease_expires_at, not_before, last_error, trace_id, \
-     traceparent, created_at, updated_at, started_at, finished_at, processing_time";
-
-/// Outbox headers built from a job row's trace context.
-const TRACE_HEADERS_SQL: &str = "CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-     ELSE jsonb_build_object('traceparent', traceparent) END";
+impl From<&Fence> for FenceLost {
+    fn from(f: &Fence) -> Self {
+        FenceLost {
+            job_id: f.job_id,
+            attempt: f.attempt,
+        }
+    }
+}
 
 /// The error for a write whose attempt no longer holds the job.
-fn fence_lost(job_id: Uuid, attempt: i32) -> StoreError {
-    StoreError::FenceLost(FenceLost { job_id, attempt })
+fn fence_lost(fence: &Fence) -> StoreError {
+    StoreError::FenceLost(fence.into())
 }
 
-fn status_after(from: JobStatus, t: Transition) -> Result<&'static str, StoreError> {
-    Ok(next_status(Some(from), t)?.as_str())
+fn status_after(from: JobStatus, t: Transition) -> Result<JobStatus, StoreError> {
+    Ok(next_status(Some(from), t)?)
+}
+
+/// How a requeue is written: its transition, the job's new message, the error kept in
+/// `last_error` (if any), the event's detail and the backoff.
+pub(crate) struct Requeue<'a> {
+    pub transition: Transition,
+    pub message: &'a str,
+    pub last_error: Option<&'a str>,
+    pub detail: &'a str,
+    pub delay: Duration,
+}
+
+/// How a finish is written: the state it leads to, the job's message, the result (on
+/// success) and the error (kept in `last_error` and as the event's detail).
+pub(crate) struct Finish<'a> {
+    pub to: JobStatus,
+    pub message: &'a str,
+    pub response: Option<&'a serde_json::Value>,
+    pub error: Option<&'a str>,
 }
 
 impl Store {
@@ -100,54 +124,58 @@ impl Store {
         job: &NewJob,
         actor: &str,
     ) -> Result<Job, StoreError> {
-        let to = next_status(None, Transition::Enqueue)?.as_str();
-        let sql = format!(
+        let to = next_status(None, Transition::Enqueue)?;
+        let row = query_job!(
             "WITH j AS ( \
-               INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, message, \
-                                 max_attempts, trace_id, traceparent) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {JOB_COLUMNS}), \
+               INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, \
+                                 message, max_attempts, trace_id, traceparent) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
                    SELECT id, NULL, status, attempt, $11 FROM j), \
              o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $12, $13, jsonb_build_object('job_id', id), {TRACE_HEADERS_SQL} FROM j) \
-             SELECT {JOB_COLUMNS} FROM j"
-        );
-        let rec: JobRecord = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(job.id)
-            .bind(to)
-            .bind(&job.model_id)
-            .bind(&job.model_name)
-            .bind(&job.image_url)
-            .bind(&job.webhook_url)
-            .bind(MSG_QUEUED)
-            .bind(job.max_attempts)
-            .bind(&job.trace_id)
-            .bind(&job.traceparent)
-            .bind(actor)
-            .bind(self.subjects.job(&job.model_name))
-            .bind(dispatch_msg_id(job.id))
-            .fetch_one(executor)
-            .await?;
-        rec.try_into()
+                   SELECT $12, $13, jsonb_build_object('job_id', id), \
+                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
+                               ELSE jsonb_build_object('traceparent', traceparent) END \
+                   FROM j) \
+             SELECT ",
+            " FROM j",
+            job.id as JobId,
+            to as JobStatus,
+            &job.model_id,
+            &job.model_name,
+            &job.image_url,
+            job.webhook_url.as_deref(),
+            MSG_QUEUED,
+            job.max_attempts as Attempt,
+            job.trace_id.as_deref(),
+            job.traceparent.as_deref(),
+            actor,
+            self.subjects.job(&job.model_name),
+            dispatch_msg_id(job.id),
+        )
+        .fetch_one(executor)
+        .await?;
+        Ok(row)
     }
 
     /// The job with this id, if any.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        let rec: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id)
+    pub async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let job = query_job!("SELECT ", " FROM jobs WHERE id = $1", id as JobId)
             .fetch_optional(&self.pool)
             .await?;
-        rec.map(Job::try_from).transpose()
+        Ok(job)
     }
 
     /// The job's event log, oldest first.
-    pub async fn events(&self, id: Uuid) -> Result<Vec<JobEventRow>, StoreError> {
-        let rows = sqlx::query_as(
-            "SELECT id, at, from_status, to_status, attempt, actor, detail \
-             FROM job_events WHERE job_id = $1 ORDER BY id",
+    pub async fn events(&self, id: JobId) -> Result<Vec<JobEventRow>, StoreError> {
+        let rows = sqlx::query_as!(
+            JobEventRow,
+            r#"SELECT id, job_id AS "job_id: JobId", at,
+                      from_status AS "from_status: JobStatus", to_status AS "to_status: JobStatus",
+                      attempt AS "attempt: Attempt", actor, detail
+               FROM job_events WHERE job_id = $1 ORDER BY id"#,
+            id as JobId
         )
-        .bind(id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
@@ -156,32 +184,39 @@ impl Store {
     /// Takes a lease on a queued job, bumping its attempt number (the fencing token).
     pub async fn claim(
         &self,
-        id: Uuid,
+        id: JobId,
         owner: &str,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        let to = status_after(JobStatus::Queued, Transition::Claim)?;
-        let sql = format!(
+        let from = JobStatus::Queued;
+        let to = status_after(from, Transition::Claim)?;
+        let claimed = query_job!(
             "WITH c AS ( \
                UPDATE jobs SET status = $2, attempt = attempt + 1, lease_owner = $3, \
                       lease_expires_at = now() + make_interval(secs => $4), not_before = NULL, \
                       started_at = now(), updated_at = now(), message = $5 \
-               WHERE id = $1 AND status = 'queued' AND (not_before IS NULL OR not_before <= now()) \
-               RETURNING {JOB_COLUMNS}), \
+               WHERE id = $1 AND status = $6 AND (not_before IS NULL OR not_before <= now()) \
+               RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
-                   SELECT id, 'queued', status, attempt, $3 FROM c) \
-             SELECT {JOB_COLUMNS} FROM c"
-        );
-        let claimed: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id)
-            .bind(to)
-            .bind(owner)
-            .bind(lease.as_secs_f64())
-            .bind(MSG_IN_PROGRESS)
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(rec) = claimed {
-            return Ok(ClaimOutcome::Claimed(rec.try_into()?));
+                   SELECT id, $6, status, attempt, $3 FROM c) \
+             SELECT ",
+            " FROM c",
+            id as JobId,
+            to as JobStatus,
+            owner,
+            lease.as_secs_f64(),
+            MSG_IN_PROGRESS,
+            from as JobStatus,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(job) = claimed {
+            let fence = Fence {
+                job_id: job.id,
+                attempt: job.attempt,
+                owner: owner.to_string(),
+            };
+            return Ok(ClaimOutcome::Claimed { job, fence });
         }
         let Some(job) = self.get(id).await? else {
             return Ok(ClaimOutcome::NotFound);
@@ -195,218 +230,216 @@ impl Store {
         })
     }
 
-    /// Extends the lease while attempt `attempt` is still current.
-    pub async fn renew(
-        &self,
-        id: Uuid,
-        attempt: i32,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<DateTime<Utc>, StoreError> {
-        let until: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $4) \
-             WHERE id = $1 AND status = 'running' AND attempt = $2 AND lease_owner = $3 \
-             RETURNING lease_expires_at",
+    /// Extends the lease while `fence` is still current.
+    pub async fn renew(&self, fence: &Fence, lease: Duration) -> Result<DateTime<Utc>, StoreError> {
+        let until = sqlx::query_scalar!(
+            r#"UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $4)
+               WHERE id = $1 AND status = $5 AND attempt = $2 AND lease_owner = $3
+               RETURNING lease_expires_at AS "until!""#,
+            fence.job_id as JobId,
+            fence.attempt as Attempt,
+            &fence.owner,
+            lease.as_secs_f64(),
+            JobStatus::Running as JobStatus,
         )
-        .bind(id)
-        .bind(attempt)
-        .bind(owner)
-        .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
-        until.ok_or(fence_lost(id, attempt))
+        until.ok_or_else(|| fence_lost(fence))
     }
 
-    /// Stores the result of attempt `attempt`: SUCCESS, its event, the finished-job
+    /// Stores the result of the fenced attempt: SUCCESS, its event, the finished-job
     /// message and the webhook delivery, all or nothing.
     pub async fn succeed(
         &self,
-        id: Uuid,
-        attempt: i32,
-        owner: &str,
+        fence: &Fence,
         response: &serde_json::Value,
     ) -> Result<Job, StoreError> {
-        let to = status_after(JobStatus::Running, Transition::Succeed)?;
-        self.finish(id, attempt, owner, to, MSG_SUCCESS, Some(response), None)
+        let finish = Finish {
+            to: status_after(JobStatus::Running, Transition::Succeed)?,
+            message: MSG_SUCCESS,
+            response: Some(response),
+            error: None,
+        };
+        self.finish_on(&self.pool, fence, &fence.owner, &finish)
             .await
     }
 
     /// Fails the job for good with a message that says why.
-    pub async fn fail(
-        &self,
-        id: Uuid,
-        attempt: i32,
-        owner: &str,
-        reason: &str,
-    ) -> Result<Job, StoreError> {
-        let to = status_after(JobStatus::Running, Transition::Fail)?;
-        self.finish(id, attempt, owner, to, reason, None, Some(reason))
+    pub async fn fail(&self, fence: &Fence, reason: &str) -> Result<Job, StoreError> {
+        let finish = Finish {
+            to: status_after(JobStatus::Running, Transition::Fail)?,
+            message: reason,
+            response: None,
+            error: Some(reason),
+        };
+        self.finish_on(&self.pool, fence, &fence.owner, &finish)
             .await
     }
 
     /// A transient failure: back to the queue after the policy's backoff, or failed with
-    /// the reason when no attempt is left.
+    /// the reason when the job's attempt budget is spent. One transaction, with the row
+    /// locked, so the decision and the write see the same job.
     pub async fn retry(
         &self,
-        id: Uuid,
-        attempt: i32,
-        owner: &str,
+        fence: &Fence,
         reason: &str,
         policy: &RetryPolicy,
+        jitter: f64,
     ) -> Result<RetryOutcome, StoreError> {
-        let max: Option<i32> = sqlx::query_scalar(
-            "SELECT max_attempts FROM jobs \
-             WHERE id = $1 AND status = 'running' AND attempt = $2 AND lease_owner = $3",
+        let mut tx = self.pool.begin().await?;
+        let max = sqlx::query_scalar!(
+            r#"SELECT max_attempts AS "max: Attempt" FROM jobs
+               WHERE id = $1 AND status = $4 AND attempt = $2 AND lease_owner = $3
+               FOR UPDATE"#,
+            fence.job_id as JobId,
+            fence.attempt as Attempt,
+            &fence.owner,
+            JobStatus::Running as JobStatus,
         )
-        .bind(id)
-        .bind(attempt)
-        .bind(owner)
-        .fetch_optional(&self.pool)
-        .await?;
-        let max = max.ok_or(fence_lost(id, attempt))?;
-        if attempt >= max {
-            let message = format!("{reason} (gave up after {attempt} attempts)");
-            let job = self.fail(id, attempt, owner, &message).await?;
-            return Ok(RetryOutcome::Failed(job));
-        }
-        let delay = policy.delay_after(u32::try_from(attempt).unwrap_or(u32::MAX));
-        let message = format!("{MSG_QUEUED} (attempt {attempt} failed: {reason}; retrying)");
-        let job = self
-            .requeue(
-                id,
-                attempt,
-                owner,
-                Transition::Retry,
-                &message,
-                Some(reason),
-                delay,
-            )
-            .await?;
-        Ok(RetryOutcome::Requeued {
-            not_before: job.not_before.unwrap_or_else(Utc::now),
-        })
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| fence_lost(fence))?;
+        let outcome = if fence.attempt.has_next_within(max) {
+            let message = format!(
+                "{MSG_QUEUED} (attempt {} failed: {reason}; retrying)",
+                fence.attempt
+            );
+            let detail = format!("{}: {reason}", Transition::Retry.as_str());
+            let requeue = Requeue {
+                transition: Transition::Retry,
+                message: &message,
+                last_error: Some(reason),
+                detail: &detail,
+                delay: policy.delay_after(fence.attempt, jitter),
+            };
+            let job = self
+                .requeue_on(&mut *tx, fence, &fence.owner, &requeue)
+                .await?;
+            RetryOutcome::Requeued {
+                not_before: job.not_before.unwrap_or_else(Utc::now),
+            }
+        } else {
+            let message = format!("{reason} (gave up after {} attempts)", fence.attempt);
+            let finish = Finish {
+                to: status_after(JobStatus::Running, Transition::Fail)?,
+                message: &message,
+                response: None,
+                error: Some(&message),
+            };
+            let job = self
+                .finish_on(&mut *tx, fence, &fence.owner, &finish)
+                .await?;
+            RetryOutcome::Failed(job)
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Hands a running job back to the queue (worker shutting down).
-    pub async fn release(&self, id: Uuid, attempt: i32, owner: &str) -> Result<Job, StoreError> {
-        self.requeue(
-            id,
-            attempt,
-            owner,
-            Transition::Release,
-            MSG_QUEUED,
-            None,
-            Duration::ZERO,
-        )
-        .await
+    pub async fn release(&self, fence: &Fence) -> Result<Job, StoreError> {
+        let requeue = Requeue {
+            transition: Transition::Release,
+            message: MSG_QUEUED,
+            last_error: None,
+            detail: Transition::Release.as_str(),
+            delay: Duration::ZERO,
+        };
+        self.requeue_on(&self.pool, fence, &fence.owner, &requeue)
+            .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn requeue(
+    /// Back to the queue with a new dispatch message (unique `Nats-Msg-Id` per attempt),
+    /// fenced on `fence`; `actor` is who the event names.
+    pub(crate) async fn requeue_on<'c>(
         &self,
-        id: Uuid,
-        attempt: i32,
-        owner: &str,
-        transition: Transition,
-        message: &str,
-        error: Option<&str>,
-        delay: Duration,
+        executor: impl sqlx::PgExecutor<'c>,
+        fence: &Fence,
+        actor: &str,
+        r: &Requeue<'_>,
     ) -> Result<Job, StoreError> {
-        let to = status_after(JobStatus::Running, transition)?;
-        let sql = format!(
+        let from = JobStatus::Running;
+        let to = status_after(from, r.transition)?;
+        let row = query_job!(
             "WITH q AS ( \
                UPDATE jobs SET status = $4, lease_owner = NULL, lease_expires_at = NULL, \
                       not_before = now() + make_interval(secs => $5), message = $6, \
                       last_error = COALESCE($7, last_error), updated_at = now() \
-               WHERE id = $1 AND status = 'running' AND attempt = $2 AND lease_owner = $3 \
-               RETURNING {JOB_COLUMNS}), \
+               WHERE id = $1 AND status = $11 AND attempt = $2 AND lease_owner = $3 \
+               RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, 'running', status, attempt, $3, $8 FROM q), \
+                   SELECT id, $11, status, attempt, $12, $8 FROM q), \
              o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
                    SELECT $9 || model_name, $10, jsonb_build_object('job_id', id), \
-                          {TRACE_HEADERS_SQL} FROM q) \
-             SELECT {JOB_COLUMNS} FROM q"
-        );
-        let detail = match error {
-            Some(e) => format!("{}: {e}", transition.as_str()),
-            None => transition.as_str().to_string(),
-        };
-        let rec: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id)
-            .bind(attempt)
-            .bind(owner)
-            .bind(to)
-            .bind(delay.as_secs_f64())
-            .bind(message)
-            .bind(error)
-            .bind(detail)
-            .bind(self.subjects.job(""))
-            .bind(redispatch_msg_id(id, attempt))
-            .fetch_optional(&self.pool)
-            .await?;
-        rec.ok_or(fence_lost(id, attempt))?.try_into()
+                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
+                               ELSE jsonb_build_object('traceparent', traceparent) END \
+                   FROM q) \
+             SELECT ",
+            " FROM q",
+            fence.job_id as JobId,
+            fence.attempt as Attempt,
+            &fence.owner,
+            to as JobStatus,
+            r.delay.as_secs_f64(),
+            r.message,
+            r.last_error,
+            r.detail,
+            self.subjects.job(""),
+            redispatch_msg_id(fence.job_id, fence.attempt),
+            from as JobStatus,
+            actor,
+        )
+        .fetch_optional(executor)
+        .await?;
+        row.ok_or_else(|| fence_lost(fence))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
+    /// Finishes the fenced attempt: the job row, its event, the finished-job message for
+    /// the outbox and the webhook delivery, in one statement. The only place a job
+    /// finishes; `actor` is who the event names.
+    pub(crate) async fn finish_on<'c>(
         &self,
-        id: Uuid,
-        attempt: i32,
-        owner: &str,
-        to: &str,
-        message: &str,
-        response: Option<&serde_json::Value>,
-        error: Option<&str>,
+        executor: impl sqlx::PgExecutor<'c>,
+        fence: &Fence,
+        actor: &str,
+        f: &Finish<'_>,
     ) -> Result<Job, StoreError> {
-        let sql = format!(
+        let from = JobStatus::Running;
+        let row = query_job!(
             "WITH d AS ( \
                UPDATE jobs SET status = $4, message = $5, response = $6, \
                       last_error = COALESCE($7, last_error), lease_owner = NULL, \
                       lease_expires_at = NULL, finished_at = now(), updated_at = now(), \
                       processing_time = EXTRACT(EPOCH FROM now() - started_at)::float8 \
-               WHERE id = $1 AND status = 'running' AND attempt = $2 AND lease_owner = $3 \
-               RETURNING {JOB_COLUMNS}), \
-             {FINISH_SIDE_EFFECTS} \
-             SELECT {JOB_COLUMNS} FROM d"
-        );
-        let rec: Option<JobRecord> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id)
-            .bind(attempt)
-            .bind(owner)
-            .bind(to)
-            .bind(message)
-            .bind(response)
-            .bind(error)
-            .bind(self.subjects.job_event(""))
-            .fetch_optional(&self.pool)
-            .await?;
-        rec.ok_or(fence_lost(id, attempt))?.try_into()
-    }
-}
-
-/// What finishing a job writes besides the job row (CTE `d` holds the finished rows;
-/// `$3` is the actor, `$7` the error detail, `$8` the event subject prefix):
-/// the event log line, the finished-job event for the outbox, and the webhook delivery.
-pub(crate) const FINISH_SIDE_EFFECTS: &str = "\
-    e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-          SELECT id, 'running', status, attempt, $3, $7 FROM d), \
-    o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-          SELECT $8 || status, id::text || '.' || status, \
-                 jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt), \
-                 CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                      ELSE jsonb_build_object('traceparent', traceparent) END FROM d), \
-    w AS (INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
-          SELECT gen_random_uuid(), id, 'msg_' || replace(id::text, '-', ''), webhook_url, \
-                 'pending', traceparent FROM d WHERE webhook_url IS NOT NULL)";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finish_side_effects_write_event_outbox_and_delivery() {
-        for table in ["job_events", "outbox", "deliveries"] {
-            assert!(FINISH_SIDE_EFFECTS.contains(table), "{table}");
-        }
+               WHERE id = $1 AND status = $9 AND attempt = $2 AND lease_owner = $3 \
+               RETURNING *), \
+             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
+                   SELECT id, $9, status, attempt, $10, $7 FROM d), \
+             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
+                   SELECT $8 || status, id::text || '.' || status, \
+                          jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt), \
+                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
+                               ELSE jsonb_build_object('traceparent', traceparent) END \
+                   FROM d), \
+             w AS (INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
+                   SELECT gen_random_uuid(), id, 'msg_' || replace(id::text, '-', ''), \
+                          webhook_url, $11, traceparent \
+                   FROM d WHERE webhook_url IS NOT NULL) \
+             SELECT ",
+            " FROM d",
+            fence.job_id as JobId,
+            fence.attempt as Attempt,
+            &fence.owner,
+            f.to as JobStatus,
+            f.message,
+            f.response,
+            f.error,
+            self.subjects.job_event(""),
+            from as JobStatus,
+            actor,
+            DeliveryStatus::Pending as DeliveryStatus,
+        )
+        .fetch_optional(executor)
+        .await?;
+        row.ok_or_else(|| fence_lost(fence))
     }
 }

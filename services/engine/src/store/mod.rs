@@ -3,18 +3,19 @@
 //! Every state change is one statement or one transaction that checks the state it expects,
 //! so two processes racing on the same job can never both win.
 
+#[macro_use]
+mod row;
 mod deliveries;
 mod error;
 mod jobs;
 mod outbox;
-mod row;
 mod sweeps;
 mod uploads;
 
 pub use deliveries::{
-    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryView, Redelivery,
+    AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryRow, DeliveryView, Redelivery,
 };
-pub use error::StoreError;
+pub use error::{StoreError, is_unavailable};
 pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };
@@ -91,7 +92,9 @@ impl Store {
 
     /// A cheap round trip, for readiness probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query_scalar!("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -6,12 +6,13 @@
 //! relays therefore never take the same row at once; the `Nats-Msg-Id` of each row lets
 //! JetStream drop the rare duplicate (a relay that published but died before committing).
 
+use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::{Store, StoreError};
 
-/// One message waiting to be published.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// A row of `outbox`: one message to publish.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
     pub id: i64,
     pub subject: String,
@@ -19,8 +20,12 @@ pub struct OutboxRow {
     pub payload: serde_json::Value,
     /// A JSON object of header name → string value (e.g. `traceparent`).
     pub headers: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// When the relay published it; `None` while it waits.
+    pub published_at: Option<DateTime<Utc>>,
     /// Failed publish attempts so far.
     pub attempts: i32,
+    pub last_error: Option<String>,
 }
 
 impl OutboxRow {
@@ -68,19 +73,21 @@ impl OutboxBatch {
         failed: &[(i64, String)],
     ) -> Result<(), StoreError> {
         if !published.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(published)
-                .execute(&mut *self.tx)
-                .await?;
+            sqlx::query!(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+                published
+            )
+            .execute(&mut *self.tx)
+            .await?;
         }
         if !failed.is_empty() {
             let (ids, errors): (Vec<i64>, Vec<String>) = failed.iter().cloned().unzip();
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = f.error \
                  FROM UNNEST($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id",
+                &ids,
+                &errors,
             )
-            .bind(&ids)
-            .bind(&errors)
             .execute(&mut *self.tx)
             .await?;
         }
@@ -93,11 +100,13 @@ impl Store {
     /// Locks up to `limit` unpublished rows, oldest first, skipping rows another relay holds.
     pub async fn outbox_batch(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, subject, msg_id, payload, headers, attempts FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        let rows = sqlx::query_as!(
+            OutboxRow,
+            "SELECT id, subject, msg_id, payload, headers, created_at, published_at, attempts, \
+                    last_error \
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit
         )
-        .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
         Ok(OutboxBatch { tx, rows })
@@ -105,19 +114,21 @@ impl Store {
 
     /// How many rows wait to be published.
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(self.pool())
-            .await?;
+        let n = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL"#
+        )
+        .fetch_one(self.pool())
+        .await?;
         Ok(n)
     }
 
     /// Deletes rows published more than `older_than` ago; returns how many.
     pub async fn outbox_prune(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "DELETE FROM outbox WHERE published_at IS NOT NULL \
              AND published_at < now() - make_interval(secs => $1)",
+            older_than.as_secs_f64()
         )
-        .bind(older_than.as_secs_f64())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())

@@ -1,24 +1,31 @@
+//! The row types of `jobs` and `job_events`, and [`query_job!`], the checked query that
+//! reads whole `jobs` rows.
+
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
+use serde::Serialize;
 
-use super::StoreError;
-use crate::domain::JobStatus;
+use crate::domain::{Attempt, Fence, JobId, JobStatus};
 
-/// A job as stored.
+/// A row of `jobs`: a job as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    pub id: Uuid,
+    pub id: JobId,
     pub status: JobStatus,
+    /// The model identifier the job runs with (shown as `model_identifier`).
     pub model_id: String,
+    /// Registry name of that model (the dispatch subject's last token).
     pub model_name: String,
     pub image_url: String,
     pub webhook_url: Option<String>,
     pub message: String,
     pub response: Option<serde_json::Value>,
-    pub attempt: i32,
-    pub max_attempts: i32,
+    /// The current (or last) attempt; the fencing token of its lease.
+    pub attempt: Attempt,
+    /// The attempt budget: attempt `n` may run while `n <= max_attempts`.
+    pub max_attempts: Attempt,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Earliest time a queued job may be claimed (retry backoff).
     pub not_before: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub trace_id: Option<String>,
@@ -27,73 +34,67 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Seconds from the last claim to the finish.
     pub processing_time: Option<f64>,
+    /// When the sweeper last wrote another dispatch message for this queued job.
+    pub redispatched_at: Option<DateTime<Utc>>,
+    pub redispatches: i32,
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct JobRecord {
-    id: Uuid,
-    status: String,
-    model_id: String,
-    model_name: String,
-    image_url: String,
-    webhook_url: Option<String>,
-    message: String,
-    response: Option<serde_json::Value>,
-    attempt: i32,
-    max_attempts: i32,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<DateTime<Utc>>,
-    not_before: Option<DateTime<Utc>>,
-    last_error: Option<String>,
-    trace_id: Option<String>,
-    traceparent: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    processing_time: Option<f64>,
-}
-
-impl TryFrom<JobRecord> for Job {
-    type Error = StoreError;
-
-    fn try_from(r: JobRecord) -> Result<Self, StoreError> {
-        let status = JobStatus::parse(&r.status).ok_or(StoreError::CorruptStatus(r.status))?;
-        Ok(Job {
-            id: r.id,
-            status,
-            model_id: r.model_id,
-            model_name: r.model_name,
-            image_url: r.image_url,
-            webhook_url: r.webhook_url,
-            message: r.message,
-            response: r.response,
-            attempt: r.attempt,
-            max_attempts: r.max_attempts,
-            lease_owner: r.lease_owner,
-            lease_expires_at: r.lease_expires_at,
-            not_before: r.not_before,
-            last_error: r.last_error,
-            trace_id: r.trace_id,
-            traceparent: r.traceparent,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            processing_time: r.processing_time,
-        })
+impl Job {
+    /// The fence of the lease this job runs under, while it is running.
+    pub fn fence(&self) -> Option<Fence> {
+        match (&self.status, &self.lease_owner) {
+            (JobStatus::Running, Some(owner)) => Some(Fence {
+                job_id: self.id,
+                attempt: self.attempt,
+                owner: owner.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 
-/// One line of a job's event log.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+/// A row of `job_events`: one transition of a job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobEventRow {
     pub id: i64,
+    pub job_id: JobId,
     pub at: DateTime<Utc>,
-    pub from_status: Option<String>,
-    pub to_status: String,
-    pub attempt: i32,
+    /// `None` for the enqueue.
+    pub from_status: Option<JobStatus>,
+    pub to_status: JobStatus,
+    pub attempt: Attempt,
+    /// Who made the change: `api`, a worker id, a scheduler id, `operator`.
     pub actor: String,
     pub detail: Option<String>,
+}
+
+/// `sqlx::query_as!(Job, …)` whose select list is every column of `jobs`, typed:
+/// `query_job!("WITH … SELECT ", " FROM j", args…)` puts the column list between the two
+/// literals. The `!`/`?` overrides keep nullability right when the rows come out of a
+/// data-modifying CTE, which Postgres does not describe as precisely as a table.
+macro_rules! query_job {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::store::Job,
+            $before
+                + "id AS \"id!: crate::domain::JobId\", \
+                   status AS \"status!: crate::domain::JobStatus\", \
+                   model_id AS \"model_id!\", model_name AS \"model_name!\", \
+                   image_url AS \"image_url!\", webhook_url AS \"webhook_url?\", \
+                   message AS \"message!\", response AS \"response?\", \
+                   attempt AS \"attempt!: crate::domain::Attempt\", \
+                   max_attempts AS \"max_attempts!: crate::domain::Attempt\", \
+                   lease_owner AS \"lease_owner?\", lease_expires_at AS \"lease_expires_at?\", \
+                   not_before AS \"not_before?\", last_error AS \"last_error?\", \
+                   trace_id AS \"trace_id?\", traceparent AS \"traceparent?\", \
+                   created_at AS \"created_at!\", updated_at AS \"updated_at!\", \
+                   started_at AS \"started_at?\", finished_at AS \"finished_at?\", \
+                   processing_time AS \"processing_time?\", \
+                   redispatched_at AS \"redispatched_at?\", redispatches AS \"redispatches!\""
+                + $after
+            $(, $arg)*
+        )
+    };
 }

@@ -1,18 +1,20 @@
 //! Sweeps that repair what crashes and lost messages leave behind, and the daily
-//! reconciliation counts. Each sweep is one guarded statement over rows locked with
-//! `FOR UPDATE SKIP LOCKED`, so any number of schedulers can run them at once.
+//! reconciliation counts. Each sweep works on rows locked with `FOR UPDATE SKIP LOCKED`,
+//! so any number of schedulers can run them at once. The literals `'queued'` and
+//! `'running'` in their `WHERE` clauses select the partial indexes `jobs_queued_updated`
+//! and `jobs_running_lease`; values written are bound enums.
 
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
-use uuid::Uuid;
 
-use super::jobs::FINISH_SIDE_EFFECTS;
+use super::jobs::{Finish, Requeue};
 use super::{MSG_QUEUED, Store, StoreError};
-use crate::domain::{JobStatus, Transition, next_status};
+use crate::domain::{Attempt, Fence, JobId, JobStatus, Transition, next_status};
 
+/// Why a re-driven job's attempt failed (its `last_error`).
+const WORKER_LOST: &str = "worker lost (lease expired)";
 /// Event detail of a re-drive (also how reconciliation counts them).
 pub const REDRIVE_DETAIL: &str = "redrive: lease expired (worker lost)";
 /// Event detail of a job failed because its workers kept disappearing.
@@ -27,15 +29,15 @@ const RECONCILE_LOCK_KEY: i64 = 0x666f_6f64_7365_6701;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RedriveReport {
     /// Back in the queue with a new dispatch message.
-    pub redriven: Vec<Uuid>,
+    pub redriven: Vec<JobId>,
     /// No attempt left: failed, with the event, finished-job message and webhook delivery.
-    pub failed: Vec<Uuid>,
+    pub failed: Vec<JobId>,
 }
 
 /// Jobs of one state in one age bucket (age since creation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobAgeCount {
-    pub status: String,
+    pub status: JobStatus,
     /// `lt_1m`, `lt_1h`, `lt_1d`, `lt_7d` or `ge_7d`.
     pub age: String,
     pub count: i64,
@@ -60,75 +62,67 @@ pub struct ReconciliationReport {
 
 impl Store {
     /// Handles up to `limit` RUNNING jobs whose lease expired: re-driven to the queue with
-    /// a new dispatch message while attempts are left, otherwise failed with a message
-    /// saying the worker was lost (plus the finish side effects: event, message, webhook).
+    /// a new dispatch message while their attempt budget allows, otherwise failed with a
+    /// message saying the worker was lost (plus the finish side effects: event, message,
+    /// webhook). One transaction; the budget is decided by [`Attempt::has_next_within`]
+    /// and each write goes through the same fenced requeue and finish as a worker's.
     pub async fn redrive_expired(
         &self,
         actor: &str,
         limit: i64,
     ) -> Result<RedriveReport, StoreError> {
-        let queued = next_status(Some(JobStatus::Running), Transition::Redrive)?.as_str();
-        let redriven: Vec<Uuid> = sqlx::query_scalar(
-            "WITH x AS ( \
-               SELECT id FROM jobs \
-               WHERE status = 'running' AND lease_expires_at < now() AND attempt < max_attempts \
-               ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
-             q AS ( \
-               UPDATE jobs j SET status = $2, lease_owner = NULL, lease_expires_at = NULL, \
-                      not_before = NULL, updated_at = now(), last_error = $4, \
-                      message = $5 || ' (attempt ' || j.attempt || ' failed: ' || $4 || '; retrying)' \
-               FROM x WHERE j.id = x.id AND j.status = 'running' \
-               RETURNING j.id, j.status, j.attempt, j.model_name, j.traceparent), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, 'running', status, attempt, $3, $6 FROM q), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $7 || model_name, id::text || '.' || attempt, \
-                          jsonb_build_object('job_id', id), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END FROM q) \
-             SELECT id FROM q",
+        let mut tx = self.pool.begin().await?;
+        let expired = sqlx::query!(
+            r#"SELECT id AS "id: JobId", attempt AS "attempt: Attempt",
+                      max_attempts AS "max_attempts: Attempt", lease_owner AS "owner!",
+                      (SELECT count(*) FROM job_events ev
+                       WHERE ev.job_id = jobs.id AND ev.detail = $2) AS "lost_before!"
+               FROM jobs
+               WHERE status = 'running' AND lease_expires_at < now()
+               ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
+            limit,
+            REDRIVE_DETAIL,
         )
-        .bind(limit)
-        .bind(queued)
-        .bind(actor)
-        .bind("worker lost (lease expired)")
-        .bind(MSG_QUEUED)
-        .bind(REDRIVE_DETAIL)
-        .bind(self.subjects.job(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-
-        let failed_status = next_status(Some(JobStatus::Running), Transition::Fail)?.as_str();
-        // Parameters $3, $7 and $8 are the ones FINISH_SIDE_EFFECTS expects.
-        let sql = format!(
-            "WITH x AS ( \
-               SELECT id FROM jobs \
-               WHERE status = 'running' AND lease_expires_at < now() AND attempt >= max_attempts \
-               ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
-             d AS ( \
-               UPDATE jobs j SET status = $2, \
-                      message = $4 || (1 + (SELECT count(*) FROM job_events ev \
-                                            WHERE ev.job_id = j.id AND ev.detail = $5)) || $6, \
-                      last_error = $7, lease_owner = NULL, lease_expires_at = NULL, \
-                      finished_at = now(), updated_at = now(), \
-                      processing_time = EXTRACT(EPOCH FROM now() - j.started_at)::float8 \
-               FROM x WHERE j.id = x.id AND j.status = 'running' \
-               RETURNING j.id, j.status, j.attempt, j.traceparent, j.webhook_url), \
-             {FINISH_SIDE_EFFECTS} \
-             SELECT id FROM d"
-        );
-        let failed: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(limit)
-            .bind(failed_status)
-            .bind(actor)
-            .bind("worker lost ")
-            .bind(REDRIVE_DETAIL)
-            .bind(" times (lease expired); giving up")
-            .bind(LOST_FAIL_DETAIL)
-            .bind(self.subjects.job_event(""))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(RedriveReport { redriven, failed })
+        let mut report = RedriveReport::default();
+        for row in expired {
+            let fence = Fence {
+                job_id: row.id,
+                attempt: row.attempt,
+                owner: row.owner,
+            };
+            if row.attempt.has_next_within(row.max_attempts) {
+                let message = format!(
+                    "{MSG_QUEUED} (attempt {} failed: {WORKER_LOST}; retrying)",
+                    row.attempt
+                );
+                let requeue = Requeue {
+                    transition: Transition::Redrive,
+                    message: &message,
+                    last_error: Some(WORKER_LOST),
+                    detail: REDRIVE_DETAIL,
+                    delay: Duration::ZERO,
+                };
+                self.requeue_on(&mut *tx, &fence, actor, &requeue).await?;
+                report.redriven.push(row.id);
+            } else {
+                let message = format!(
+                    "worker lost {} times (lease expired); giving up",
+                    row.lost_before + 1
+                );
+                let finish = Finish {
+                    to: next_status(Some(JobStatus::Running), Transition::Fail)?,
+                    message: &message,
+                    response: None,
+                    error: Some(LOST_FAIL_DETAIL),
+                };
+                self.finish_on(&mut *tx, &fence, actor, &finish).await?;
+                report.failed.push(row.id);
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
     }
 
     /// Writes a new dispatch message (unique `Nats-Msg-Id`) for up to `limit` QUEUED jobs
@@ -140,33 +134,34 @@ impl Store {
         actor: &str,
         stale_after: Duration,
         limit: i64,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "WITH x AS ( \
-               SELECT id FROM jobs \
-               WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $2) \
-                 AND (not_before IS NULL OR not_before < now() - make_interval(secs => $2)) \
-                 AND (redispatched_at IS NULL OR redispatched_at < now() \
-                      - make_interval(secs => $2 * power(2, LEAST(redispatches, 6)))) \
-               ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
-             r AS ( \
-               UPDATE jobs j SET redispatched_at = now(), redispatches = j.redispatches + 1 \
-               FROM x WHERE j.id = x.id AND j.status = 'queued' \
-               RETURNING j.id, j.status, j.attempt, j.model_name, j.traceparent, j.redispatches), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, status, status, attempt, $3, $4 FROM r), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $5 || model_name, id::text || '.' || attempt || '.r' || redispatches, \
-                          jsonb_build_object('job_id', id), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END FROM r) \
-             SELECT id FROM r",
+    ) -> Result<Vec<JobId>, StoreError> {
+        let ids = sqlx::query_scalar!(
+            r#"WITH x AS (
+                 SELECT id FROM jobs
+                 WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $2)
+                   AND (not_before IS NULL OR not_before < now() - make_interval(secs => $2))
+                   AND (redispatched_at IS NULL OR redispatched_at < now()
+                        - make_interval(secs => $2 * power(2, LEAST(redispatches, 6))))
+                 ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+               r AS (
+                 UPDATE jobs j SET redispatched_at = now(), redispatches = j.redispatches + 1
+                 FROM x WHERE j.id = x.id AND j.status = 'queued'
+                 RETURNING j.id, j.status, j.attempt, j.model_name, j.traceparent, j.redispatches),
+               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
+                     SELECT id, status, status, attempt, $3, $4 FROM r),
+               o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
+                     SELECT $5 || model_name, id::text || '.' || attempt || '.r' || redispatches,
+                            jsonb_build_object('job_id', id),
+                            CASE WHEN traceparent IS NULL THEN '{}'::jsonb
+                                 ELSE jsonb_build_object('traceparent', traceparent) END
+                     FROM r)
+               SELECT id AS "id!: JobId" FROM r"#,
+            limit,
+            stale_after.as_secs_f64(),
+            actor,
+            REPUBLISH_DETAIL,
+            self.subjects.job(""),
         )
-        .bind(limit)
-        .bind(stale_after.as_secs_f64())
-        .bind(actor)
-        .bind(REPUBLISH_DETAIL)
-        .bind(self.subjects.job(""))
         .fetch_all(&self.pool)
         .await?;
         Ok(ids)
@@ -174,9 +169,9 @@ impl Store {
 
     /// How long the oldest QUEUED job has waited since it was created, if any is queued.
     pub async fn oldest_queued_age(&self) -> Result<Option<Duration>, StoreError> {
-        let secs: Option<f64> = sqlx::query_scalar(
+        let secs = sqlx::query_scalar!(
             "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
-             FROM jobs WHERE status = 'queued'",
+             FROM jobs WHERE status = 'queued'"
         )
         .fetch_one(&self.pool)
         .await?;
@@ -191,74 +186,79 @@ impl Store {
         day: NaiveDate,
     ) -> Result<Option<ReconciliationReport>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RECONCILE_LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+            RECONCILE_LOCK_KEY
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             // Roll back now: a dropped transaction only rolls back when its connection is
             // next used, and until then it would keep the advisory lock.
             tx.rollback().await?;
             return Ok(None);
         }
-        let done: Option<i32> = sqlx::query_scalar("SELECT 1 FROM reconciliations WHERE day = $1")
-            .bind(day)
+        let done = sqlx::query_scalar!("SELECT 1 AS one FROM reconciliations WHERE day = $1", day)
             .fetch_optional(&mut *tx)
             .await?;
         if done.is_some() {
             tx.rollback().await?;
             return Ok(None);
         }
-        let jobs: Vec<JobAgeCount> = sqlx::query_as(
-            "SELECT status, \
-                    CASE WHEN age < interval '1 minute' THEN 'lt_1m' \
-                         WHEN age < interval '1 hour' THEN 'lt_1h' \
-                         WHEN age < interval '1 day' THEN 'lt_1d' \
-                         WHEN age < interval '7 days' THEN 'lt_7d' \
-                         ELSE 'ge_7d' END AS age, \
-                    count(*) AS count \
-             FROM (SELECT status, now() - created_at AS age FROM jobs) a \
-             GROUP BY 1, 2 ORDER BY 1, 2",
+        let jobs = sqlx::query_as!(
+            JobAgeCount,
+            r#"SELECT status AS "status!: JobStatus",
+                      CASE WHEN age < interval '1 minute' THEN 'lt_1m'
+                           WHEN age < interval '1 hour' THEN 'lt_1h'
+                           WHEN age < interval '1 day' THEN 'lt_1d'
+                           WHEN age < interval '7 days' THEN 'lt_7d'
+                           ELSE 'ge_7d' END AS "age!",
+                      count(*) AS "count!"
+               FROM (SELECT status, now() - created_at AS age FROM jobs) a
+               GROUP BY 1, 2 ORDER BY 1, 2"#
         )
         .fetch_all(&mut *tx)
         .await?;
-        let (redriven_24h, lost_failed_24h, republished_24h): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE detail = $1), count(*) FILTER (WHERE detail = $2), \
-                    count(*) FILTER (WHERE detail = $3) \
-             FROM job_events WHERE at > now() - interval '1 day' AND detail IN ($1, $2, $3)",
-        )
-        .bind(REDRIVE_DETAIL)
-        .bind(LOST_FAIL_DETAIL)
-        .bind(REPUBLISH_DETAIL)
-        .fetch_one(&mut *tx)
-        .await?;
-        let (deliveries_failed_24h, deliveries_pending): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM deliveries \
-                     WHERE status = 'failed' AND finished_at > now() - interval '1 day'), \
-                    (SELECT count(*) FROM deliveries WHERE status = 'pending')",
+        let recoveries = sqlx::query!(
+            r#"SELECT count(*) FILTER (WHERE detail = $1) AS "redriven!",
+                      count(*) FILTER (WHERE detail = $2) AS "lost_failed!",
+                      count(*) FILTER (WHERE detail = $3) AS "republished!"
+               FROM job_events WHERE at > now() - interval '1 day' AND detail IN ($1, $2, $3)"#,
+            REDRIVE_DETAIL,
+            LOST_FAIL_DETAIL,
+            REPUBLISH_DETAIL,
         )
         .fetch_one(&mut *tx)
         .await?;
-        let outbox_unpublished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?;
+        // Literal states: the partial indexes deliveries_failed and deliveries_due.
+        let deliveries = sqlx::query!(
+            r#"SELECT (SELECT count(*) FROM deliveries
+                       WHERE status = 'failed' AND finished_at > now() - interval '1 day')
+                        AS "failed_24h!",
+                      (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
+                      (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                        AS "outbox_unpublished!""#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let report = ReconciliationReport {
             day,
             jobs,
-            redriven_24h,
-            lost_failed_24h,
-            republished_24h,
-            deliveries_failed_24h,
-            deliveries_pending,
-            outbox_unpublished,
+            redriven_24h: recoveries.redriven,
+            lost_failed_24h: recoveries.lost_failed,
+            republished_24h: recoveries.republished,
+            deliveries_failed_24h: deliveries.failed_24h,
+            deliveries_pending: deliveries.pending,
+            outbox_unpublished: deliveries.outbox_unpublished,
         };
         let json = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
-        sqlx::query("INSERT INTO reconciliations (day, report) VALUES ($1, $2)")
-            .bind(day)
-            .bind(json)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO reconciliations (day, report) VALUES ($1, $2)",
+            day,
+            json
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(report))
     }

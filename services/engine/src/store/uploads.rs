@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::jobs::NewJob;
 use super::row::Job;
 use super::{Store, StoreError};
+use crate::domain::{JobId, JobStatus};
 
 /// Scheme of the `image_url` of a job whose image was uploaded.
 pub const UPLOAD_SCHEME: &str = "upload";
@@ -30,11 +31,11 @@ pub struct NewUpload {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A stored upload.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// A row of `uploads`: a stored image.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upload {
     pub id: Uuid,
-    pub job_id: Uuid,
+    pub job_id: JobId,
     pub content_type: String,
     pub filename: String,
     pub bytes: Vec<u8>,
@@ -44,7 +45,7 @@ pub struct Upload {
 }
 
 /// The `image_url` of the job `job_id` whose image is the upload named `filename`.
-pub fn upload_image_url(job_id: Uuid, filename: &str) -> String {
+pub fn upload_image_url(job_id: JobId, filename: &str) -> String {
     let mut url = format!("{UPLOAD_SCHEME}://{job_id}/");
     // Percent-encodes all but RFC 3986 unreserved characters: one path segment.
     for b in filename.bytes() {
@@ -58,10 +59,10 @@ pub fn upload_image_url(job_id: Uuid, filename: &str) -> String {
 }
 
 /// The job id of an `upload://<job_id>/…` image URL; `None` for any other URL.
-pub fn upload_job_id(image_url: &str) -> Option<Uuid> {
+pub fn upload_job_id(image_url: &str) -> Option<JobId> {
     let rest = image_url.strip_prefix(UPLOAD_SCHEME)?.strip_prefix("://")?;
     let id = rest.split('/').next()?;
-    Uuid::parse_str(id).ok()
+    Uuid::parse_str(id).ok().map(JobId::from)
 }
 
 /// Whether the image of a job with this `image_url` was uploaded (as opposed to fetched).
@@ -82,17 +83,17 @@ impl Store {
     ) -> Result<Job, StoreError> {
         let mut tx = self.pool.begin().await?;
         let stored = self.enqueue_on(&mut *tx, job, actor).await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO uploads (id, job_id, content_type, filename, bytes, size, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            upload.id,
+            job.id as JobId,
+            &upload.content_type,
+            &upload.filename,
+            upload.bytes.as_ref(),
+            i64::try_from(upload.bytes.len()).unwrap_or(i64::MAX),
+            upload.expires_at,
         )
-        .bind(upload.id)
-        .bind(job.id)
-        .bind(&upload.content_type)
-        .bind(&upload.filename)
-        .bind(upload.bytes.as_ref())
-        .bind(i64::try_from(upload.bytes.len()).unwrap_or(i64::MAX))
-        .bind(upload.expires_at)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -100,12 +101,14 @@ impl Store {
     }
 
     /// The uploaded image of job `job_id`, unless it was never stored or already purged.
-    pub async fn load_upload(&self, job_id: Uuid) -> Result<Option<Upload>, StoreError> {
-        let upload = sqlx::query_as(
-            "SELECT id, job_id, content_type, filename, bytes, size, created_at, expires_at \
-             FROM uploads WHERE job_id = $1",
+    pub async fn load_upload(&self, job_id: JobId) -> Result<Option<Upload>, StoreError> {
+        let upload = sqlx::query_as!(
+            Upload,
+            r#"SELECT id, job_id AS "job_id: JobId", content_type, filename, bytes, size,
+                      created_at, expires_at
+               FROM uploads WHERE job_id = $1"#,
+            job_id as JobId
         )
-        .bind(job_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(upload)
@@ -123,19 +126,19 @@ impl Store {
         retention: Duration,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "WITH x AS ( \
                SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id \
                WHERE u.expires_at <= $1 \
-                  OR (j.status IN ('succeeded', 'failed') \
-                      AND j.finished_at <= $1 - make_interval(secs => $2)) \
+                  OR (j.status = ANY($4) AND j.finished_at <= $1 - make_interval(secs => $2)) \
                ORDER BY u.created_at LIMIT $3 \
                FOR UPDATE OF u SKIP LOCKED) \
              DELETE FROM uploads u USING x WHERE u.id = x.id",
+            now,
+            retention.as_secs_f64(),
+            limit,
+            &[JobStatus::Succeeded, JobStatus::Failed] as &[JobStatus],
         )
-        .bind(now)
-        .bind(retention.as_secs_f64())
-        .bind(limit)
         .execute(&self.pool)
         .await?;
         Ok(deleted.rows_affected())
@@ -148,7 +151,7 @@ mod tests {
 
     #[test]
     fn upload_urls_round_trip_the_job_id() {
-        let id = Uuid::now_v7();
+        let id = JobId::new();
         let url = upload_image_url(id, "dish photo #1.jpg");
         assert_eq!(url, format!("upload://{id}/dish%20photo%20%231.jpg"));
         assert!(is_upload_url(&url));

@@ -42,8 +42,7 @@ async fn one_enqueue_is_one_trace_across_api_worker_scheduler(pool: PgPool) -> a
 
     let job_id = stack.enqueue(&hooks.url("/hook")).await?;
     let hit = hooks.wait_for_one(DEADLINE).await?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT trace_id FROM jobs WHERE id = $1")
-        .bind(job_id)
+    let stored = sqlx::query_scalar!("SELECT trace_id FROM jobs WHERE id = $1", job_id)
         .fetch_one(&pool)
         .await?;
     let trace_id = stored.context("the job has no stored trace id")?;

@@ -1,10 +1,10 @@
 //! The operator endpoints on the api: a job's event log, its deliveries with their
 //! attempts, and redelivery — against a running api and scheduler.
 
-mod common;
-
-use common::receiver::Receiver;
-use common::{Env, wait_until};
+use crate::common::receiver::Receiver;
+use crate::common::{DEADLINE, Env, wait_until};
+use anyhow::Context;
+use foodseg_engine::DeliveryStatus;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -28,8 +28,8 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
     let scheduler = env.start(env.config()).await?;
 
     let job = env.succeeded_job(&receiver.url("fail/1")).await?;
-    let first = env.settled_delivery(job.id).await;
-    assert_eq!(first.status, "delivered");
+    let first = env.settled_delivery(job.id).await?;
+    assert_eq!(first.status, DeliveryStatus::Delivered);
 
     let (status, events) = get(&api.url(&format!("/jobs/{}/events", job.id))).await?;
     assert_eq!(status, StatusCode::OK, "{events}");
@@ -80,10 +80,11 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
     assert_eq!(created["status"], "pending");
     let new_id = created["webhook_id"].as_str().unwrap().to_string();
     assert_ne!(new_id, first.webhook_id);
-    wait_until("the redelivery to arrive", || async {
+    wait_until(DEADLINE, || async {
         (receiver.hits_for(&new_id).iter().any(|h| h.status == 200)).then_some(())
     })
-    .await;
+    .await
+    .context("the redelivery to arrive")?;
     let (_, body) = get(&api.url(&format!("/jobs/{}/deliveries", job.id))).await?;
     assert_eq!(body["deliveries"].as_array().unwrap().len(), 2);
 
@@ -93,10 +94,8 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(err["error"]["code"], "job_not_finished");
     let silent = env.enqueue(None, 3).await?;
-    let claimed = env.claim(silent.id).await?;
-    env.store
-        .fail(silent.id, claimed.attempt, "test-worker", "bad image")
-        .await?;
+    let (_, fence) = env.claim(silent.id).await?;
+    env.store.fail(&fence, "bad image").await?;
     let (status, err) = post(&api.url(&format!("/jobs/{}/redeliver", silent.id))).await?;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(err["error"]["code"], "no_webhook");

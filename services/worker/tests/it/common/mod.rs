@@ -6,12 +6,13 @@ pub mod server;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use foodseg_engine::relay::{Relay, RelayConfig};
 use foodseg_engine::store::{Job, NewJob};
-use foodseg_engine::{Bus, JobStatus, RetryPolicy, Store, Subjects};
+use foodseg_engine::{Attempt, Backoff, Bus, JobId, JobStatus, RetryPolicy, Store, Subjects};
+use foodseg_testkit::wait_until;
 use foodseg_worker::Config;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -83,12 +84,10 @@ impl Env {
             ("FOODSEG_IMAGE_FETCH_TIMEOUT_SECS", "60".into()),
             ("FOODSEG_WORKER_DRAIN_SECS", "5".into()),
         ]);
-        let mut config =
-            Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid");
+        let mut config = Config::load(&foodseg_runtime::Env::from_pairs(vars))
+            .expect("test configuration is valid");
         config.retry = RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(200),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_millis(200)),
         };
         config
     }
@@ -103,12 +102,12 @@ impl Env {
     /// Enqueues a job the way the api does (job row, event and outbox row in one statement).
     pub async fn enqueue(&self, image_url: &str, max_attempts: i32) -> anyhow::Result<Job> {
         let job = NewJob {
-            id: Uuid::now_v7(),
+            id: JobId::new(),
             model_id: MODEL_ID.into(),
             model_name: MODEL_NAME.into(),
             image_url: image_url.into(),
             webhook_url: None,
-            max_attempts,
+            max_attempts: Attempt::new(max_attempts),
             trace_id: None,
             traceparent: None,
         };
@@ -116,42 +115,39 @@ impl Env {
     }
 
     /// Polls until the job is finished or `timeout` passes.
-    pub async fn wait_finished(&self, id: Uuid, timeout: Duration) -> anyhow::Result<Job> {
+    pub async fn wait_finished(&self, id: JobId, timeout: Duration) -> anyhow::Result<Job> {
         self.wait_for(id, timeout, |j| j.status.is_terminal()).await
     }
 
     /// Polls until `cond` holds for the job or `timeout` passes.
     pub async fn wait_for(
         &self,
-        id: Uuid,
+        id: JobId,
         timeout: Duration,
         cond: impl Fn(&Job) -> bool,
     ) -> anyhow::Result<Job> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let waited = wait_until(timeout, || async {
             let job = self.store.get(id).await?.context("job vanished")?;
-            if cond(&job) {
-                return Ok(job);
+            anyhow::Ok(cond(&job).then_some(job))
+        })
+        .await;
+        match waited {
+            Ok(job) => Ok(job),
+            Err(e) => {
+                let now = self.store.get(id).await?.context("job vanished")?;
+                Err(e.context(format!("job {id} still {} ({})", now.status, now.message)))
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "job {id} still {} ({}) after {timeout:?}",
-                    job.status,
-                    job.message
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Count of a job's events that reached `status`.
-    pub async fn events_to(&self, id: Uuid, status: JobStatus) -> anyhow::Result<usize> {
+    pub async fn events_to(&self, id: JobId, status: JobStatus) -> anyhow::Result<usize> {
         Ok(self
             .store
             .events(id)
             .await?
             .iter()
-            .filter(|e| e.to_status == status.as_str())
+            .filter(|e| e.to_status == status)
             .count())
     }
 

@@ -2,16 +2,14 @@
 //! bytes from Postgres (no HTTP fetch), and `GET /status/:job_id`; and a job whose upload
 //! was purged failing at once with a clear message.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::{Env, MODEL_ID, MODEL_NAME};
 use bytes::Bytes;
 use chrono::Utc;
-use common::{Env, MODEL_ID, MODEL_NAME};
-use foodseg_engine::JobStatus;
 use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
+use foodseg_engine::{Attempt, JobId, JobStatus};
 use foodseg_testkit::wait_until;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -110,14 +108,14 @@ async fn uploaded_photos_are_segmented_from_the_stored_bytes(pool: PgPool) -> an
 #[sqlx::test(migrations = "../../migrations")]
 async fn a_purged_upload_fails_the_job_at_once(pool: PgPool) -> anyhow::Result<()> {
     let env = Env::new(pool.clone()).await?;
-    let id = Uuid::now_v7();
+    let id = JobId::new();
     let job = NewJob {
         id,
         model_id: MODEL_ID.into(),
         model_name: MODEL_NAME.into(),
         image_url: upload_image_url(id, "fruits.jpg"),
         webhook_url: None,
-        max_attempts: 3,
+        max_attempts: Attempt::new(3),
         trace_id: None,
         traceparent: None,
     };
@@ -142,7 +140,7 @@ async fn a_purged_upload_fails_the_job_at_once(pool: PgPool) -> anyhow::Result<(
     assert_eq!(done.status, JobStatus::Failed);
     assert_eq!(done.message, "uploaded image is no longer stored");
     // Permanent: one attempt, no retry.
-    assert_eq!(done.attempt, 1);
+    assert_eq!(done.attempt.get(), 1);
     assert_eq!(env.events_to(id, JobStatus::Queued).await?, 1);
 
     worker.stop().await?;

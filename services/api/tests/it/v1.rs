@@ -1,13 +1,10 @@
-//! The v1 api over HTTP against the real Postgres (a database per test) and NATS (streams
-//! per test).
-
-mod common;
+//! The v1 contract over HTTP.
 
 use std::time::Duration;
 
-use common::{json_of, setup};
+use crate::common::{json_of, setup};
 
-use foodseg_engine::{Bus, Store, StoreConfig};
+use foodseg_engine::{Bus, JobId, JobStatus, Store, StoreConfig};
 use foodseg_testkit::{
     NatsServer, TestApi, TestBus, api_parts, free_port, repo_models_dir, start_api, start_api_with,
     wait_until,
@@ -41,12 +38,14 @@ async fn get(url: &str) -> anyhow::Result<(StatusCode, Value)> {
 
 /// (jobs, job_events, outbox) row counts.
 async fn counts(pool: &PgPool) -> anyhow::Result<(i64, i64, i64)> {
-    Ok(sqlx::query_as(
-        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events), \
-         (SELECT count(*) FROM outbox)",
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM jobs) AS "jobs!",
+                  (SELECT count(*) FROM job_events) AS "events!",
+                  (SELECT count(*) FROM outbox) AS "outbox!""#
     )
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok((r.jobs, r.events, r.outbox))
 }
 
 fn body(image_url: &str) -> String {
@@ -83,16 +82,17 @@ async fn enqueue_writes_job_event_and_outbox_and_publishes_the_job_id(
     let job_id = doc["job_id"].as_str().expect("job_id").to_string();
 
     assert_eq!(counts(&pool).await?, (1, 1, 1));
-    let (model_name, db_status): (String, String) =
-        sqlx::query_as("SELECT model_name, status FROM jobs WHERE id = $1::uuid")
-            .bind(&job_id)
-            .fetch_one(&pool)
-            .await?;
+    let row = sqlx::query!(
+        r#"SELECT model_name, status AS "status: JobStatus" FROM jobs WHERE id = $1"#,
+        job_id.parse::<JobId>()? as JobId
+    )
+    .fetch_one(&pool)
+    .await?;
     assert_eq!(
-        (model_name.as_str(), db_status.as_str()),
-        ("yolov5s-seg-coco", "queued")
+        (row.model_name.as_str(), row.status),
+        ("yolov5s-seg-coco", JobStatus::Queued)
     );
-    let msg_id: String = sqlx::query_scalar("SELECT msg_id FROM outbox")
+    let msg_id = sqlx::query_scalar!("SELECT msg_id FROM outbox")
         .fetch_one(&pool)
         .await?;
     assert_eq!(msg_id, job_id);
@@ -291,7 +291,7 @@ async fn unreachable_postgres_answers_503_json_in_bounded_time() -> anyhow::Resu
     .await??;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
     assert_eq!(err["error"]["code"], "database_unavailable");
-    let id = uuid::Uuid::now_v7();
+    let id = JobId::new();
     let (status, err) =
         tokio::time::timeout(bounded, get(&api.url(&format!("/status/{id}")))).await??;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");

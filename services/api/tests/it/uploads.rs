@@ -2,12 +2,10 @@
 //! (streams per test): raw and multipart bodies, the size cap, type sniffing, every
 //! rejection writing nothing, and the OpenAPI description the CLI looks for.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{json_of, setup};
+use crate::common::{json_of, setup};
 use foodseg_testkit::{TestApi, TestBus, api_parts, repo_models_dir, start_api_with, wait_until};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -57,22 +55,26 @@ async fn post_form(api: &TestApi, query: &str, form: Form) -> anyhow::Result<(St
 
 /// (jobs, job_events, outbox, uploads) row counts.
 async fn counts(pool: &PgPool) -> anyhow::Result<(i64, i64, i64, i64)> {
-    Ok(sqlx::query_as(
-        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events), \
-         (SELECT count(*) FROM outbox), (SELECT count(*) FROM uploads)",
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM jobs) AS "jobs!",
+                  (SELECT count(*) FROM job_events) AS "events!",
+                  (SELECT count(*) FROM outbox) AS "outbox!",
+                  (SELECT count(*) FROM uploads) AS "uploads!""#
     )
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok((r.jobs, r.events, r.outbox, r.uploads))
 }
 
 /// (content_type, filename, bytes, size) of a job's upload.
 async fn stored(pool: &PgPool, job_id: &str) -> anyhow::Result<(String, String, Vec<u8>, i64)> {
-    Ok(sqlx::query_as(
-        "SELECT content_type, filename, bytes, size FROM uploads WHERE job_id = $1::uuid",
+    let r = sqlx::query!(
+        "SELECT content_type, filename, bytes, size FROM uploads WHERE job_id = $1",
+        job_id.parse::<foodseg_engine::JobId>()? as foodseg_engine::JobId
     )
-    .bind(job_id)
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok((r.content_type, r.filename, r.bytes, r.size))
 }
 
 #[sqlx::test(migrations = "../../migrations")]

@@ -3,20 +3,19 @@
 use std::time::Duration;
 
 use foodseg_engine::store::NewJob;
-use foodseg_engine::{Relay, RelayConfig, Store};
+use foodseg_engine::{Attempt, JobId, Relay, RelayConfig, Store};
 use foodseg_testkit::{TestBus, wait_until};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 fn new_job() -> NewJob {
     NewJob {
-        id: Uuid::now_v7(),
+        id: JobId::new(),
         model_id: "124096".into(),
         model_name: "m1".into(),
         image_url: "https://images.example.org/a.jpg".into(),
         webhook_url: None,
-        max_attempts: 3,
+        max_attempts: Attempt::new(3),
         trace_id: None,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
     }
@@ -69,7 +68,7 @@ async fn republishing_a_row_is_deduplicated_by_the_stream(pool: PgPool) -> anyho
     store.enqueue(&new_job(), "test").await?;
     assert_eq!(relay.publish_pending().await?, 1);
     // A relay that published but died before marking the row: the row is published again.
-    sqlx::query("UPDATE outbox SET published_at = NULL")
+    sqlx::query!("UPDATE outbox SET published_at = NULL")
         .execute(&pool)
         .await?;
     assert_eq!(relay.publish_pending().await?, 1);

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use foodseg_engine::store::{ClaimOutcome, NewJob, RetryOutcome};
-use foodseg_engine::{JobStatus, RetryPolicy, Store, StoreError, Subjects};
+use foodseg_engine::{Attempt, Fence, JobId, JobStatus, RetryPolicy, Store, StoreError, Subjects};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -15,31 +14,54 @@ fn store(pool: PgPool) -> Store {
 
 fn new_job(webhook: Option<&str>) -> NewJob {
     NewJob {
-        id: Uuid::now_v7(),
+        id: JobId::new(),
         model_id: "124096".into(),
         model_name: "yolov5s-seg-coco".into(),
         image_url: "https://images.example.org/a.jpg".into(),
         webhook_url: webhook.map(str::to_string),
-        max_attempts: 2,
+        max_attempts: Attempt::new(2),
         trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
     }
 }
 
-async fn count(pool: &PgPool, table: &str, id: Uuid) -> i64 {
-    let sql = match table {
-        "outbox" => "SELECT count(*) FROM outbox WHERE payload->>'job_id' = $1::text".to_string(),
-        other => format!("SELECT count(*) FROM {other} WHERE job_id = $1"),
-    };
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+/// Rows a job has in `job_events`, `outbox` and `deliveries`.
+struct Rows {
+    events: i64,
+    outbox: i64,
+    deliveries: i64,
+}
+
+async fn rows(pool: &PgPool, id: JobId) -> Rows {
+    sqlx::query_as!(
+        Rows,
+        r#"SELECT (SELECT count(*) FROM job_events WHERE job_id = $1) AS "events!",
+                  (SELECT count(*) FROM outbox WHERE payload->>'job_id' = $1::text) AS "outbox!",
+                  (SELECT count(*) FROM deliveries WHERE job_id = $1) AS "deliveries!""#,
+        id as JobId
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 fn fence_lost(e: StoreError) -> bool {
     matches!(e, StoreError::FenceLost(_))
+}
+
+fn fence(id: JobId, attempt: i32, owner: &str) -> Fence {
+    Fence {
+        job_id: id,
+        attempt: Attempt::new(attempt),
+        owner: owner.into(),
+    }
+}
+
+async fn claimed(store: &Store, id: JobId, owner: &str) -> (foodseg_engine::Job, Fence) {
+    match store.claim(id, owner, LEASE).await.unwrap() {
+        ClaimOutcome::Claimed { job, fence } => (job, fence),
+        other => panic!("expected a claim, got {other:?}"),
+    }
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -49,29 +71,24 @@ async fn enqueue_writes_job_event_and_outbox_row(pool: PgPool) {
     let job = store.enqueue(&new, "api").await.unwrap();
     assert_eq!(job.id, new.id);
     assert_eq!(job.status, JobStatus::Queued);
-    assert_eq!(job.attempt, 0);
+    assert_eq!(job.attempt, Attempt::NONE);
     assert_eq!(job.message, "Job queued");
     assert_eq!(store.get(new.id).await.unwrap(), Some(job.clone()));
 
     let events = store.events(new.id).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].from_status, None);
-    assert_eq!(events[0].to_status, "queued");
+    assert_eq!(events[0].to_status, JobStatus::Queued);
     assert_eq!(events[0].actor, "api");
 
-    let (subject, msg_id, payload, headers): (
-        String,
-        String,
-        serde_json::Value,
-        serde_json::Value,
-    ) = sqlx::query_as("SELECT subject, msg_id, payload, headers FROM outbox")
+    let row = sqlx::query!("SELECT subject, msg_id, payload, headers FROM outbox")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(subject, "tstore.jobs.segment.yolov5s-seg-coco");
-    assert_eq!(msg_id, new.id.to_string());
-    assert_eq!(payload, serde_json::json!({"job_id": new.id}));
-    assert_eq!(headers["traceparent"], new.traceparent.clone().unwrap());
+    assert_eq!(row.subject, "tstore.jobs.segment.yolov5s-seg-coco");
+    assert_eq!(row.msg_id, new.id.to_string());
+    assert_eq!(row.payload, serde_json::json!({"job_id": new.id}));
+    assert_eq!(row.headers["traceparent"], new.traceparent.clone().unwrap());
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -80,8 +97,8 @@ async fn duplicate_job_id_is_rejected_without_side_effects(pool: PgPool) {
     let new = new_job(None);
     store.enqueue(&new, "api").await.unwrap();
     assert!(store.enqueue(&new, "api").await.is_err());
-    assert_eq!(count(&pool, "job_events", new.id).await, 1);
-    assert_eq!(count(&pool, "outbox", new.id).await, 1);
+    let rows = rows(&pool, new.id).await;
+    assert_eq!((rows.events, rows.outbox), (1, 1));
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -90,11 +107,11 @@ async fn claim_renew_succeed_with_fencing(pool: PgPool) {
     let new = new_job(Some("https://mfr.example.org/hook"));
     store.enqueue(&new, "api").await.unwrap();
 
-    let ClaimOutcome::Claimed(job) = store.claim(new.id, "w1", LEASE).await.unwrap() else {
-        panic!("expected a claim");
-    };
+    let (job, w1) = claimed(&store, new.id, "w1").await;
+    assert_eq!(w1, fence(new.id, 1, "w1"));
+    assert_eq!(job.fence(), Some(w1.clone()));
     assert_eq!(job.status, JobStatus::Running);
-    assert_eq!(job.attempt, 1);
+    assert_eq!(job.attempt, Attempt::FIRST);
     assert_eq!(job.lease_owner.as_deref(), Some("w1"));
     assert!(job.lease_expires_at.is_some());
 
@@ -104,52 +121,60 @@ async fn claim_renew_succeed_with_fencing(pool: PgPool) {
         ClaimOutcome::Running(_)
     ));
     // Renewal works for the holder only.
-    store.renew(new.id, 1, "w1", LEASE).await.unwrap();
+    store.renew(&w1, LEASE).await.unwrap();
     assert!(fence_lost(
-        store.renew(new.id, 1, "w2", LEASE).await.unwrap_err()
+        store
+            .renew(&fence(new.id, 1, "w2"), LEASE)
+            .await
+            .unwrap_err()
     ));
     assert!(fence_lost(
-        store.renew(new.id, 2, "w1", LEASE).await.unwrap_err()
+        store
+            .renew(&fence(new.id, 2, "w1"), LEASE)
+            .await
+            .unwrap_err()
     ));
     // A stale attempt cannot write a result.
     let items = serde_json::json!([{"id": 0}]);
     assert!(fence_lost(
-        store.succeed(new.id, 0, "w1", &items).await.unwrap_err()
+        store
+            .succeed(&fence(new.id, 0, "w1"), &items)
+            .await
+            .unwrap_err()
     ));
 
-    let done = store.succeed(new.id, 1, "w1", &items).await.unwrap();
+    let done = store.succeed(&w1, &items).await.unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.response, Some(items.clone()));
     assert!(done.processing_time.is_some_and(|t| t >= 0.0));
     assert!(done.lease_expires_at.is_none());
 
     // Finished: no more writes, claims say so.
-    assert!(fence_lost(
-        store.succeed(new.id, 1, "w1", &items).await.unwrap_err()
-    ));
-    assert!(fence_lost(
-        store.fail(new.id, 1, "w1", "late").await.unwrap_err()
-    ));
+    assert!(fence_lost(store.succeed(&w1, &items).await.unwrap_err()));
+    assert!(fence_lost(store.fail(&w1, "late").await.unwrap_err()));
     assert_eq!(
         store.claim(new.id, "w2", LEASE).await.unwrap(),
         ClaimOutcome::Finished(JobStatus::Succeeded)
     );
 
-    let to: Vec<String> = store
+    let to: Vec<JobStatus> = store
         .events(new.id)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.to_status)
         .collect();
-    assert_eq!(to, ["queued", "running", "succeeded"]);
+    assert_eq!(
+        to,
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded]
+    );
     // Finished-job event in the outbox and a webhook delivery.
-    let subjects: Vec<String> = sqlx::query_scalar("SELECT subject FROM outbox ORDER BY id")
+    let subjects = sqlx::query_scalar!("SELECT subject FROM outbox ORDER BY id")
         .fetch_all(&pool)
         .await
         .unwrap();
     assert_eq!(subjects[1], "tstore.events.job.succeeded");
-    assert_eq!(count(&pool, "deliveries", new.id).await, 1);
+    assert_eq!(rows(&pool, new.id).await.deliveries, 1);
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -157,15 +182,12 @@ async fn fail_is_final_and_without_webhook_writes_no_delivery(pool: PgPool) {
     let store = store(pool.clone());
     let new = new_job(None);
     store.enqueue(&new, "api").await.unwrap();
-    store.claim(new.id, "w1", LEASE).await.unwrap();
-    let job = store
-        .fail(new.id, 1, "w1", "image not found (404)")
-        .await
-        .unwrap();
+    let (_, w1) = claimed(&store, new.id, "w1").await;
+    let job = store.fail(&w1, "image not found (404)").await.unwrap();
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.message, "image not found (404)");
     assert_eq!(job.last_error.as_deref(), Some("image not found (404)"));
-    assert_eq!(count(&pool, "deliveries", new.id).await, 0);
+    assert_eq!(rows(&pool, new.id).await.deliveries, 0);
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -175,9 +197,9 @@ async fn retry_requeues_with_backoff_then_fails_when_attempts_run_out(pool: PgPo
     store.enqueue(&new, "api").await.unwrap();
     let policy = RetryPolicy::default();
 
-    store.claim(new.id, "w1", LEASE).await.unwrap();
+    let (_, w1) = claimed(&store, new.id, "w1").await;
     let RetryOutcome::Requeued { not_before } = store
-        .retry(new.id, 1, "w1", "image host 503", &policy)
+        .retry(&w1, "image host 503", &policy, 1.0)
         .await
         .unwrap()
     else {
@@ -188,32 +210,30 @@ async fn retry_requeues_with_backoff_then_fails_when_attempts_run_out(pool: PgPo
     assert_eq!(job.not_before, Some(not_before));
     assert!(not_before > job.updated_at);
     // The stale attempt cannot write after the retry.
-    assert!(fence_lost(
-        store.fail(new.id, 1, "w1", "late").await.unwrap_err()
-    ));
+    assert!(fence_lost(store.fail(&w1, "late").await.unwrap_err()));
     // Not claimable before its backoff.
     assert!(matches!(
         store.claim(new.id, "w2", LEASE).await.unwrap(),
         ClaimOutcome::NotYet(_)
     ));
     // A re-dispatch message was written with a per-attempt msg id.
-    let ids: Vec<String> = sqlx::query_scalar("SELECT msg_id FROM outbox ORDER BY id")
+    let ids = sqlx::query_scalar!("SELECT msg_id FROM outbox ORDER BY id")
         .fetch_all(&pool)
         .await
         .unwrap();
     assert_eq!(ids, [new.id.to_string(), format!("{}.1", new.id)]);
 
-    sqlx::query("UPDATE jobs SET not_before = now() WHERE id = $1")
-        .bind(new.id)
-        .execute(&pool)
-        .await
-        .unwrap();
-    let ClaimOutcome::Claimed(job) = store.claim(new.id, "w2", LEASE).await.unwrap() else {
-        panic!("expected a claim after the backoff");
-    };
-    assert_eq!(job.attempt, 2);
+    sqlx::query!(
+        "UPDATE jobs SET not_before = now() WHERE id = $1",
+        new.id as JobId
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (job, w2) = claimed(&store, new.id, "w2").await;
+    assert_eq!(job.attempt, Attempt::new(2));
     let RetryOutcome::Failed(job) = store
-        .retry(new.id, 2, "w2", "image host 503", &policy)
+        .retry(&w2, "image host 503", &policy, 1.0)
         .await
         .unwrap()
     else {
@@ -232,24 +252,22 @@ async fn release_hands_the_job_back_at_once(pool: PgPool) {
     let store = store(pool.clone());
     let new = new_job(None);
     store.enqueue(&new, "api").await.unwrap();
-    store.claim(new.id, "w1", LEASE).await.unwrap();
+    let (_, w1) = claimed(&store, new.id, "w1").await;
     assert!(fence_lost(
-        store.release(new.id, 1, "w2").await.unwrap_err()
+        store.release(&fence(new.id, 1, "w2")).await.unwrap_err()
     ));
-    let job = store.release(new.id, 1, "w1").await.unwrap();
+    let job = store.release(&w1).await.unwrap();
     assert_eq!(job.status, JobStatus::Queued);
     assert!(job.lease_owner.is_none());
-    let ClaimOutcome::Claimed(job) = store.claim(new.id, "w2", LEASE).await.unwrap() else {
-        panic!("a released job is claimable at once");
-    };
-    assert_eq!(job.attempt, 2);
+    let (job, _) = claimed(&store, new.id, "w2").await;
+    assert_eq!(job.attempt, Attempt::new(2));
 }
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn claim_of_unknown_job_is_not_found(pool: PgPool) {
     let store = store(pool);
     assert_eq!(
-        store.claim(Uuid::now_v7(), "w1", LEASE).await.unwrap(),
+        store.claim(JobId::new(), "w1", LEASE).await.unwrap(),
         ClaimOutcome::NotFound
     );
 }
@@ -275,13 +293,17 @@ async fn outbox_batches_skip_rows_another_relay_holds(pool: PgPool) {
         .unwrap();
     drop(first); // rolled back: its rows are pending again
     assert_eq!(store.outbox_pending().await.unwrap(), 4);
-    let (attempts, error): (i32, Option<String>) =
-        sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE id = $1")
-            .bind(failed_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!((attempts, error.as_deref()), (1, Some("nats down")));
+    let row = sqlx::query!(
+        "SELECT attempts, last_error FROM outbox WHERE id = $1",
+        failed_id
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (row.attempts, row.last_error.as_deref()),
+        (1, Some("nats down"))
+    );
     assert_eq!(store.outbox_batch(10).await.unwrap().rows().len(), 4);
 }
 
@@ -294,13 +316,13 @@ async fn prune_deletes_only_rows_published_long_ago(pool: PgPool) {
     for job in [&old, &recent, &unpublished] {
         store.enqueue(job, "test").await.unwrap();
     }
-    let mark = |id: Uuid, ago_secs: f64| {
-        sqlx::query(
+    let mark = |id: JobId, ago_secs: f64| {
+        sqlx::query!(
             "UPDATE outbox SET published_at = now() - make_interval(secs => $2) \
              WHERE payload->>'job_id' = $1::text",
+            id as JobId,
+            ago_secs
         )
-        .bind(id)
-        .bind(ago_secs)
         .execute(&pool)
     };
     mark(old.id, 2.0 * 86_400.0).await.unwrap();
@@ -312,7 +334,7 @@ async fn prune_deletes_only_rows_published_long_ago(pool: PgPool) {
         .unwrap();
 
     assert_eq!(pruned, 1);
-    assert_eq!(count(&pool, "outbox", old.id).await, 0);
-    assert_eq!(count(&pool, "outbox", recent.id).await, 1);
-    assert_eq!(count(&pool, "outbox", unpublished.id).await, 1);
+    assert_eq!(rows(&pool, old.id).await.outbox, 0);
+    assert_eq!(rows(&pool, recent.id).await.outbox, 1);
+    assert_eq!(rows(&pool, unpublished.id).await.outbox, 1);
 }

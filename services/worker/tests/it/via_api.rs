@@ -1,12 +1,10 @@
 //! The whole path as MFR drives it: `POST /enqueue` on the real api (form content type,
 //! JSON body), its relay, the worker, and `GET /status/:job_id`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Env;
-use common::server::ImageServer;
+use crate::common::Env;
+use crate::common::server::ImageServer;
 use foodseg_testkit::wait_until;
 use sqlx::PgPool;
 

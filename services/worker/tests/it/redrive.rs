@@ -1,15 +1,16 @@
 //! A worker killed mid-job: its lease lapses, the sweep re-drives the job, another worker
 //! completes it, and exactly one result is stored.
 
-mod common;
-
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Env;
-use common::server::ImageServer;
-use foodseg_engine::JobStatus;
+use anyhow::Context;
+use foodseg_engine::{JobId, JobStatus};
+use foodseg_testkit::wait_until;
 use sqlx::PgPool;
+
+use crate::common::Env;
+use crate::common::server::ImageServer;
 use tokio_util::sync::CancellationToken;
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -35,36 +36,27 @@ async fn killed_worker_job_completes_on_another(pool: PgPool) -> anyhow::Result<
         })
         .await?;
     assert_eq!(running.lease_owner.as_deref(), Some("w-a"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.stall_hits.load(Ordering::SeqCst) == 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "worker A never fetched the image"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(Duration::from_secs(30), || async {
+        server.stall_hits.load(Ordering::SeqCst) > 0
+    })
+    .await
+    .context("worker A never fetched the image")?;
     // Kill A mid-fetch: no release, no result; its lease just stops being renewed.
     runtime_a.shutdown_background();
 
     let worker_b = env.start_worker(env.config("w-b", 15.0));
     // The scheduler's sweep, run here directly: re-drive once A's lease has lapsed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until(Duration::from_secs(30), || async {
         let report = env.store.redrive_expired("test-sweeper", 10).await?;
-        if report.redriven.contains(&job.id) {
-            break;
-        }
-        assert!(report.failed.is_empty(), "{report:?}");
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "lease of the killed worker never lapsed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        anyhow::ensure!(report.failed.is_empty(), "{report:?}");
+        anyhow::Ok(report.redriven.contains(&job.id))
+    })
+    .await
+    .context("lease of the killed worker never lapsed")?;
 
     let done = env.wait_finished(job.id, Duration::from_secs(120)).await?;
     assert_eq!(done.status, JobStatus::Succeeded, "{}", done.message);
-    assert_eq!(done.attempt, 2);
+    assert_eq!(done.attempt.get(), 2);
     assert_eq!(env.events_to(job.id, JobStatus::Succeeded).await?, 1);
     assert_eq!(env.events_to(job.id, JobStatus::Running).await?, 2);
     let claims: Vec<String> = env
@@ -72,14 +64,15 @@ async fn killed_worker_job_completes_on_another(pool: PgPool) -> anyhow::Result<
         .events(job.id)
         .await?
         .into_iter()
-        .filter(|e| e.to_status == "running")
+        .filter(|e| e.to_status == JobStatus::Running)
         .map(|e| e.actor)
         .collect();
     assert_eq!(claims, ["w-a", "w-b"]);
-    let finished_messages: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM outbox WHERE payload->>'job_id' = $1 AND payload ? 'status'",
+    let finished_messages = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM outbox
+           WHERE payload->>'job_id' = $1::text AND payload ? 'status'"#,
+        job.id as JobId
     )
-    .bind(job.id.to_string())
     .fetch_one(env.store.pool())
     .await?;
     assert_eq!(finished_messages, 1, "exactly one finished-job event");

@@ -6,13 +6,13 @@
 pub mod receiver;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use foodseg_engine::store::NewJob;
-use foodseg_engine::{Bus, Job, Store, Subjects};
+use foodseg_engine::store::{ClaimOutcome, DeliveryView, NewJob};
+use foodseg_engine::{Attempt, Bus, DeliveryStatus, Fence, Job, JobId, Store, Subjects};
 use foodseg_scheduler::{Config, Parts};
+pub use foodseg_testkit::wait_until;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
@@ -21,25 +21,6 @@ use uuid::Uuid;
 
 /// How long a condition may take before a test fails: generous, never a timing assertion.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `check` until it yields `Some`, failing the test after [`DEADLINE`].
-pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// One test's database and NATS subjects.
 pub struct Env {
@@ -77,8 +58,8 @@ impl Env {
         .into_iter()
         .collect();
         let mut config =
-            Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("test config");
-        config.subjects = self.subjects.clone();
+            Config::load(&foodseg_runtime::Env::from_pairs(vars)).expect("test config");
+        config.common.subjects = self.subjects.clone();
         config.scheduler_id = format!(
             "scheduler-test-{}",
             &Uuid::new_v4().simple().to_string()[..6]
@@ -114,12 +95,12 @@ impl Env {
         max_attempts: i32,
     ) -> anyhow::Result<Job> {
         let job = NewJob {
-            id: Uuid::now_v7(),
+            id: JobId::new(),
             model_id: "124096".into(),
             model_name: "test-model".into(),
             image_url: "https://images.example/dish.jpeg".into(),
             webhook_url: webhook_url.map(str::to_string),
-            max_attempts,
+            max_attempts: Attempt::new(max_attempts),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
@@ -129,53 +110,47 @@ impl Env {
     /// A job that reached SUCCESS with one item, without a real worker.
     pub async fn succeeded_job(&self, webhook_url: &str) -> anyhow::Result<Job> {
         let job = self.enqueue(Some(webhook_url), 3).await?;
-        let claimed = self.claim(job.id).await?;
+        let (_, fence) = self.claim(job.id).await?;
         let items = serde_json::json!([{
             "id": 0, "image_id": "dish.jpeg", "category_id": 53, "category_name": "apple",
             "score": 0.94, "bbox": [10, 20, 30, 40], "area": 900, "iscrowd": 0,
             "polygons": [[[10, 20], [40, 20], [40, 60]]], "size": [640, 480]
         }]);
-        Ok(self
-            .store
-            .succeed(job.id, claimed.attempt, "test-worker", &items)
-            .await?)
+        Ok(self.store.succeed(&fence, &items).await?)
     }
 
     /// A job that reached ERROR, without a real worker.
     pub async fn failed_job(&self, webhook_url: &str, reason: &str) -> anyhow::Result<Job> {
         let job = self.enqueue(Some(webhook_url), 3).await?;
-        let claimed = self.claim(job.id).await?;
-        Ok(self
-            .store
-            .fail(job.id, claimed.attempt, "test-worker", reason)
-            .await?)
+        let (_, fence) = self.claim(job.id).await?;
+        Ok(self.store.fail(&fence, reason).await?)
     }
 
-    pub async fn claim(&self, id: Uuid) -> anyhow::Result<Job> {
+    /// Claims a queued job as a worker would (60 s lease).
+    pub async fn claim(&self, id: JobId) -> anyhow::Result<(Job, Fence)> {
         self.claim_for(id, Duration::from_secs(60)).await
     }
 
-    pub async fn claim_for(&self, id: Uuid, lease: Duration) -> anyhow::Result<Job> {
+    pub async fn claim_for(&self, id: JobId, lease: Duration) -> anyhow::Result<(Job, Fence)> {
         match self.store.claim(id, "test-worker", lease).await? {
-            foodseg_engine::store::ClaimOutcome::Claimed(job) => Ok(job),
+            ClaimOutcome::Claimed { job, fence } => Ok((job, fence)),
             other => anyhow::bail!("cannot claim {id}: {other:?}"),
         }
     }
 
-    /// The job's deliveries once the first one is no longer pending.
-    pub async fn settled_delivery(&self, job_id: Uuid) -> foodseg_engine::store::DeliveryView {
-        let store = self.store.clone();
-        wait_until("the delivery to settle", || {
-            let store = store.clone();
-            async move {
-                let deliveries = store.deliveries(job_id).await.ok()?;
+    /// The job's first delivery once it is no longer pending.
+    pub async fn settled_delivery(&self, job_id: JobId) -> anyhow::Result<DeliveryView> {
+        wait_until(DEADLINE, || async {
+            let deliveries = self.store.deliveries(job_id).await?;
+            anyhow::Ok(
                 deliveries
                     .into_iter()
                     .next()
-                    .filter(|d| d.status != "pending")
-            }
+                    .filter(|d| d.delivery.status != DeliveryStatus::Pending),
+            )
         })
         .await
+        .context("the delivery to settle")
     }
 
     /// Deletes this test's streams.

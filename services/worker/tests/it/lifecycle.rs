@@ -1,30 +1,18 @@
 //! The worker's life around the jobs: stray messages, graceful shutdown, refusing to start
 //! without the asked-for execution provider, health and metrics.
 
-mod common;
-
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::server::ImageServer;
-use common::{Env, MODEL_NAME};
+use anyhow::Context;
 use foodseg_engine::JobStatus;
+use foodseg_testkit::wait_until;
 use foodseg_worker::Device;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-async fn poll<F: AsyncFnMut() -> anyhow::Result<bool>>(
-    what: &str,
-    timeout: Duration,
-    mut f: F,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !f().await? {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
+use crate::common::server::ImageServer;
+use crate::common::{Env, MODEL_NAME};
 
 /// Garbage and messages for unknown or finished jobs are acknowledged (gone from the
 /// work-queue stream), never retried forever.
@@ -42,11 +30,12 @@ async fn stray_messages_are_acknowledged(pool: PgPool) -> anyhow::Result<()> {
     let worker = env.start_worker(env.config("w-stray", 15.0));
     let js = env.bus.jetstream().clone();
     let stream_name = env.subjects.jobs_stream.clone();
-    poll("the stream to drain", Duration::from_secs(60), async || {
+    wait_until(Duration::from_secs(60), || async {
         let mut stream = js.get_stream(&stream_name).await?;
-        Ok(stream.info().await?.state.messages == 0)
+        anyhow::Ok(stream.info().await?.state.messages == 0)
     })
-    .await?;
+    .await
+    .context("the stream to drain")?;
     worker.stop().await?;
     env.cleanup().await;
     Ok(())
@@ -68,10 +57,11 @@ async fn shutdown_releases_unfinished_jobs(pool: PgPool) -> anyhow::Result<()> {
         j.status == JobStatus::Running
     })
     .await?;
-    poll("the stalled fetch", Duration::from_secs(30), async || {
-        Ok(server.stall_hits.load(Ordering::SeqCst) > 0)
+    wait_until(Duration::from_secs(30), || async {
+        server.stall_hits.load(Ordering::SeqCst) > 0
     })
-    .await?;
+    .await
+    .context("the stalled fetch")?;
     worker.stop().await?;
 
     let released = env.store.get(job.id).await?.expect("job exists");
@@ -86,7 +76,7 @@ async fn shutdown_releases_unfinished_jobs(pool: PgPool) -> anyhow::Result<()> {
     let next = env.start_worker(env.config("w-next", 15.0));
     let done = env.wait_finished(job.id, Duration::from_secs(120)).await?;
     assert_eq!(done.status, JobStatus::Succeeded, "{}", done.message);
-    assert_eq!(done.attempt, 2);
+    assert_eq!(done.attempt.get(), 2);
     next.stop().await?;
     env.cleanup().await;
     Ok(())
@@ -106,11 +96,11 @@ async fn unavailable_cuda_refuses_to_start(pool: PgPool) -> anyhow::Result<()> {
     )
     .await?;
     let err = result.expect_err("a CPU-only ONNX Runtime cannot run CUDA");
-    let text = foodseg_worker::error::chain(&err);
+    let text = foodseg_engine::error_chain(&err);
     assert!(text.contains("CUDA"), "{text}");
     let job = env.store.get(job.id).await?.expect("job exists");
     assert_eq!(job.status, JobStatus::Queued);
-    assert_eq!(job.attempt, 0, "nothing was claimed");
+    assert_eq!(job.attempt.get(), 0, "nothing was claimed");
     env.cleanup().await;
     Ok(())
 }
@@ -128,15 +118,14 @@ async fn health_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
     let worker = env.start_worker(config);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    poll("readiness", Duration::from_secs(60), async || {
-        Ok(
-            match http.get(format!("{base}/health/ready")).send().await {
-                Ok(r) => r.status() == 200,
-                Err(_) => false,
-            },
-        )
+    wait_until(Duration::from_secs(60), || async {
+        match http.get(format!("{base}/health/ready")).send().await {
+            Ok(r) => r.status() == 200,
+            Err(_) => false,
+        }
     })
-    .await?;
+    .await
+    .context("readiness")?;
     assert_eq!(
         http.get(format!("{base}/health/live"))
             .send()

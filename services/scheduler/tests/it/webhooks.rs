@@ -2,14 +2,14 @@
 //! signatures, retries, 410, hanging receivers, Retry-After, refused addresses,
 //! redelivery, and two schedulers sharing one database.
 
-mod common;
-
+use anyhow::Context;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::receiver::{Receiver, rails_params};
-use common::{Env, wait_until};
-use foodseg_engine::store::{AttemptOutcome, AttemptRecord, Redelivery};
+use crate::common::receiver::{Receiver, rails_params};
+use crate::common::{DEADLINE, Env, wait_until};
+use foodseg_engine::store::{AttemptRecord, Redelivery};
+use foodseg_engine::{AttemptOutcome, DeliveryStatus};
 use sqlx::PgPool;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -27,11 +27,11 @@ async fn delivers_the_v1_document_as_a_json_string_mfr_accepts(pool: PgPool) -> 
         .failed_job(&receiver.url("ok"), "image_url returned HTTP 404")
         .await?;
     for job in [&ok, &bad] {
-        let d = env.settled_delivery(job.id).await;
-        assert_eq!(d.status, "delivered", "{d:?}");
+        let d = env.settled_delivery(job.id).await?;
+        assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
         assert_eq!(d.attempts, 1);
         assert_eq!(d.webhook_id, format!("msg_{}", job.id.simple()));
-        assert_eq!(d.attempt_log[0].outcome, "delivered");
+        assert_eq!(d.attempt_log[0].outcome, AttemptOutcome::Delivered);
         assert_eq!(d.attempt_log[0].status_code, Some(200));
     }
 
@@ -113,8 +113,8 @@ async fn retries_until_the_receiver_recovers(pool: PgPool) -> anyhow::Result<()>
     let scheduler = env.start(env.config()).await?;
 
     let job = env.succeeded_job(&receiver.url("fail/2")).await?;
-    let d = env.settled_delivery(job.id).await;
-    assert_eq!(d.status, "delivered", "{d:?}");
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
     let outcomes: Vec<_> = d.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["retry", "retry", "delivered"]);
     let codes: Vec<_> = d.attempt_log.iter().map(|a| a.status_code).collect();
@@ -147,10 +147,10 @@ async fn gone_stops_retries(pool: PgPool) -> anyhow::Result<()> {
     let scheduler = env.start(env.config()).await?;
 
     let job = env.succeeded_job(&receiver.url("gone")).await?;
-    let d = env.settled_delivery(job.id).await;
-    assert_eq!(d.status, "failed");
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Failed);
     assert_eq!(d.attempts, 1);
-    assert_eq!(d.attempt_log[0].outcome, "gone");
+    assert_eq!(d.attempt_log[0].outcome, AttemptOutcome::Gone);
     assert_eq!(d.attempt_log[0].status_code, Some(410));
     assert!(d.finished_at.is_some());
     assert_eq!(receiver.hits().len(), 1);
@@ -167,8 +167,8 @@ async fn exhausted_schedule_fails_the_delivery_and_counts_it(pool: PgPool) -> an
     let metrics = foodseg_telemetry::metrics::install()?;
 
     let job = env.succeeded_job(&receiver.url("fail/100")).await?;
-    let d = env.settled_delivery(job.id).await;
-    assert_eq!(d.status, "failed");
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Failed);
     // The test schedule has three retries: four attempts in all.
     assert_eq!(d.attempts, 4);
     let outcomes: Vec<_> = d.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
@@ -202,8 +202,8 @@ async fn retry_after_is_honoured(pool: PgPool) -> anyhow::Result<()> {
     let scheduler = env.start(config).await?;
 
     let job = env.succeeded_job(&receiver.url("retry-after/1")).await?;
-    let d = env.settled_delivery(job.id).await;
-    assert_eq!(d.status, "delivered");
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
     assert_eq!(d.attempt_log.len(), 2);
     assert_eq!(d.attempt_log[0].status_code, Some(503));
     let gap = d.attempt_log[1].started_at - d.attempt_log[0].started_at;
@@ -222,10 +222,10 @@ async fn a_hanging_receiver_times_out_and_is_retried(pool: PgPool) -> anyhow::Re
     let scheduler = env.start(config).await?;
 
     let job = env.succeeded_job(&receiver.url("hang-once")).await?;
-    let d = env.settled_delivery(job.id).await;
-    assert_eq!(d.status, "delivered");
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
     assert_eq!(d.attempt_log.len(), 2);
-    assert_eq!(d.attempt_log[0].outcome, "retry");
+    assert_eq!(d.attempt_log[0].outcome, AttemptOutcome::Retry);
     assert_eq!(d.attempt_log[0].status_code, None);
     let error = d.attempt_log[0].error.as_deref().unwrap();
     assert!(error.contains("no answer within"), "{error}");
@@ -244,16 +244,18 @@ async fn a_hanging_receiver_does_not_hold_up_other_deliveries(pool: PgPool) -> a
     let scheduler = env.start(config).await?;
 
     let stuck = env.succeeded_job(&slow.url("hang")).await?;
-    wait_until("the hanging attempt to be in flight", || async {
-        (slow.hanging() == 1).then_some(())
-    })
-    .await;
+    wait_until(DEADLINE, || async { (slow.hanging() == 1).then_some(()) })
+        .await
+        .context("the hanging attempt to be in flight")?;
     let mut others = Vec::new();
     for _ in 0..20 {
         others.push(env.succeeded_job(&fast.url("ok")).await?);
     }
     for job in &others {
-        assert_eq!(env.settled_delivery(job.id).await.status, "delivered");
+        assert_eq!(
+            env.settled_delivery(job.id).await?.status,
+            DeliveryStatus::Delivered
+        );
     }
     // All delivered while the first attempt of the stuck one is still waiting.
     let pending = env.store.deliveries(stuck.id).await?.remove(0);
@@ -261,7 +263,7 @@ async fn a_hanging_receiver_does_not_hold_up_other_deliveries(pool: PgPool) -> a
     assert_eq!(slow.hanging(), 1);
 
     slow.release();
-    let d = env.settled_delivery(stuck.id).await;
+    let d = env.settled_delivery(stuck.id).await?;
     assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1));
 
     scheduler.stop().await?;
@@ -273,7 +275,7 @@ async fn private_webhook_addresses_are_refused_at_send_time(pool: PgPool) -> any
     let env = Env::new(pool).await?;
     let receiver = Receiver::start(None).await;
     let mut config = env.config();
-    config.net_policy = Default::default();
+    config.common.net_policy = Default::default();
     let scheduler = env.start(config).await?;
 
     let by_ip = env.succeeded_job(&receiver.url("ok")).await?;
@@ -281,10 +283,10 @@ async fn private_webhook_addresses_are_refused_at_send_time(pool: PgPool) -> any
         .succeeded_job(&format!("http://localhost:{}/ok", receiver.addr.port()))
         .await?;
     for job in [by_ip, by_name] {
-        let d = env.settled_delivery(job.id).await;
+        let d = env.settled_delivery(job.id).await?;
         assert_eq!((d.status.as_str(), d.attempts), ("failed", 1));
-        assert_eq!(d.attempt_log[0].outcome, "failed");
-        let error = d.last_error.unwrap();
+        assert_eq!(d.attempt_log[0].outcome, AttemptOutcome::Failed);
+        let error = d.last_error.clone().unwrap();
         assert!(error.starts_with("webhook URL refused"), "{error}");
     }
     assert!(receiver.hits().is_empty());
@@ -300,7 +302,7 @@ async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::R
     let scheduler = env.start(env.config()).await?;
 
     let job = env.succeeded_job(&receiver.url("ok")).await?;
-    let first = env.settled_delivery(job.id).await;
+    let first = env.settled_delivery(job.id).await?;
     let Redelivery::Created(second) = env.store.redeliver(job.id, "operator").await? else {
         panic!("redelivery of a finished job");
     };
@@ -312,7 +314,7 @@ async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::R
         second.status
     );
     let store = env.store.clone();
-    wait_until("the redelivery", || {
+    wait_until(DEADLINE, || {
         let store = store.clone();
         let id = second.id;
         async move {
@@ -320,10 +322,11 @@ async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::R
                 .delivery(id)
                 .await
                 .ok()?
-                .filter(|d| d.status == "delivered")
+                .filter(|d| d.status == DeliveryStatus::Delivered)
         }
     })
-    .await;
+    .await
+    .context("the redelivery")?;
     assert_eq!(receiver.hits_for(&second.webhook_id).len(), 1);
     assert_eq!(receiver.hits_for(&first.webhook_id).len(), 1);
     let events = env.store.events(job.id).await?;
@@ -337,22 +340,15 @@ async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::R
         Redelivery::NotFinished(foodseg_engine::JobStatus::Queued)
     ));
     let silent = env.enqueue(None, 3).await?;
-    let claimed = env.claim(silent.id).await?;
-    env.store
-        .succeed(
-            silent.id,
-            claimed.attempt,
-            "test-worker",
-            &serde_json::json!([]),
-        )
-        .await?;
+    let (_, fence) = env.claim(silent.id).await?;
+    env.store.succeed(&fence, &serde_json::json!([])).await?;
     assert_eq!(
         env.store.redeliver(silent.id, "operator").await?,
         Redelivery::NoWebhook
     );
     assert_eq!(
         env.store
-            .redeliver(uuid::Uuid::now_v7(), "operator")
+            .redeliver(foodseg_engine::JobId::new(), "operator")
             .await?,
         Redelivery::NotFound
     );
@@ -368,7 +364,7 @@ async fn attempts_are_fenced_on_the_claim(pool: PgPool) -> anyhow::Result<()> {
     let lease = Duration::from_secs(60);
     let claims = env.store.claim_due_deliveries(10, lease).await?;
     assert_eq!(claims.len(), 1);
-    assert_eq!(claims[0].job_id, job.id);
+    assert_eq!(claims[0].delivery.job_id, job.id);
     assert_eq!(claims[0].attempt(), 1);
     // Locked: nobody else gets it.
     assert!(env.store.claim_due_deliveries(10, lease).await?.is_empty());
@@ -415,7 +411,7 @@ async fn two_schedulers_deliver_each_of_200_jobs_exactly_once(pool: PgPool) -> a
         ids.push(env.succeeded_job(&receiver.url("ok")).await?.id);
     }
     let pool = env.pool.clone();
-    wait_until("all 200 deliveries", || {
+    wait_until(DEADLINE, || {
         let pool = pool.clone();
         async move {
             let delivered: i64 =
@@ -426,7 +422,8 @@ async fn two_schedulers_deliver_each_of_200_jobs_exactly_once(pool: PgPool) -> a
             (delivered == 200).then_some(())
         }
     })
-    .await;
+    .await
+    .context("all 200 deliveries")?;
     a.stop().await?;
     b.stop().await?;
 
@@ -459,7 +456,10 @@ async fn finished_jobs_wake_the_scheduler_without_waiting_for_a_poll(
     let scheduler = env.start(config).await?;
     for _ in 0..20 {
         let job = env.succeeded_job(&receiver.url("ok")).await?;
-        assert_eq!(env.settled_delivery(job.id).await.status, "delivered");
+        assert_eq!(
+            env.settled_delivery(job.id).await?.status,
+            DeliveryStatus::Delivered
+        );
     }
     scheduler.stop().await?;
     env.cleanup().await

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
-use foodseg_engine::{JobStatus, Store, Subjects};
+use foodseg_engine::store::{ClaimOutcome, NewJob, NewUpload, upload_image_url};
+use foodseg_engine::{Attempt, JobId, JobStatus, Store, Subjects};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -18,14 +18,14 @@ fn store(pool: PgPool) -> Store {
 }
 
 fn new_upload(bytes: &'static [u8], expires_at: DateTime<Utc>) -> (NewJob, NewUpload) {
-    let id = Uuid::now_v7();
+    let id = JobId::new();
     let job = NewJob {
         id,
         model_id: "124096".into(),
         model_name: "yolov5s-seg-coco".into(),
         image_url: upload_image_url(id, "dish.jpg"),
         webhook_url: None,
-        max_attempts: 2,
+        max_attempts: Attempt::new(2),
         trace_id: None,
         traceparent: None,
     };
@@ -39,26 +39,41 @@ fn new_upload(bytes: &'static [u8], expires_at: DateTime<Utc>) -> (NewJob, NewUp
     (job, upload)
 }
 
-async fn count(pool: &PgPool, sql: &'static str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
+/// Rows in `jobs`, `job_events`, `outbox` and `uploads`.
+#[derive(Debug, PartialEq)]
+struct Rows {
+    jobs: i64,
+    events: i64,
+    outbox: i64,
+    uploads: i64,
 }
 
-async fn upload_exists(store: &Store, job_id: Uuid) -> anyhow::Result<bool> {
+async fn rows(pool: &PgPool) -> anyhow::Result<Rows> {
+    Ok(sqlx::query_as!(
+        Rows,
+        r#"SELECT (SELECT count(*) FROM jobs) AS "jobs!",
+                  (SELECT count(*) FROM job_events) AS "events!",
+                  (SELECT count(*) FROM outbox) AS "outbox!",
+                  (SELECT count(*) FROM uploads) AS "uploads!""#
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+async fn upload_exists(store: &Store, job_id: JobId) -> anyhow::Result<bool> {
     Ok(store.load_upload(job_id).await?.is_some())
 }
 
 /// Enqueues an upload and, when `finish` is set, runs it to SUCCESS.
-async fn stored(store: &Store, expires_at: DateTime<Utc>, finish: bool) -> anyhow::Result<Uuid> {
+async fn stored(store: &Store, expires_at: DateTime<Utc>, finish: bool) -> anyhow::Result<JobId> {
     let (job, upload) = new_upload(b"\xff\xd8\xff\xe0bytes", expires_at);
     store.enqueue_upload(&job, &upload, "api").await?;
     if finish {
-        let claimed = match store.claim(job.id, "w", LEASE).await? {
-            foodseg_engine::store::ClaimOutcome::Claimed(j) => j,
+        let fence = match store.claim(job.id, "w", LEASE).await? {
+            ClaimOutcome::Claimed { fence, .. } => fence,
             other => anyhow::bail!("not claimed: {other:?}"),
         };
-        store
-            .succeed(job.id, claimed.attempt, "w", &serde_json::json!([]))
-            .await?;
+        store.succeed(&fence, &serde_json::json!([])).await?;
     }
     Ok(job.id)
 }
@@ -71,8 +86,8 @@ async fn enqueue_upload_writes_job_event_outbox_and_bytes(pool: PgPool) -> anyho
     let queued = store.enqueue_upload(&job, &upload, "api").await?;
     assert_eq!(queued.status, JobStatus::Queued);
     assert_eq!(queued.image_url, format!("upload://{}/dish.jpg", job.id));
-    assert_eq!(count(&pool, "SELECT count(*) FROM job_events").await?, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM outbox").await?, 1);
+    let rows = rows(&pool).await?;
+    assert_eq!((rows.events, rows.outbox, rows.uploads), (1, 1, 1));
 
     let loaded = store.load_upload(job.id).await?.expect("upload stored");
     assert_eq!(loaded.id, upload.id);
@@ -81,7 +96,7 @@ async fn enqueue_upload_writes_job_event_outbox_and_bytes(pool: PgPool) -> anyho
     assert_eq!(loaded.size, 12);
     assert_eq!(loaded.filename, "dish.jpg");
     assert_eq!(loaded.content_type, "image/jpeg");
-    assert_eq!(store.load_upload(Uuid::now_v7()).await?, None);
+    assert_eq!(store.load_upload(JobId::new()).await?, None);
     Ok(())
 }
 
@@ -97,7 +112,7 @@ async fn a_failed_enqueue_stores_no_bytes(pool: PgPool) -> anyhow::Result<()> {
         ..upload.clone()
     };
     assert!(store.enqueue_upload(&job, &again, "api").await.is_err());
-    assert_eq!(count(&pool, "SELECT count(*) FROM uploads").await?, 1);
+    assert_eq!(rows(&pool).await?.uploads, 1);
 
     // The upload insert fails (duplicate upload id): the job must not remain either.
     let (other_job, _) = new_upload(b"second", expires_at);
@@ -108,8 +123,15 @@ async fn a_failed_enqueue_stores_no_bytes(pool: PgPool) -> anyhow::Result<()> {
             .is_err()
     );
     assert_eq!(store.get(other_job.id).await?, None);
-    assert_eq!(count(&pool, "SELECT count(*) FROM jobs").await?, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM outbox").await?, 1);
+    assert_eq!(
+        rows(&pool).await?,
+        Rows {
+            jobs: 1,
+            events: 1,
+            outbox: 1,
+            uploads: 1
+        }
+    );
     Ok(())
 }
 
@@ -163,6 +185,6 @@ async fn purge_works_in_batches(pool: PgPool) -> anyhow::Result<()> {
     assert_eq!(store.purge_expired_uploads(later, HOUR, 2).await?, 2);
     assert_eq!(store.purge_expired_uploads(later, HOUR, 2).await?, 1);
     assert_eq!(store.purge_expired_uploads(later, HOUR, 2).await?, 0);
-    assert_eq!(count(&pool, "SELECT count(*) FROM uploads").await?, 0);
+    assert_eq!(rows(&pool).await?.uploads, 0);
     Ok(())
 }

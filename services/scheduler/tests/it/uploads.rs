@@ -1,27 +1,27 @@
 //! The sweeper purges uploaded images once their job finished and the retention passed,
 //! keeps those still needed, and counts what it deleted in `/metrics`.
 
-mod common;
-
+use anyhow::Context;
 use std::time::Duration;
 
+use crate::common::{DEADLINE, Env, wait_until};
 use chrono::Utc;
-use common::{Env, wait_until};
 use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
+use foodseg_engine::{Attempt, JobId};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// A QUEUED job with an uploaded image.
-async fn uploaded_job(env: &Env) -> anyhow::Result<Uuid> {
-    let id = Uuid::now_v7();
+async fn uploaded_job(env: &Env) -> anyhow::Result<JobId> {
+    let id = JobId::new();
     let job = NewJob {
         id,
         model_id: "124096".into(),
         model_name: "test-model".into(),
         image_url: upload_image_url(id, "dish.jpg"),
         webhook_url: None,
-        max_attempts: 3,
+        max_attempts: Attempt::new(3),
         trace_id: None,
         traceparent: None,
     };
@@ -42,15 +42,8 @@ async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
 ) -> anyhow::Result<()> {
     let env = Env::new(pool).await?;
     let finished = uploaded_job(&env).await?;
-    let claimed = env.claim(finished).await?;
-    env.store
-        .succeed(
-            finished,
-            claimed.attempt,
-            "test-worker",
-            &serde_json::json!([]),
-        )
-        .await?;
+    let (_, fence) = env.claim(finished).await?;
+    env.store.succeed(&fence, &serde_json::json!([])).await?;
     let queued = uploaded_job(&env).await?;
     let running = uploaded_job(&env).await?;
     env.claim(running).await?;
@@ -73,7 +66,7 @@ async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
     ));
 
     let store = env.store.clone();
-    wait_until("the finished job's upload to be purged", || {
+    wait_until(DEADLINE, || {
         let store = store.clone();
         async move {
             store
@@ -84,7 +77,8 @@ async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
                 .then_some(())
         }
     })
-    .await;
+    .await
+    .context("the finished job's upload to be purged")?;
     // The same statement looked at the others: the jobs still need their images.
     assert!(env.store.load_upload(queued).await?.is_some());
     assert!(env.store.load_upload(running).await?.is_some());
@@ -111,11 +105,9 @@ async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
 #[test]
 fn retention_defaults_to_a_day_and_is_configurable() -> anyhow::Result<()> {
     let read = |v: Option<&str>| {
-        foodseg_scheduler::Config::from_lookup(|k| {
-            (k == "FOODSEG_UPLOAD_RETENTION_HOURS")
-                .then(|| v.map(str::to_string))
-                .flatten()
-        })
+        foodseg_scheduler::Config::load(&foodseg_runtime::Env::from_pairs(
+            v.map(|v| ("FOODSEG_UPLOAD_RETENTION_HOURS", v)),
+        ))
     };
     assert_eq!(read(None)?.upload_retention, Duration::from_secs(24 * 3600));
     assert_eq!(read(Some("2"))?.upload_retention, Duration::from_secs(7200));

@@ -1,12 +1,10 @@
 //! End to end on the real Postgres, NATS, ONNX Runtime and model: jobs enqueued as the api
 //! does, images served from 127.0.0.1, results read back from the store.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Env;
-use common::server::ImageServer;
+use crate::common::Env;
+use crate::common::server::ImageServer;
 use foodseg_engine::{JobDocument, JobStatus};
 use sqlx::PgPool;
 
@@ -113,7 +111,8 @@ async fn bad_images_fail_at_once_with_their_reason(pool: PgPool) -> anyhow::Resu
             done.message
         );
         assert_eq!(
-            done.attempt, 1,
+            done.attempt.get(),
+            1,
             "{path}: a permanent failure is not retried"
         );
         let doc = serde_json::to_value(JobDocument::from(&done))?;
@@ -135,7 +134,7 @@ async fn transient_host_errors_are_retried(pool: PgPool) -> anyhow::Result<()> {
 
     let done = env.wait_finished(job.id, FINISH).await?;
     assert_eq!(done.status, JobStatus::Succeeded, "{}", done.message);
-    assert_eq!(done.attempt, 3);
+    assert_eq!(done.attempt.get(), 3);
     assert_eq!(
         server.flaky_hits.load(std::sync::atomic::Ordering::SeqCst),
         3
@@ -170,7 +169,7 @@ async fn retries_are_bounded(pool: PgPool) -> anyhow::Result<()> {
 
     let done = env.wait_finished(job.id, FINISH).await?;
     assert_eq!(done.status, JobStatus::Failed);
-    assert_eq!(done.attempt, 2);
+    assert_eq!(done.attempt.get(), 2);
     assert!(
         done.message.contains("503") && done.message.contains("gave up after 2 attempts"),
         "{}",

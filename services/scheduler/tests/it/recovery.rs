@@ -1,23 +1,21 @@
 //! Recovery: lost dispatch messages, dead workers (expired leases), attempts exhausted,
 //! the daily reconciliation, and the scheduler's probes.
 
-mod common;
-
+use anyhow::Context;
 use std::time::Duration;
 
+use crate::common::receiver::Receiver;
+use crate::common::{DEADLINE, Env, wait_until};
 use async_nats::jetstream::stream::Stream;
-use common::receiver::Receiver;
-use common::{Env, wait_until};
 use foodseg_engine::message::JobMessage;
 use foodseg_engine::store::{ClaimOutcome, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL};
-use foodseg_engine::{JobStatus, Relay, RelayConfig};
+use foodseg_engine::{DeliveryStatus, JobId, JobStatus, Relay, RelayConfig};
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// `(Nats-Msg-Id, job id)` of every message now in the jobs stream.
-async fn job_messages(env: &Env) -> anyhow::Result<Vec<(String, Uuid)>> {
+async fn job_messages(env: &Env) -> anyhow::Result<Vec<(String, JobId)>> {
     let mut stream: Stream = env
         .bus
         .jetstream()
@@ -62,13 +60,11 @@ fn fake_worker(
             };
             let Some(Ok(m)) = m else { return Ok(()) };
             let job: JobMessage = serde_json::from_slice(&m.payload)?;
-            if let ClaimOutcome::Claimed(job) = store
+            if let ClaimOutcome::Claimed { fence, .. } = store
                 .claim(job.job_id, "fake-worker", Duration::from_secs(30))
                 .await?
             {
-                store
-                    .succeed(job.id, job.attempt, "fake-worker", &serde_json::json!([]))
-                    .await?;
+                store.succeed(&fence, &serde_json::json!([])).await?;
             }
             m.ack().await.map_err(|e| anyhow::anyhow!(e))?;
         }
@@ -101,11 +97,12 @@ async fn lost_dispatch_messages_are_republished_and_the_jobs_complete(
     let mut config = env.config();
     config.stale_queued_after = Duration::from_millis(300);
     let scheduler = env.start(config).await?;
-    let republished = wait_until("republished messages", || async {
+    let republished = wait_until(DEADLINE, || async {
         let msgs = job_messages(&env).await.ok()?;
         (msgs.len() >= 5).then_some(msgs)
     })
-    .await;
+    .await
+    .context("republished messages")?;
     for id in &ids {
         let (msg_id, _) = republished
             .iter()
@@ -123,8 +120,8 @@ async fn lost_dispatch_messages_are_republished_and_the_jobs_complete(
     let stop_worker = CancellationToken::new();
     let worker = fake_worker(&env, stop_worker.clone());
     for id in &ids {
-        let d = env.settled_delivery(*id).await;
-        assert_eq!(d.status, "delivered");
+        let d = env.settled_delivery(*id).await?;
+        assert_eq!(d.status, DeliveryStatus::Delivered);
         assert_eq!(
             env.store.get(*id).await?.unwrap().status,
             JobStatus::Succeeded
@@ -141,20 +138,21 @@ async fn a_job_whose_worker_died_is_redriven(pool: PgPool) -> anyhow::Result<()>
     let env = Env::new(pool).await?;
     let job = env.enqueue(None, 3).await?;
     // The worker takes a short lease and is never heard of again.
-    let claimed = env.claim_for(job.id, Duration::from_millis(200)).await?;
-    assert_eq!(claimed.attempt, 1);
+    let (claimed, _) = env.claim_for(job.id, Duration::from_millis(200)).await?;
+    assert_eq!(claimed.attempt.get(), 1);
 
     let scheduler = env.start(env.config()).await?;
     let store = env.store.clone();
-    let requeued = wait_until("the re-drive", || {
+    let requeued = wait_until(DEADLINE, || {
         let store = store.clone();
         async move {
             let job = store.get(job.id).await.ok()??;
             (job.status == JobStatus::Queued).then_some(job)
         }
     })
-    .await;
-    assert_eq!(requeued.attempt, 1);
+    .await
+    .context("the re-drive")?;
+    assert_eq!(requeued.attempt.get(), 1);
     assert!(requeued.lease_owner.is_none());
     assert!(
         requeued.message.contains("worker lost (lease expired)"),
@@ -164,21 +162,22 @@ async fn a_job_whose_worker_died_is_redriven(pool: PgPool) -> anyhow::Result<()>
     let events = env.store.events(job.id).await?;
     let last = events.last().unwrap();
     assert_eq!(
-        (last.from_status.as_deref(), last.to_status.as_str()),
-        (Some("running"), "queued")
+        (last.from_status, last.to_status),
+        (Some(JobStatus::Running), JobStatus::Queued)
     );
     assert_eq!(last.detail.as_deref(), Some(REDRIVE_DETAIL));
     // A fresh dispatch message, published by the scheduler's relay.
     let msg_id = format!("{}.1", job.id);
-    wait_until("the redispatch message", || async {
+    wait_until(DEADLINE, || async {
         let msgs = job_messages(&env).await.ok()?;
         msgs.iter()
             .any(|(m, id)| *m == msg_id && *id == job.id)
             .then_some(())
     })
-    .await;
+    .await
+    .context("the redispatch message")?;
     // And a worker can run it again.
-    assert_eq!(env.claim(job.id).await?.attempt, 2);
+    assert_eq!(env.claim(job.id).await?.0.attempt.get(), 2);
 
     scheduler.stop().await?;
     env.cleanup().await
@@ -194,18 +193,19 @@ async fn a_job_out_of_attempts_after_lost_workers_fails_with_a_webhook(
     env.claim_for(job.id, Duration::from_millis(100)).await?;
     let scheduler = env.start(env.config()).await?;
     let store = env.store.clone();
-    wait_until("the first re-drive", || {
+    wait_until(DEADLINE, || {
         let store = store.clone();
         async move {
             let job = store.get(job.id).await.ok()??;
             (job.status == JobStatus::Queued).then_some(())
         }
     })
-    .await;
+    .await
+    .context("the first re-drive")?;
     env.claim_for(job.id, Duration::from_millis(100)).await?;
 
-    let d = env.settled_delivery(job.id).await;
-    assert_eq!(d.status, "delivered");
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
     let failed = env.store.get(job.id).await?.unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(
@@ -254,7 +254,7 @@ async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::
         "exactly one scheduler runs the day's pass"
     );
     let report = &reports[0];
-    let count = |status: &str| {
+    let count = |status: JobStatus| {
         report
             .jobs
             .iter()
@@ -262,7 +262,10 @@ async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::
             .map(|c| c.count)
             .sum::<i64>()
     };
-    assert_eq!((count("queued"), count("succeeded")), (2, 1));
+    assert_eq!(
+        (count(JobStatus::Queued), count(JobStatus::Succeeded)),
+        (2, 1)
+    );
     assert!(report.jobs.iter().all(|c| c.age == "lt_1m"));
     assert_eq!(report.deliveries_pending, 1);
     assert_eq!(report.deliveries_failed_24h, 0);
@@ -305,7 +308,7 @@ async fn probes_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let client = reqwest::Client::new();
-    let ready = wait_until("readiness", || async {
+    let ready = wait_until(DEADLINE, || async {
         let r = client
             .get(format!("http://{addr}/health/ready"))
             .send()
@@ -313,7 +316,8 @@ async fn probes_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
             .ok()?;
         (r.status() == 200).then_some(r)
     })
-    .await;
+    .await
+    .context("readiness")?;
     let body: serde_json::Value = ready.json().await?;
     assert_eq!(body["checks"]["postgres"], true);
     let live = client

@@ -1,10 +1,17 @@
-//! The job domain: states, legal transitions and retry policy. No I/O here.
+//! A job's states, its legal transitions and the backoff between its attempts.
 
 use std::fmt;
 use std::time::Duration;
 
-/// Internal state of a job. The v1 API shows it as an `MFR.Job.*` string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::Backoff;
+
+/// Internal state of a job (Postgres type `job_status`). The v1 API shows it as an
+/// `MFR.Job.*` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "job_status", rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
     Running,
@@ -13,7 +20,7 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// The value stored in `jobs.status`.
+    /// The value stored in `jobs.status` (also the metrics label).
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Queued => "queued",
@@ -21,17 +28,6 @@ impl JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
         }
-    }
-
-    /// Parses the value stored in `jobs.status`.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => JobStatus::Queued,
-            "running" => JobStatus::Running,
-            "succeeded" => JobStatus::Succeeded,
-            "failed" => JobStatus::Failed,
-            _ => return None,
-        })
     }
 
     /// The status string of the MFR v1 contract.
@@ -116,39 +112,28 @@ pub fn next_status(
     Ok(to)
 }
 
-/// Bounded retries for transient failures, with exponential backoff.
+/// The wait before a job's next attempt after a transient failure: exponential, bounded,
+/// jittered. How many attempts a job gets is its own `max_attempts`
+/// ([`Attempt::has_next_within`](crate::domain::Attempt::has_next_within)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts a job gets in all (the first run counts).
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubles each time.
-    pub base_delay: Duration,
-    /// Upper bound on one delay.
-    pub max_delay: Duration,
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
+    /// 2 s before the second attempt, doubling, at most 60 s.
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(60),
+            backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
         }
     }
 }
 
 impl RetryPolicy {
-    /// Whether a job that has just run attempt `attempt` (1-based) may run again.
-    pub fn has_attempts_left(&self, attempt: u32) -> bool {
-        attempt < self.max_attempts
-    }
-
-    /// The delay before the attempt after `attempt` (1-based).
-    pub fn delay_after(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(20);
-        self.base_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.max_delay)
+    /// The delay before the attempt after `attempt` (1-based); `jitter` in `[0, 1]`.
+    pub fn delay_after(&self, attempt: crate::domain::Attempt, jitter: f64) -> Duration {
+        self.backoff
+            .delay(attempt.as_u32().saturating_sub(1), jitter)
     }
 }
 
@@ -157,16 +142,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_round_trips_and_maps_to_contract_strings() {
+    fn status_maps_to_stored_and_contract_strings() {
         for s in [
             JobStatus::Queued,
             JobStatus::Running,
             JobStatus::Succeeded,
             JobStatus::Failed,
         ] {
-            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        assert_eq!(JobStatus::parse("done"), None);
         assert_eq!(JobStatus::Queued.mfr_status(), "MFR.Job.QUEUED");
         assert_eq!(JobStatus::Running.mfr_status(), "MFR.Job.IN_PROGRESS");
         assert_eq!(JobStatus::Succeeded.mfr_status(), "MFR.Job.SUCCESS");
@@ -200,11 +184,14 @@ mod tests {
 
     #[test]
     fn retry_backoff_doubles_and_is_bounded() {
+        use crate::domain::Attempt;
         let p = RetryPolicy::default();
-        assert_eq!(p.delay_after(1), Duration::from_secs(2));
-        assert_eq!(p.delay_after(2), Duration::from_secs(4));
-        assert_eq!(p.delay_after(30), Duration::from_secs(60));
-        assert!(p.has_attempts_left(3));
-        assert!(!p.has_attempts_left(4));
+        assert_eq!(p.delay_after(Attempt::new(1), 1.0), Duration::from_secs(2));
+        assert_eq!(p.delay_after(Attempt::new(2), 1.0), Duration::from_secs(4));
+        assert_eq!(
+            p.delay_after(Attempt::new(30), 1.0),
+            Duration::from_secs(60)
+        );
+        assert_eq!(p.delay_after(Attempt::new(2), 0.0), Duration::from_secs(2));
     }
 }

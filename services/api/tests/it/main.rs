@@ -1,0 +1,6 @@
+//! The api over HTTP against the real Postgres (a database per test) and NATS (streams
+//! per test).
+
+mod common;
+mod uploads;
+mod v1;

@@ -1,0 +1,6 @@
+//! The engine against a real Postgres and NATS: one database per test
+//! (`#[sqlx::test]`), own JetStream streams per test.
+
+mod relay;
+mod store;
+mod uploads;

@@ -1,0 +1,10 @@
+//! The scheduler against the real Postgres (a database per test) and NATS (streams per
+//! test): webhook delivery as MFR's Rails app receives it, recovery sweeps, uploads purge,
+//! operator routes, and one trace per job across the three services as processes.
+
+mod common;
+mod operator;
+mod recovery;
+mod trace_e2e;
+mod uploads;
+mod webhooks;

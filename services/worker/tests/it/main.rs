@@ -1,0 +1,10 @@
+//! The worker on the real Postgres, NATS, ONNX Runtime and model: jobs enqueued as the
+//! api does (or through the api), images served from 127.0.0.1, results read back from
+//! the store.
+
+mod common;
+mod e2e;
+mod lifecycle;
+mod redrive;
+mod uploads;
+mod via_api;
