@@ -1,8 +1,9 @@
-//! Process plumbing shared by the foodseg binaries: the `main` sequence (telemetry,
-//! configuration, Ctrl-C/SIGTERM turned into a [`CancellationToken`], the error chain on
-//! failure) and the small ops listener serving `/health/live`, `/health/ready` and
-//! `/metrics`.
+//! Process plumbing shared by the foodseg binaries: the configuration loader ([`Env`],
+//! [`Common`]), the `main` sequence (telemetry, configuration, Ctrl-C/SIGTERM turned into
+//! a [`CancellationToken`], the error chain on failure) and the small ops listener
+//! serving `/health/live`, `/health/ready` and `/metrics`.
 
+pub mod config;
 mod ops;
 mod signal;
 
@@ -11,6 +12,7 @@ use std::future::Future;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{Common, ConfigError, Env, Unit};
 pub use ops::{ReadyReport, serve_ops};
 pub use signal::shutdown_on_signal;
 

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use foodseg_engine::store::AttemptOutcome;
+use foodseg_engine::AttemptOutcome;
+use foodseg_runtime::config::{Unit, parse_duration};
 
 /// Longest a delivery may keep being retried, from its creation.
 pub const MAX_SPAN: Duration = Duration::from_secs(24 * 3600);
@@ -63,7 +64,10 @@ impl RetrySchedule {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(parse_duration)
+            .map(|step| {
+                parse_duration(step, Unit::Seconds)
+                    .map_err(|_| ScheduleError::Duration(step.to_string()))
+            })
             .collect::<Result<_, _>>()?;
         Self::new(delays)
     }
@@ -106,25 +110,6 @@ impl RetrySchedule {
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// `500ms`, `5s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, ScheduleError> {
-    let err = || ScheduleError::Duration(s.to_string());
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number.parse().map_err(|_| err())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(err()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| err())
 }
 
 /// How the receiver answered one attempt.

@@ -23,19 +23,6 @@ pub fn describe() {
     );
 }
 
-/// `FOODSEG_UPLOAD_RETENTION_HOURS`: hours (fractions allowed, 0 purges as soon as the
-/// job finished).
-pub fn parse_retention_hours(value: &str) -> Result<Duration, String> {
-    let hours: f64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{value:?} is not a number of hours such as 24"))?;
-    if !hours.is_finite() || hours < 0.0 {
-        return Err(format!("{value:?} must be zero or more hours"));
-    }
-    Duration::try_from_secs_f64(hours * 3600.0).map_err(|e| format!("{value:?}: {e}"))
-}
-
 /// Deletes every upload no longer needed now; returns how many went.
 pub async fn purge(store: &Store, retention: Duration) -> Result<u64, StoreError> {
     let mut total = 0;
@@ -53,22 +40,4 @@ pub async fn purge(store: &Store, retention: Duration) -> Result<u64, StoreError
         tracing::info!(purged = total, "uploaded images purged");
     }
     Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_is_read_in_hours() {
-        assert_eq!(parse_retention_hours("24"), Ok(DEFAULT_RETENTION));
-        assert_eq!(parse_retention_hours("0"), Ok(Duration::ZERO));
-        assert_eq!(
-            parse_retention_hours(" 0.5 "),
-            Ok(Duration::from_secs(1800))
-        );
-        for bad in ["-1", "1d", "", "NaN", "inf"] {
-            assert!(parse_retention_hours(bad).is_err(), "{bad}");
-        }
-    }
 }
