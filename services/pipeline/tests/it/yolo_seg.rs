@@ -1,8 +1,6 @@
 //! The real YOLOv5s-seg model through the real ONNX Runtime on real photos.
 
-mod common;
-
-use common::{decode_fixture, repository_registry, session_options};
+use crate::common::{decode_fixture, repository_registry, session_options};
 use foodseg_models::Registry;
 use foodseg_pipeline::polygons::mask_polygons;
 use foodseg_pipeline::postprocess::detections;

@@ -1,9 +1,7 @@
 //! Mask R-CNN layout through the real ONNX Runtime, with tiny generated graphs whose
 //! outputs are known (tests/fixtures/make_mask_rcnn.py).
 
-mod common;
-
-use common::{fixture_model, session_options};
+use crate::common::{fixture_model, session_options};
 use foodseg_pipeline::{DecodedImage, ImageKind, Item, Segmenter};
 use image::{DynamicImage, RgbImage};
 
