@@ -1,19 +1,19 @@
 //! Decoding real and malformed images.
 
 use crate::common::{decode_fixture, fixture_bytes};
-use foodseg_pipeline::{DecodeError, DecodeLimits, ImageKind, decode};
+use foodseg_pipeline::{DecodeError, DecodeLimits, ImageType, decode};
 
 #[test]
 fn decodes_fixtures_with_their_sizes() {
     let fruits = decode_fixture("fruits.jpg");
     assert_eq!(
         (fruits.width(), fruits.height(), fruits.kind),
-        (512, 480, ImageKind::Jpeg)
+        (512, 480, ImageType::Jpeg)
     );
     let coffee = decode_fixture("coffee.png");
     assert_eq!(
         (coffee.width(), coffee.height(), coffee.kind),
-        (600, 400, ImageKind::Png)
+        (600, 400, ImageType::Png)
     );
 }
 
@@ -22,7 +22,7 @@ fn truncated_jpeg_is_an_error() {
     let bytes = fixture_bytes("fruits.jpg");
     let err = decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()).expect_err("truncated");
     assert!(
-        matches!(err, DecodeError::Truncated(ImageKind::Jpeg)),
+        matches!(err, DecodeError::Truncated(ImageType::Jpeg)),
         "{err:?}"
     );
     assert!(err.to_string().contains("image data is truncated"), "{err}");
