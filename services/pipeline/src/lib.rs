@@ -4,8 +4,9 @@
 //! ONNX Runtime ([`session`], loaded from `ORT_DYLIB_PATH`), turn YOLO-seg or Mask R-CNN
 //! outputs into masks in original-image coordinates ([`postprocess`]), and masks into
 //! simplified polygons ([`polygons`]) and v1 contract items ([`item`]). [`Segmenter`]
-//! ties the stages together and times them; each stage is also callable alone so a
-//! worker can overlap fetch/decode of the next image with inference of the current one.
+//! holds the sessions and runs the stages after decoding, timing them; each stage is
+//! also callable alone so a worker can overlap fetch/decode of the next image with
+//! inference of the current one.
 
 pub mod decode;
 pub mod fetch;
@@ -24,9 +25,6 @@ pub use fetch::{AddressRefused, FetchError, FetchLimits, Fetched, fetch};
 pub use item::{Item, image_id_from_url};
 pub use preprocess::{Letterbox, Preprocessed};
 pub use runtime::RuntimeError;
-pub use segmenter::{
-    SegmentError, Segmentation, Segmenter, StageTimings, inference_stage, postprocess_stage,
-    preprocess_stage,
-};
+pub use segmenter::{SegmentError, Segmentation, Segmenter, StageTimings};
 pub use session::{Device, InferenceError, ModelSession, SessionError, SessionOptions};
 pub use sniff::{Foreign, ImageType};
