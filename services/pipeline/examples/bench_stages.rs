@@ -11,10 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use foodseg_models::Registry;
-use foodseg_pipeline::{
-    DecodeLimits, Segmenter, SessionOptions, decode, inference_stage, postprocess_stage,
-    preprocess_stage,
-};
+use foodseg_pipeline::{DecodeLimits, Segmenter, SessionOptions, decode};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -80,12 +77,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let limits = DecodeLimits::default();
         let (decode_t, image) = time(runs, || decode(&bytes, &limits));
         let image = image?;
-        let (prep_t, input) = time(runs, || preprocess_stage(session, &image));
-        let (infer_t, outputs) = time(runs, || inference_stage(session, &input));
+        let (prep_t, input) = time(runs, || segmenter.preprocess(model, &image));
+        let input = input?;
+        let (infer_t, outputs) = time(runs, || segmenter.infer(model, &input));
         let outputs = outputs?;
         let (bare_t, bare) = time(runs, || session.run_bare(&input));
         bare?;
-        let (post_t, items) = time(runs, || postprocess_stage(session, &outputs, &input, name));
+        let (post_t, items) = time(runs, || {
+            segmenter.postprocess(model, &outputs, &input, name)
+        });
         let items = items?;
         // Ratios are against the bare model run: everything else is pipeline overhead.
         let inf = bare_t.as_secs_f64();

@@ -7,31 +7,7 @@ use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
-/// Image formats the pipeline accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageKind {
-    Jpeg,
-    Png,
-    WebP,
-}
-
-impl ImageKind {
-    pub fn mime(self) -> &'static str {
-        match self {
-            Self::Jpeg => "image/jpeg",
-            Self::Png => "image/png",
-            Self::WebP => "image/webp",
-        }
-    }
-
-    fn format(self) -> ImageFormat {
-        match self {
-            Self::Jpeg => ImageFormat::Jpeg,
-            Self::Png => ImageFormat::Png,
-            Self::WebP => ImageFormat::WebP,
-        }
-    }
-}
+use crate::sniff::{Foreign, ImageType, sniff};
 
 /// Limits applied while decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +28,7 @@ impl Default for DecodeLimits {
 #[derive(Debug, Clone)]
 pub struct DecodedImage {
     pub image: RgbImage,
-    pub kind: ImageKind,
+    pub kind: ImageType,
     /// Time spent in [`decode`]; zero for images built from a [`DynamicImage`].
     pub decode_time: Duration,
 }
@@ -67,7 +43,7 @@ impl DecodedImage {
     }
 
     /// Wraps an already decoded image (already upright).
-    pub fn from_dynamic(image: DynamicImage, kind: ImageKind) -> Self {
+    pub fn from_dynamic(image: DynamicImage, kind: ImageType) -> Self {
         Self {
             image: image.into_rgb8(),
             kind,
@@ -82,8 +58,11 @@ impl DecodedImage {
 pub enum DecodeError {
     #[error("image data is empty")]
     Empty,
-    #[error("content is {detected}, not an image (JPEG, PNG or WebP expected)")]
-    NotAnImage { detected: &'static str },
+    #[error(
+        "content is {}, not an image (JPEG, PNG or WebP expected)",
+        detected.media_type()
+    )]
+    NotAnImage { detected: Foreign },
     #[error("image is {width}x{height} px, over the {} MP limit", max_pixels / 1_000_000)]
     TooLarge {
         width: u32,
@@ -93,10 +72,10 @@ pub enum DecodeError {
     #[error("image has no pixels ({width}x{height})")]
     ZeroSize { width: u32, height: u32 },
     #[error("image data is truncated ({kind} ends before its end marker)", kind = .0.mime())]
-    Truncated(ImageKind),
+    Truncated(ImageType),
     #[error("cannot decode {kind} image: {source}", kind = .kind.mime())]
     Corrupt {
-        kind: ImageKind,
+        kind: ImageType,
         #[source]
         source: image::ImageError,
     },
@@ -121,14 +100,17 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Decod
     let _enter = span.enter();
     let start = Instant::now();
 
-    let kind = sniff(bytes)?;
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let kind = sniff(bytes).map_err(|detected| DecodeError::NotAnImage { detected })?;
     span.record("format", kind.mime());
     if is_truncated(kind, bytes) {
         return Err(DecodeError::Truncated(kind));
     }
     let corrupt = |source| corrupt(kind, source);
 
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format(kind));
     // Header only; real limits are set once the dimensions are known to be acceptable.
     reader.no_limits();
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
@@ -164,7 +146,16 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Decod
     })
 }
 
-fn corrupt(kind: ImageKind, source: image::ImageError) -> DecodeError {
+/// The `image` crate's decoder for `kind`.
+fn format(kind: ImageType) -> ImageFormat {
+    match kind {
+        ImageType::Jpeg => ImageFormat::Jpeg,
+        ImageType::Png => ImageFormat::Png,
+        ImageType::WebP => ImageFormat::WebP,
+    }
+}
+
+fn corrupt(kind: ImageType, source: image::ImageError) -> DecodeError {
     match &source {
         image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             DecodeError::Truncated(kind)
@@ -173,89 +164,12 @@ fn corrupt(kind: ImageKind, source: image::ImageError) -> DecodeError {
     }
 }
 
-/// Identifies the content from its first bytes.
-pub fn sniff(bytes: &[u8]) -> Result<ImageKind, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return Ok(ImageKind::Jpeg);
-    }
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Ok(ImageKind::Png);
-    }
-    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        return Ok(ImageKind::WebP);
-    }
-    Err(DecodeError::NotAnImage {
-        detected: detect_other(bytes),
-    })
-}
-
-/// Names non-accepted content well enough for an error message.
-fn detect_other(bytes: &[u8]) -> &'static str {
-    let magic: &[(&[u8], &str)] = &[
-        (b"GIF87a", "image/gif"),
-        (b"GIF89a", "image/gif"),
-        (b"BM", "image/bmp"),
-        (b"II*\0", "image/tiff"),
-        (b"MM\0*", "image/tiff"),
-        (b"%PDF", "application/pdf"),
-        (b"PK\x03\x04", "application/zip"),
-        (b"\x1f\x8b", "application/gzip"),
-    ];
-    if let Some((_, name)) = magic.iter().find(|(m, _)| bytes.starts_with(m)) {
-        return name;
-    }
-    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
-        let brand = &bytes[8..12];
-        if brand == b"heic" || brand == b"heix" || brand == b"mif1" || brand == b"heim" {
-            return "image/heic";
-        }
-        if brand == b"avif" || brand == b"avis" {
-            return "image/avif";
-        }
-        return "video/mp4";
-    }
-    let head = &bytes[..bytes.len().min(512)];
-    let text = String::from_utf8_lossy(head)
-        .trim_start_matches('\u{feff}')
-        .trim_start()
-        .to_ascii_lowercase();
-    if text.starts_with("<!doctype html")
-        || text.starts_with("<html")
-        || text.contains("<body")
-        || text.contains("<head")
-    {
-        return "text/html";
-    }
-    if text.starts_with("<?xml") || text.starts_with("<svg") {
-        return if text.contains("<svg") {
-            "image/svg+xml"
-        } else {
-            "application/xml"
-        };
-    }
-    if text.starts_with('{') || text.starts_with('[') {
-        return "application/json";
-    }
-    let printable = head
-        .iter()
-        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-        .count();
-    if printable * 10 >= head.len() * 9 {
-        "text/plain"
-    } else {
-        "unrecognised binary data"
-    }
-}
-
 /// Checks the container's end marker, since decoders may fill missing data silently.
-fn is_truncated(kind: ImageKind, bytes: &[u8]) -> bool {
+fn is_truncated(kind: ImageType, bytes: &[u8]) -> bool {
     match kind {
-        ImageKind::Jpeg => !jpeg_has_eoi(bytes),
-        ImageKind::Png => !png_has_iend(bytes),
-        ImageKind::WebP => {
+        ImageType::Jpeg => !jpeg_has_eoi(bytes),
+        ImageType::Png => !png_has_iend(bytes),
+        ImageType::WebP => {
             let declared = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
             (bytes.len() as u64) < u64::from(declared) + 8
         }

@@ -1,9 +1,10 @@
 //! Masks to polygons: outer contours (one per connected part), simplified with
 //! Douglas–Peucker, in original-image pixel coordinates.
 
-use geo::{LineString, Simplify};
 use image::GrayImage;
 use imageproc::contours::{BorderType, find_contours};
+use imageproc::geometry::approximate_polygon_dp;
+use imageproc::point::Point;
 
 use crate::mask::Mask;
 
@@ -38,30 +39,16 @@ pub fn mask_polygons(
     let (ox, oy) = (mask.x as i32 - 1, mask.y as i32 - 1);
     find_contours::<i32>(&padded)
         .into_iter()
-        .filter(|c| c.border_type == BorderType::Outer)
+        .filter(|c| c.border_type == BorderType::Outer && c.points.len() >= 3)
         .filter_map(|contour| {
-            let mut coords: Vec<(f64, f64)> = contour
-                .points
-                .iter()
-                .map(|p| (f64::from(p.x + ox), f64::from(p.y + oy)))
-                .collect();
-            if coords.len() < 3 {
-                return None;
-            }
-            coords.push(coords[0]);
-            let simplified = if tolerance > 0.0 {
-                LineString::from(coords).simplify(tolerance)
+            let ring = if tolerance > 0.0 {
+                simplify_ring(&contour.points, tolerance)
             } else {
-                LineString::from(coords)
+                contour.points
             };
-            let mut points: Polygon = simplified
-                .points()
-                .map(|p| {
-                    [
-                        (p.x().round() as i32).clamp(0, max_x),
-                        (p.y().round() as i32).clamp(0, max_y),
-                    ]
-                })
+            let mut points: Polygon = ring
+                .iter()
+                .map(|p| [(p.x + ox).clamp(0, max_x), (p.y + oy).clamp(0, max_y)])
                 .collect();
             points.dedup();
             if points.len() > 1 && points.first() == points.last() {
@@ -70,6 +57,37 @@ pub fn mask_polygons(
             (points.len() >= 3).then_some(points)
         })
         .collect()
+}
+
+/// Douglas–Peucker on a closed contour (`ring` does not repeat its first point). The
+/// ring is cut at its first point and at the point farthest from it, and each half is
+/// simplified as an open curve, so no half has coinciding ends. A ring lying within
+/// `tolerance` of its first point collapses to that point.
+fn simplify_ring(ring: &[Point<i32>], tolerance: f64) -> Vec<Point<i32>> {
+    let start = ring[0];
+    let squared_distance = |p: &Point<i32>| {
+        let (dx, dy) = (i64::from(p.x - start.x), i64::from(p.y - start.y));
+        dx * dx + dy * dy
+    };
+    // The last of equally far points, as a walk around the ring would find it.
+    let Some((far, far_squared)) = ring
+        .iter()
+        .map(squared_distance)
+        .enumerate()
+        .max_by_key(|&(_, d)| d)
+    else {
+        return Vec::new();
+    };
+    if (far_squared as f64).sqrt() <= tolerance {
+        return vec![start];
+    }
+    let mut back = ring[far..].to_vec();
+    back.push(start);
+    let mut simplified = approximate_polygon_dp(&ring[..=far], tolerance, false);
+    simplified.pop(); // the farthest point starts the second half
+    simplified.extend(approximate_polygon_dp(&back, tolerance, false));
+    simplified.pop(); // the ring's first point again
+    simplified
 }
 
 #[cfg(test)]
@@ -119,5 +137,36 @@ mod tests {
         let polygons = mask_polygons(&m, 1.0, 5, 6);
         assert_eq!(polygons.len(), 1, "{polygons:?}");
         assert_eq!(polygons[0].len(), 4, "{polygons:?}");
+    }
+
+    #[test]
+    fn simplification_keeps_corners_and_one_pixel_spikes() {
+        let m = mask(
+            0,
+            0,
+            9,
+            &[
+                "...######",
+                "...######",
+                "...######",
+                "#########",
+                "...######",
+                "...######",
+            ],
+        );
+        let polygons = mask_polygons(&m, 1.0, 9, 6);
+        assert_eq!(polygons.len(), 1, "{polygons:?}");
+        let polygon = &polygons[0];
+        for corner in [[3, 0], [8, 0], [8, 5], [3, 5], [0, 3]] {
+            assert!(polygon.contains(&corner), "{corner:?} in {polygon:?}");
+        }
+        assert!(polygon.len() <= 9, "{polygon:?}");
+    }
+
+    #[test]
+    fn parts_within_the_tolerance_of_a_point_are_dropped() {
+        let m = mask(0, 0, 3, &["##.", "##.", "..."]);
+        assert!(mask_polygons(&m, 2.0, 3, 3).is_empty());
+        assert_eq!(mask_polygons(&m, 0.5, 3, 3).len(), 1);
     }
 }

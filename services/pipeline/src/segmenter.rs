@@ -56,11 +56,15 @@ impl SegmentError {
     }
 }
 
-/// Loaded sessions by model name. Cheap to clone; `segment` blocks, so call it from
-/// `tokio::task::spawn_blocking`.
+/// Loaded sessions by model name, and the stages after decoding. `segment` runs them
+/// all for one image; a caller that overlaps images (a worker fetching and decoding the
+/// next image during inference of the current one) calls [`Segmenter::preprocess`],
+/// [`Segmenter::infer`] and [`Segmenter::postprocess`] itself. Each stage opens its own
+/// tracing span. Cheap to clone; the stages block, so call them from
+/// `tokio::task::spawn_blocking`. Runs of one model's session are serialised.
 #[derive(Debug, Clone, Default)]
 pub struct Segmenter {
-    sessions: HashMap<String, Arc<ModelSession>>,
+    sessions: Arc<HashMap<String, Arc<ModelSession>>>,
 }
 
 impl Segmenter {
@@ -74,12 +78,27 @@ impl Segmenter {
         models: impl IntoIterator<Item = &'a Model>,
         options: &SessionOptions,
     ) -> Result<Self, SessionError> {
-        let mut sessions = HashMap::new();
-        for model in models {
-            let session = ModelSession::load(model, options)?;
-            sessions.insert(model.name().to_owned(), Arc::new(session));
+        let sessions = models
+            .into_iter()
+            .map(|model| ModelSession::load(model, options))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_sessions(sessions))
+    }
+
+    /// Serves already loaded sessions (owned, or shared with the caller).
+    pub fn from_sessions<S: Into<Arc<ModelSession>>>(
+        sessions: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let sessions = sessions
+            .into_iter()
+            .map(|session| {
+                let session = session.into();
+                (session.model().name().to_owned(), session)
+            })
+            .collect();
+        Self {
+            sessions: Arc::new(sessions),
         }
-        Ok(Self { sessions })
     }
 
     /// The session for a model (by manifest name).
@@ -96,81 +115,88 @@ impl Segmenter {
         image: &DecodedImage,
         image_id: &str,
     ) -> Result<Segmentation, SegmentError> {
-        let session = self.session(model)?;
         let mut timings = StageTimings {
             decode: image.decode_time,
             ..StageTimings::default()
         };
         let start = Instant::now();
-        let input = preprocess_stage(session, image);
+        let input = self.preprocess(model, image)?;
         timings.preprocess = start.elapsed();
 
         let start = Instant::now();
-        let outputs = inference_stage(session, &input)?;
+        let outputs = self.infer(model, &input)?;
         timings.inference = start.elapsed();
 
         let start = Instant::now();
-        let items = postprocess_stage(session, &outputs, &input, image_id)?;
+        let items = self.postprocess(model, &outputs, &input, image_id)?;
         timings.postprocess = start.elapsed();
         Ok(Segmentation { items, timings })
     }
-}
 
-/// Letterbox and tensor conversion for `session`'s model.
-pub fn preprocess_stage(session: &ModelSession, image: &DecodedImage) -> Preprocessed {
-    let model = session.model();
-    let span = tracing::info_span!(
-        "preprocess",
-        model = model.name(),
-        width = image.width(),
-        height = image.height()
-    );
-    let _enter = span.enter();
-    preprocess::preprocess(&image.image, &model.manifest().input)
-}
+    /// Letterbox and tensor conversion for `model`'s input.
+    pub fn preprocess(
+        &self,
+        model: &Model,
+        image: &DecodedImage,
+    ) -> Result<Preprocessed, SegmentError> {
+        let session = self.session(model)?;
+        let model = session.model();
+        let span = tracing::info_span!(
+            "preprocess",
+            model = model.name(),
+            width = image.width(),
+            height = image.height()
+        );
+        let _enter = span.enter();
+        Ok(preprocess::preprocess(
+            &image.image,
+            &model.manifest().input,
+        ))
+    }
 
-/// One model run.
-pub fn inference_stage(
-    session: &ModelSession,
-    input: &Preprocessed,
-) -> Result<RawOutputs, InferenceError> {
-    let span = tracing::info_span!(
-        "inference",
-        model = session.model().name(),
-        device = %session.device(),
-        input_width = input.letterbox.input_width,
-        input_height = input.letterbox.input_height
-    );
-    let _enter = span.enter();
-    session.infer(input)
-}
+    /// One model run; waits while another run of the same model is under way.
+    pub fn infer(&self, model: &Model, input: &Preprocessed) -> Result<RawOutputs, SegmentError> {
+        let session = self.session(model)?;
+        let span = tracing::info_span!(
+            "inference",
+            model = model.name(),
+            device = %session.device(),
+            input_width = input.letterbox.input_width,
+            input_height = input.letterbox.input_height
+        );
+        let _enter = span.enter();
+        Ok(session.infer(input)?)
+    }
 
-/// Detections, masks and polygons in original-image coordinates, as contract items.
-pub fn postprocess_stage(
-    session: &ModelSession,
-    outputs: &RawOutputs,
-    input: &Preprocessed,
-    image_id: &str,
-) -> Result<Vec<Item>, PostprocessError> {
-    let model = session.model();
-    let lb = &input.letterbox;
-    let span = tracing::info_span!(
-        "postprocess",
-        model = model.name(),
-        width = lb.image_width,
-        height = lb.image_height,
-        detections = tracing::field::Empty
-    );
-    let _enter = span.enter();
-    let detections = postprocess::detections(model, outputs, lb)?;
-    let tolerance = model.manifest().polygons.tolerance_px;
-    let items = build_items(
-        model,
-        &detections,
-        image_id,
-        [lb.image_width, lb.image_height],
-        tolerance,
-    );
-    span.record("detections", items.len());
-    Ok(items)
+    /// Detections, masks and polygons in original-image coordinates, as contract items.
+    pub fn postprocess(
+        &self,
+        model: &Model,
+        outputs: &RawOutputs,
+        input: &Preprocessed,
+        image_id: &str,
+    ) -> Result<Vec<Item>, SegmentError> {
+        let session = self.session(model)?;
+        let model = session.model();
+        let lb = &input.letterbox;
+        let span = tracing::info_span!(
+            "postprocess",
+            model = model.name(),
+            width = lb.image_width,
+            height = lb.image_height,
+            detections = tracing::field::Empty
+        );
+        let _enter = span.enter();
+        let detections = postprocess::detections(model, outputs, lb)?;
+        let tolerance = model.manifest().polygons.tolerance_px;
+        let items = build_items(
+            model,
+            &detections,
+            image_id,
+            [lb.image_width, lb.image_height],
+            tolerance,
+        );
+        span.record("detections", items.len());
+        Ok(items)
+    }
 }

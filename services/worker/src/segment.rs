@@ -1,6 +1,7 @@
 //! The worker's use of the segmentation pipeline library: one ONNX Runtime session per
 //! model served, image download through the private-address guard, and the stages of a
-//! job (decode, preprocess, inference, postprocess) with their failures classified.
+//! job (decode, then the [`Segmenter`]'s preprocess, inference and postprocess) with
+//! their failures classified.
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use foodseg_engine::netguard::{Blocked, NetPolicy};
 use foodseg_models::{Model, Registry};
 use foodseg_pipeline::session::RawOutputs;
 use foodseg_pipeline::{
-    DecodeLimits, DecodedImage, FetchError, FetchLimits, ModelSession, Preprocessed, SessionOptions,
+    DecodeLimits, DecodedImage, FetchError, FetchLimits, ModelSession, Preprocessed, SegmentError,
+    Segmenter, SessionOptions,
 };
 use tokio::sync::Semaphore;
 use url::Url;
@@ -19,10 +21,12 @@ use crate::error::WorkerError;
 use crate::failure::Failure;
 use crate::job::blocking;
 
-/// A model this worker serves, with its session. Inference runs one at a time per
+/// A model this worker serves: the pipeline's [`Segmenter`] over its session, with the
+/// worker's limits and failure classification. Inference runs one at a time per
 /// session (ONNX Runtime parallelises inside a run); the other jobs in flight fetch,
 /// decode and postprocess meanwhile.
 pub struct ModelRuntime {
+    segmenter: Segmenter,
     session: Arc<ModelSession>,
     /// Admits one inference at a time without parking a blocking thread on the session.
     turn: Semaphore,
@@ -31,8 +35,10 @@ pub struct ModelRuntime {
 
 impl ModelRuntime {
     pub fn new(session: ModelSession, limits: &ImageLimits) -> Self {
+        let session = Arc::new(session);
         ModelRuntime {
-            session: Arc::new(session),
+            segmenter: Segmenter::from_sessions([session.clone()]),
+            session,
             turn: Semaphore::new(1),
             decode_limits: DecodeLimits {
                 max_pixels: limits.max_pixels,
@@ -54,13 +60,14 @@ impl ModelRuntime {
 
     /// Bytes to an upright RGB image (blocking). Every decode failure is permanent.
     pub fn decode(&self, bytes: &Bytes) -> Result<DecodedImage, Failure> {
-        foodseg_pipeline::decode(bytes, &self.decode_limits)
-            .map_err(|e| Failure::Permanent(e.to_string()))
+        foodseg_pipeline::decode(bytes, &self.decode_limits).map_err(|e| classify(e.into()))
     }
 
     /// Letterbox and tensor (blocking).
     pub fn preprocess(&self, image: DecodedImage) -> Result<Preprocessed, Failure> {
-        Ok(foodseg_pipeline::preprocess_stage(&self.session, &image))
+        self.segmenter
+            .preprocess(self.model(), &image)
+            .map_err(classify)
     }
 
     /// Waits for the session's turn, then runs the model off the async threads.
@@ -70,16 +77,9 @@ impl ModelRuntime {
             .acquire()
             .await
             .map_err(|_| Failure::Transient("model session is shutting down".into()))?;
-        let session = self.session.clone();
+        let (segmenter, session) = (self.segmenter.clone(), self.session.clone());
         blocking("inference", move || {
-            foodseg_pipeline::inference_stage(&session, &input).map_err(|e| {
-                if e.is_permanent() {
-                    Failure::Permanent(e.to_string())
-                } else {
-                    // Runtime failures such as device out-of-memory may pass on a retry.
-                    Failure::Transient(foodseg_engine::error_chain(&e))
-                }
-            })
+            segmenter.infer(session.model(), &input).map_err(classify)
         })
         .await
     }
@@ -91,11 +91,24 @@ impl ModelRuntime {
         input: &Preprocessed,
         image_id: &str,
     ) -> Result<serde_json::Value, Failure> {
-        let items =
-            foodseg_pipeline::postprocess_stage(&self.session, &outputs, input, image_id)
-                .map_err(|e| Failure::Permanent(format!("cannot read the model's output: {e}")))?;
+        let items = self
+            .segmenter
+            .postprocess(self.model(), &outputs, input, image_id)
+            .map_err(classify)?;
         serde_json::to_value(items)
             .map_err(|e| Failure::Permanent(format!("cannot encode the result: {e}")))
+    }
+}
+
+/// Permanent: undecodable images and model outputs that cannot be read. Transient:
+/// runtime failures such as device out-of-memory, which may pass on a retry.
+fn classify(e: SegmentError) -> Failure {
+    match e {
+        SegmentError::Postprocess(e) => {
+            Failure::Permanent(format!("cannot read the model's output: {e}"))
+        }
+        e if e.is_permanent() => Failure::Permanent(e.to_string()),
+        e => Failure::Transient(foodseg_engine::error_chain(&e)),
     }
 }
 
@@ -231,4 +244,30 @@ fn find_blocked(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         source = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use foodseg_pipeline::DecodeError;
+    use foodseg_pipeline::postprocess::PostprocessError;
+
+    use super::*;
+
+    #[test]
+    fn stage_failures_are_classified() {
+        assert_eq!(
+            classify(DecodeError::Empty.into()),
+            Failure::Permanent("image data is empty".into())
+        );
+        let unreadable = PostprocessError::MissingOutput {
+            name: "output1".into(),
+        };
+        assert_eq!(
+            classify(unreadable.into()),
+            Failure::Permanent(
+                "cannot read the model's output: model output \"output1\" is missing".into()
+            )
+        );
+        assert!(!classify(SegmentError::ModelNotLoaded("124096".into())).is_permanent());
+    }
 }

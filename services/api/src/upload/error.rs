@@ -6,6 +6,7 @@ use salvo::http::StatusCode;
 use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
 use salvo::prelude::*;
 
+use super::Foreign;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 
 /// A refused or failed upload.
@@ -23,8 +24,11 @@ pub enum UploadError {
     InvalidMultipart(String),
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),
-    #[error("the uploaded bytes are {detected}, not an image; send a JPEG, PNG or WebP image")]
-    NotAnImage { detected: &'static str },
+    #[error(
+        "the uploaded bytes are {}, not an image; send a JPEG, PNG or WebP image",
+        what_arrived(*detected)
+    )]
+    NotAnImage { detected: Foreign },
     #[error("filename {reason}")]
     InvalidFilename { reason: String },
     #[error(transparent)]
@@ -76,6 +80,14 @@ impl UploadError {
                 },
             },
         }
+    }
+}
+
+/// What the client sent instead of an image; a URL is pointed to the endpoint for URLs.
+fn what_arrived(detected: Foreign) -> &'static str {
+    match detected {
+        Foreign::Url => "a URL (send image URLs to POST /enqueue)",
+        other => other.description(),
     }
 }
 

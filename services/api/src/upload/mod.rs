@@ -1,14 +1,13 @@
 //! `POST /v2/uploads`: the checks an uploaded image passes before anything is written —
-//! its size, its type (sniffed from the bytes, whatever the client declared) and its
-//! file name — and the limits they apply. Pure: no I/O.
+//! its size, its type (sniffed from the bytes by the pipeline's [`sniff`], whatever the
+//! client declared) and its file name — and the limits they apply. Pure: no I/O.
 
 mod error;
 mod filename;
-mod sniff;
 
 pub use error::UploadError;
 pub use filename::{MAX_FILENAME_BYTES, check_filename};
-pub use sniff::{ImageType, describe, sniff};
+pub use foodseg_pipeline::sniff::{Foreign, ImageType, sniff};
 
 use std::time::Duration;
 
@@ -51,9 +50,7 @@ pub fn check_image(bytes: &[u8], limits: &UploadLimits) -> Result<ImageType, Upl
             limit: limits.max_bytes,
         });
     }
-    sniff(bytes).ok_or_else(|| UploadError::NotAnImage {
-        detected: describe(bytes),
-    })
+    sniff(bytes).map_err(|detected| UploadError::NotAnImage { detected })
 }
 
 #[cfg(test)]
@@ -84,6 +81,15 @@ mod tests {
         ));
         let e = check_image(b"<html><body>", &UploadLimits::default()).unwrap_err();
         assert_eq!(e.code(), "unsupported_media_type");
-        assert!(e.to_string().contains("HTML"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "the uploaded bytes are HTML, not an image; send a JPEG, PNG or WebP image"
+        );
+        let e = check_image(b"https://x.org/dish.jpg", &UploadLimits::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("are a URL (send image URLs to POST /enqueue), not an image"),
+            "{e}"
+        );
     }
 }

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -45,4 +44,29 @@ pub fn repository_registry() -> Registry {
 
 pub fn fixture_model(dir: &str) -> Model {
     Model::load(&fixture(dir)).unwrap_or_else(|e| panic!("load fixture model {dir}: {e}"))
+}
+
+/// For a test that needs a process of its own (ONNX Runtime is loaded once per process,
+/// and other tests of this binary load the working library): in the test process, runs
+/// `test` (its full name) alone in a child process of this binary, checks that it
+/// passed and returns true; in that child, returns false so the test body runs.
+pub fn ran_in_child_process(test: &str) -> bool {
+    const CHILD: &str = "FOODSEG_PIPELINE_TEST_CHILD";
+    if std::env::var_os(CHILD).is_some_and(|v| v == test) {
+        return false;
+    }
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let out = std::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {test} in a child process: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in a child process ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    true
 }

@@ -1,12 +1,10 @@
 //! The real YOLOv5s-seg model through the real ONNX Runtime on real photos.
 
-mod common;
-
-use common::{decode_fixture, repository_registry, session_options};
+use crate::common::{decode_fixture, repository_registry, session_options};
 use foodseg_models::Registry;
 use foodseg_pipeline::polygons::mask_polygons;
 use foodseg_pipeline::postprocess::detections;
-use foodseg_pipeline::{Item, Segmenter, inference_stage, preprocess_stage};
+use foodseg_pipeline::{Item, Segmenter};
 use image::{GrayImage, Luma};
 use imageproc::drawing::draw_polygon_mut;
 use imageproc::point::Point;
@@ -103,11 +101,10 @@ fn coffee_has_a_cup() {
 fn polygons_match_masks() {
     let (registry, segmenter) = setup();
     let model = registry.resolve(Some("124096")).expect("model");
-    let session = segmenter.session(model).expect("session");
     for name in ["fruits.jpg", "coffee.png"] {
         let image = decode_fixture(name);
-        let input = preprocess_stage(session, &image);
-        let outputs = inference_stage(session, &input).expect("inference");
+        let input = segmenter.preprocess(model, &image).expect("preprocess");
+        let outputs = segmenter.infer(model, &input).expect("inference");
         let found = detections(model, &outputs, &input.letterbox).expect("detections");
         assert!(!found.is_empty());
         for detection in &found {

@@ -1,9 +1,7 @@
-//! Clear errors when ONNX Runtime cannot be used as configured. This binary never loads
-//! ONNX Runtime from a bad path after a good one (the library is loaded once per process).
+//! Clear errors when ONNX Runtime cannot be used as configured. The library is loaded
+//! once per process, so the bad paths are tried in a process of their own.
 
-mod common;
-
-use common::{fixture, repository_registry, session_options};
+use crate::common::{fixture, ran_in_child_process, repository_registry, session_options};
 use foodseg_pipeline::{Device, RuntimeError, Segmenter, SessionError, SessionOptions};
 
 #[test]
@@ -25,9 +23,13 @@ fn unset_dylib_path_message_says_what_to_do() {
 }
 
 /// Loading from a missing file, then from a file that is not a library, then for CUDA
-/// with the CPU-only library: one test so the order is fixed.
+/// with the CPU-only library: one test so the order is fixed, in a process where no
+/// other test has loaded the library first.
 #[test]
 fn bad_library_and_missing_cuda_are_clear_errors() {
+    if ran_in_child_process("session_errors::bad_library_and_missing_cuda_are_clear_errors") {
+        return;
+    }
     let registry = repository_registry();
     let model = registry.resolve(Some("124096")).expect("model");
 

@@ -1,10 +1,8 @@
 //! Mask R-CNN layout through the real ONNX Runtime, with tiny generated graphs whose
 //! outputs are known (tests/fixtures/make_mask_rcnn.py).
 
-mod common;
-
-use common::{fixture_model, session_options};
-use foodseg_pipeline::{DecodedImage, ImageKind, Item, Segmenter};
+use crate::common::{fixture_model, session_options};
+use foodseg_pipeline::{DecodedImage, ImageType, Item, Segmenter};
 use image::{DynamicImage, RgbImage};
 
 /// Runs a fixture model on a blank `size`x`size` image (letterbox scale 64/size).
@@ -14,7 +12,7 @@ fn run(model_dir: &str, size: u32) -> Vec<Item> {
         Segmenter::load_models([&model], &session_options()).expect("load fixture model");
     let image = DecodedImage::from_dynamic(
         DynamicImage::ImageRgb8(RgbImage::new(size, size)),
-        ImageKind::Png,
+        ImageType::Png,
     );
     segmenter
         .segment(&model, &image, "blank.png")

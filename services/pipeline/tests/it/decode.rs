@@ -1,21 +1,19 @@
 //! Decoding real and malformed images.
 
-mod common;
-
-use common::{decode_fixture, fixture_bytes};
-use foodseg_pipeline::{DecodeError, DecodeLimits, ImageKind, decode};
+use crate::common::{decode_fixture, fixture_bytes};
+use foodseg_pipeline::{DecodeError, DecodeLimits, ImageType, decode};
 
 #[test]
 fn decodes_fixtures_with_their_sizes() {
     let fruits = decode_fixture("fruits.jpg");
     assert_eq!(
         (fruits.width(), fruits.height(), fruits.kind),
-        (512, 480, ImageKind::Jpeg)
+        (512, 480, ImageType::Jpeg)
     );
     let coffee = decode_fixture("coffee.png");
     assert_eq!(
         (coffee.width(), coffee.height(), coffee.kind),
-        (600, 400, ImageKind::Png)
+        (600, 400, ImageType::Png)
     );
 }
 
@@ -24,7 +22,7 @@ fn truncated_jpeg_is_an_error() {
     let bytes = fixture_bytes("fruits.jpg");
     let err = decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()).expect_err("truncated");
     assert!(
-        matches!(err, DecodeError::Truncated(ImageKind::Jpeg)),
+        matches!(err, DecodeError::Truncated(ImageType::Jpeg)),
         "{err:?}"
     );
     assert!(err.to_string().contains("image data is truncated"), "{err}");
@@ -60,7 +58,7 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
         let start = out.len();
         out.extend_from_slice(kind);
         out.extend_from_slice(data);
-        let crc = crc32(&out[start..]);
+        let crc = crc32fast::hash(&out[start..]);
         out.extend_from_slice(&crc.to_be_bytes());
     }
     let mut ihdr = Vec::new();
@@ -76,21 +74,6 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     );
     chunk(&mut png, b"IEND", &[]);
     png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]
