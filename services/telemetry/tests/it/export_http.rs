@@ -13,6 +13,7 @@ async fn spans_reach_the_collector_and_are_flushed_on_shutdown() -> anyhow::Resu
         "FOODSEG_LOG_FORMAT" => Some("json".into()),
         _ => None,
     });
+    // The only test of this binary installing the process-wide subscriber.
     let guard = init(&config)?;
     assert!(guard.exporting());
 

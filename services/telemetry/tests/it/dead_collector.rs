@@ -1,7 +1,7 @@
 //! A collector that accepts connections but never answers costs dropped spans only:
 //! recording spans never blocks, and shutdown gives up after its bound.
 
-use foodseg_telemetry::{TelemetryConfig, init, trace};
+use foodseg_telemetry::{TelemetryConfig, trace};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_collector_never_blocks_the_service() -> anyhow::Result<()> {
@@ -11,7 +11,8 @@ async fn a_hung_collector_never_blocks_the_service() -> anyhow::Result<()> {
     let config = TelemetryConfig::from_lookup("foodseg-test", |k| {
         (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone())
     });
-    let guard = init(&config)?;
+    let (_subscriber, guard) = crate::scoped(&config)?;
+    assert!(guard.exporting());
 
     // Far more spans than the bounded queue holds: the overflow is dropped, not waited on.
     let mut ids = std::collections::HashSet::new();

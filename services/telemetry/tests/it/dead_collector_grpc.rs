@@ -1,7 +1,7 @@
 //! With OTLP/gRPC pointed at a closed port the service runs normally and shutdown
 //! reports the failed flush instead of hanging.
 
-use foodseg_telemetry::{OtlpProtocol, TelemetryConfig, init, trace};
+use foodseg_telemetry::{OtlpProtocol, TelemetryConfig, trace};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_to_a_closed_port_is_harmless() -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ async fn grpc_export_to_a_closed_port_is_harmless() -> anyhow::Result<()> {
         config.otlp.as_ref().map(|t| t.protocol),
         Some(OtlpProtocol::Grpc)
     );
-    let guard = init(&config)?;
+    let (_subscriber, guard) = crate::scoped(&config)?;
     assert!(guard.exporting());
     for _ in 0..100 {
         let span = tracing::info_span!("work");
