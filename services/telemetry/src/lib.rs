@@ -55,9 +55,9 @@ pub enum TelemetryError {
         #[source]
         source: ParseError,
     },
-    #[error("cannot set up the OTLP span exporter for {endpoint}")]
+    #[error("cannot set up the OTLP ({protocol}) span exporter")]
     Exporter {
-        endpoint: String,
+        protocol: OtlpProtocol,
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
@@ -117,7 +117,8 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     tracing::debug!(
         service.name = %config.service_name,
         exporting = guard.exporting,
-        endpoint = config.otlp.as_ref().map(|t| t.endpoint.as_str()),
+        protocol = config.otlp.as_ref().map(|t| t.protocol.as_str()),
+        endpoint = config.otlp.as_ref().and_then(|t| t.endpoint.as_deref()),
         "telemetry initialised"
     );
     Ok(guard)

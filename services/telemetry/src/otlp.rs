@@ -6,6 +6,9 @@
 //! overflow dropped and counted), and each export is bounded by the exporter timeout
 //! (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s) and the processor's export timeout
 //! (`OTEL_BSP_EXPORT_TIMEOUT`).
+//!
+//! The exporter reads its endpoint itself: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is,
+//! else `OTEL_EXPORTER_OTLP_ENDPOINT` plus `/v1/traces` for HTTP.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -52,18 +55,25 @@ pub(crate) fn provider(
 
 fn exporter(target: &OtlpTarget) -> Result<SpanExporter, TelemetryError> {
     let built = match target.protocol {
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(target.endpoint.clone())
-            .build(),
-        OtlpProtocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(target.endpoint.clone())
-            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            let builder = SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary);
+            match &target.endpoint {
+                Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
+                None => builder.build(),
+            }
+        }
+        OtlpProtocol::Grpc => {
+            let builder = SpanExporter::builder().with_tonic();
+            match &target.endpoint {
+                Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
+                None => builder.build(),
+            }
+        }
     };
     built.map_err(|source| TelemetryError::Exporter {
-        endpoint: target.endpoint.clone(),
+        protocol: target.protocol,
         source,
     })
 }

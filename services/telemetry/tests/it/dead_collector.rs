@@ -1,15 +1,16 @@
 //! A collector that accepts connections but never answers costs dropped spans only:
 //! recording spans never blocks, and shutdown gives up after its bound.
 
-use foodseg_telemetry::{TelemetryConfig, trace};
+use foodseg_telemetry::{OtlpProtocol, OtlpTarget, TelemetryConfig, trace};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_collector_never_blocks_the_service() -> anyhow::Result<()> {
     // Accepts TCP connections and never reads or answers.
     let blackhole = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let endpoint = format!("http://{}", blackhole.local_addr()?);
-    let config = TelemetryConfig::from_lookup("foodseg-test", |k| {
-        (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone())
+    let mut config = TelemetryConfig::from_lookup("foodseg-test", |_| None);
+    config.otlp = Some(OtlpTarget {
+        protocol: OtlpProtocol::HttpProtobuf,
+        endpoint: Some(format!("http://{}/v1/traces", blackhole.local_addr()?)),
     });
     let (_subscriber, guard) = crate::scoped(&config)?;
     assert!(guard.exporting());
