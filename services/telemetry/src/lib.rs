@@ -25,7 +25,6 @@ pub mod trace;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, ParseError};
 use tracing_subscriber::fmt::format::JsonFields;
@@ -71,7 +70,7 @@ pub enum TelemetryError {
 /// spans to the collector, waiting at most [`SHUTDOWN_TIMEOUT`].
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    provider: Option<otlp::Provider>,
     exporting: bool,
 }
 
@@ -89,7 +88,7 @@ impl TelemetryGuard {
 
     fn shutdown_provider(&mut self) -> bool {
         match self.provider.take() {
-            Some(provider) => otlp::shutdown(provider, SHUTDOWN_TIMEOUT),
+            Some(provider) => otlp::shutdown(&provider, SHUTDOWN_TIMEOUT),
             None => true,
         }
     }
@@ -112,7 +111,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .map_err(TelemetryError::AlreadyInitialized)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     if let Some(provider) = &guard.provider {
-        opentelemetry::global::set_tracer_provider(provider.clone());
+        opentelemetry::global::set_tracer_provider(provider.sdk.clone());
     }
     tracing::debug!(
         service.name = %config.service_name,
@@ -148,7 +147,7 @@ pub fn build(config: &TelemetryConfig) -> Result<(Dispatch, TelemetryGuard), Tel
             }
         })?;
         let provider = otlp::provider(&config.service_name, config.otlp.as_ref())?;
-        let tracer = provider.tracer("foodseg");
+        let tracer = provider.sdk.tracer("foodseg");
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
