@@ -15,19 +15,39 @@ pub enum LogFormat {
 /// OTLP transport, from `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OtlpProtocol {
-    /// `http/protobuf` (the default): POST to `<endpoint>/v1/traces`.
+    /// `http/protobuf` (the default): POST to the collector's `/v1/traces` (port 4318).
     #[default]
     HttpProtobuf,
     /// `grpc`: the collector's gRPC port (4317).
     Grpc,
 }
 
-/// Where spans are exported to.
+impl OtlpProtocol {
+    /// The value naming this protocol in the `OTEL_EXPORTER_OTLP_*PROTOCOL` variables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::Grpc => "grpc",
+        }
+    }
+}
+
+impl std::fmt::Display for OtlpProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How spans are exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpTarget {
     pub protocol: OtlpProtocol,
-    /// Full URL: for HTTP the `/v1/traces` URL, for gRPC the collector's base URL.
-    pub endpoint: String,
+    /// A collector URL set in code, used as is (for OTLP/HTTP the full `/v1/traces` URL).
+    /// `None`, as [`TelemetryConfig::from_env`] leaves it, lets the exporter read the
+    /// standard variables itself: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, used as is, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, the collector's base URL (OTLP/HTTP appends
+    /// `/v1/traces`).
+    pub endpoint: Option<String>,
 }
 
 /// Default trace filter: our spans at `info`, and never the exporter's own HTTP/gRPC
@@ -48,8 +68,9 @@ pub struct TelemetryConfig {
     pub trace_filter: String,
     /// `false` when `OTEL_SDK_DISABLED=true`: no OpenTelemetry at all, not even trace ids.
     pub tracing_enabled: bool,
-    /// Export target; `None` (no endpoint set, or `OTEL_TRACES_EXPORTER=none`) means spans
-    /// are created and propagated, so trace ids still tie logs together, but not exported.
+    /// Export target; `None` (no endpoint variable set, or `OTEL_TRACES_EXPORTER=none`)
+    /// means spans are created and propagated, so trace ids still tie logs together, but
+    /// not exported.
     pub otlp: Option<OtlpTarget>,
     /// Set when the protocol variable holds something unsupported; `init` refuses it.
     pub invalid_protocol: Option<String>,
@@ -65,7 +86,9 @@ impl TelemetryConfig {
     }
 
     /// Like [`from_env`](Self::from_env), reading variables through `lookup`; empty values
-    /// count as unset, as the OpenTelemetry specification asks.
+    /// count as unset, as the OpenTelemetry specification asks. The exporter still reads
+    /// its endpoint, timeout and headers from the process environment; set
+    /// [`OtlpTarget::endpoint`] to send spans elsewhere.
     pub fn from_lookup(service_name: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |key: &str| {
             lookup(key)
@@ -90,22 +113,14 @@ impl TelemetryConfig {
             Some(other) => (OtlpProtocol::HttpProtobuf, Some(other.to_string())),
         };
 
-        let endpoint = match (
-            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        ) {
-            // The per-signal variable is the full URL, used as is.
-            (Some(url), _) => Some(url),
-            // The generic one is a base URL; OTLP/HTTP appends the signal path.
-            (None, Some(base)) => Some(match protocol {
-                OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
-                OtlpProtocol::Grpc => base,
-            }),
-            (None, None) => None,
-        };
-        let otlp = endpoint
-            .filter(|_| tracing_enabled && !exporter_none)
-            .map(|endpoint| OtlpTarget { protocol, endpoint });
+        // Which endpoint wins, and the `/v1/traces` path, are the exporter's business: it
+        // reads these variables itself. Here they only decide whether to export.
+        let endpoint_set = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+            || get("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+        let otlp = (endpoint_set && tracing_enabled && !exporter_none).then_some(OtlpTarget {
+            protocol,
+            endpoint: None,
+        });
 
         TelemetryConfig {
             service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| service_name.to_string()),
@@ -135,79 +150,123 @@ mod tests {
         TelemetryConfig::from_lookup("foodseg-worker", |k| vars.get(k).cloned())
     }
 
+    /// The export decision `from_lookup` makes for `vars`; the endpoint is always left to
+    /// the exporter.
+    fn export(vars: &[(&str, &str)]) -> Option<OtlpProtocol> {
+        let c = config(vars);
+        if let Some(target) = &c.otlp {
+            assert_eq!(
+                target.endpoint, None,
+                "from_lookup leaves the endpoint to the exporter: {target:?}"
+            );
+        }
+        c.otlp.map(|t| t.protocol)
+    }
+
+    const ENDPOINT: (&str, &str) = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318");
+    const TRACES_ENDPOINT: (&str, &str) = (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://otel:4318/v1/traces",
+    );
+
     #[test]
     fn no_endpoint_means_no_export_but_tracing_on() {
         let c = config(&[]);
         assert_eq!(c.otlp, None);
+        assert_eq!(c.invalid_protocol, None);
         assert!(c.tracing_enabled);
         assert_eq!(c.service_name, "foodseg-worker");
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.jaeger_url_template, DEFAULT_JAEGER_URL_TEMPLATE);
+        // A protocol alone exports nothing either.
+        assert_eq!(export(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), None);
     }
 
     #[test]
-    fn generic_http_endpoint_gets_signal_path() {
-        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318/")]);
+    fn either_endpoint_variable_turns_export_on_over_http_by_default() {
+        assert_eq!(export(&[ENDPOINT]), Some(OtlpProtocol::HttpProtobuf));
+        assert_eq!(export(&[TRACES_ENDPOINT]), Some(OtlpProtocol::HttpProtobuf));
         assert_eq!(
-            c.otlp,
-            Some(OtlpTarget {
-                protocol: OtlpProtocol::HttpProtobuf,
-                endpoint: "http://otel:4318/v1/traces".into()
-            })
+            export(&[ENDPOINT, TRACES_ENDPOINT]),
+            Some(OtlpProtocol::HttpProtobuf)
         );
     }
 
     #[test]
-    fn traces_endpoint_is_used_as_is_and_wins() {
+    fn protocol_comes_from_the_generic_variable() {
+        for (value, protocol) in [
+            ("grpc", OtlpProtocol::Grpc),
+            ("http/protobuf", OtlpProtocol::HttpProtobuf),
+        ] {
+            assert_eq!(
+                export(&[TRACES_ENDPOINT, ("OTEL_EXPORTER_OTLP_PROTOCOL", value)]),
+                Some(protocol)
+            );
+        }
+    }
+
+    #[test]
+    fn traces_protocol_wins_over_the_generic_one() {
+        assert_eq!(
+            export(&[
+                ENDPOINT,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ]),
+            Some(OtlpProtocol::Grpc)
+        );
+        assert_eq!(
+            export(&[
+                ENDPOINT,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ]),
+            Some(OtlpProtocol::HttpProtobuf)
+        );
+        // An unsupported generic value is irrelevant when the traces one is valid.
         let c = config(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:9999/custom"),
+            ENDPOINT,
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
         ]);
-        assert_eq!(
-            c.otlp.map(|t| t.endpoint).as_deref(),
-            Some("http://b:9999/custom")
-        );
-    }
-
-    #[test]
-    fn grpc_endpoint_is_the_base_url() {
-        let c = config(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4317"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-        ]);
-        assert_eq!(
-            c.otlp,
-            Some(OtlpTarget {
-                protocol: OtlpProtocol::Grpc,
-                endpoint: "http://otel:4317".into()
-            })
-        );
+        assert_eq!(c.invalid_protocol, None);
+        assert_eq!(c.otlp.map(|t| t.protocol), Some(OtlpProtocol::Grpc));
     }
 
     #[test]
     fn unsupported_protocol_is_reported() {
-        let c = config(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ]);
+        let c = config(&[ENDPOINT, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
         assert_eq!(c.invalid_protocol.as_deref(), Some("http/json"));
+        let c = config(&[
+            ENDPOINT,
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "GRPC"),
+        ]);
+        assert_eq!(c.invalid_protocol.as_deref(), Some("GRPC"));
     }
 
     #[test]
     fn disabled_sdk_or_none_exporter_turns_export_off() {
-        let c = config(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:4318"),
-            ("OTEL_SDK_DISABLED", "true"),
-        ]);
-        assert!(!c.tracing_enabled);
-        assert_eq!(c.otlp, None);
-        let c = config(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:4318"),
-            ("OTEL_TRACES_EXPORTER", "none"),
-        ]);
-        assert!(c.tracing_enabled);
-        assert_eq!(c.otlp, None);
+        for endpoint in [ENDPOINT, TRACES_ENDPOINT] {
+            let c = config(&[endpoint, ("OTEL_SDK_DISABLED", "true")]);
+            assert!(!c.tracing_enabled);
+            assert_eq!(c.otlp, None);
+            let c = config(&[endpoint, ("OTEL_SDK_DISABLED", "TRUE")]);
+            assert!(!c.tracing_enabled);
+            assert_eq!(c.otlp, None);
+            let c = config(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")]);
+            assert!(c.tracing_enabled);
+            assert_eq!(c.otlp, None);
+            // Any other value leaves both on.
+            let c = config(&[
+                endpoint,
+                ("OTEL_SDK_DISABLED", "false"),
+                ("OTEL_TRACES_EXPORTER", "otlp"),
+            ]);
+            assert!(c.tracing_enabled);
+            assert!(c.otlp.is_some());
+        }
     }
 
     #[test]
@@ -231,9 +290,14 @@ mod tests {
     fn empty_values_count_as_unset() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", " "),
             ("OTEL_SERVICE_NAME", " "),
         ]);
         assert_eq!(c.otlp, None);
         assert_eq!(c.service_name, "foodseg-worker");
+        assert_eq!(
+            export(&[ENDPOINT, ("OTEL_EXPORTER_OTLP_PROTOCOL", "")]),
+            Some(OtlpProtocol::HttpProtobuf)
+        );
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! Each service's `main` calls [`init`] once with [`TelemetryConfig::from_env`] and keeps
 //! the returned [`TelemetryGuard`] until it has shut down; dropping the guard (or calling
-//! [`TelemetryGuard::shutdown`]) flushes buffered spans. Configuration is the standard
-//! OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` /
+//! [`TelemetryGuard::shutdown`]) flushes buffered spans; [`build`] makes the same pipeline
+//! without installing it, for code that scopes it to a thread (tests). Configuration is
+//! the standard OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` /
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`
 //! or `grpc`), `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_*`. With no
 //! endpoint nothing is exported, but spans and trace ids still exist and propagate, so
@@ -24,7 +25,7 @@ pub mod trace;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, ParseError};
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::prelude::*;
@@ -53,9 +54,9 @@ pub enum TelemetryError {
         #[source]
         source: ParseError,
     },
-    #[error("cannot set up the OTLP span exporter for {endpoint}")]
+    #[error("cannot set up the OTLP ({protocol}) span exporter")]
     Exporter {
-        endpoint: String,
+        protocol: OtlpProtocol,
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
@@ -69,7 +70,7 @@ pub enum TelemetryError {
 /// spans to the collector, waiting at most [`SHUTDOWN_TIMEOUT`].
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    provider: Option<otlp::Provider>,
     exporting: bool,
 }
 
@@ -87,7 +88,7 @@ impl TelemetryGuard {
 
     fn shutdown_provider(&mut self) -> bool {
         match self.provider.take() {
-            Some(provider) => otlp::shutdown(provider, SHUTDOWN_TIMEOUT),
+            Some(provider) => otlp::shutdown(&provider, SHUTDOWN_TIMEOUT),
             None => true,
         }
     }
@@ -104,6 +105,30 @@ type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 /// Installs the global subscriber (logs + OpenTelemetry layer), the tracer provider and
 /// the W3C TraceContext propagator. Call once, from `main`, inside the Tokio runtime.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    let (dispatch, guard) = build(config)?;
+    dispatch
+        .try_init()
+        .map_err(TelemetryError::AlreadyInitialized)?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    if let Some(provider) = &guard.provider {
+        opentelemetry::global::set_tracer_provider(provider.sdk.clone());
+    }
+    tracing::debug!(
+        service.name = %config.service_name,
+        exporting = guard.exporting,
+        protocol = config.otlp.as_ref().map(|t| t.protocol.as_str()),
+        endpoint = config.otlp.as_ref().and_then(|t| t.endpoint.as_deref()),
+        "telemetry initialised"
+    );
+    Ok(guard)
+}
+
+/// Builds what [`init`] installs, without installing anything process-wide: the
+/// subscriber (logs + OpenTelemetry layer) as a [`Dispatch`], and the guard owning the
+/// tracer provider. Scope the subscriber with [`tracing::dispatcher::set_default`] (one
+/// thread) or [`tracing::dispatcher::with_default`]; the helpers in [`trace`] bring their
+/// own propagator, so they work there as they do after `init`.
+pub fn build(config: &TelemetryConfig) -> Result<(Dispatch, TelemetryGuard), TelemetryError> {
     if let Some(protocol) = &config.invalid_protocol {
         return Err(TelemetryError::UnsupportedProtocol(protocol.clone()));
     }
@@ -122,7 +147,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             }
         })?;
         let provider = otlp::provider(&config.service_name, config.otlp.as_ref())?;
-        let tracer = provider.tracer("foodseg");
+        let tracer = provider.sdk.tracer("foodseg");
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
@@ -134,25 +159,15 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         None
     };
 
-    tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .map_err(TelemetryError::AlreadyInitialized)?;
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    if let Some(provider) = &provider {
-        opentelemetry::global::set_tracer_provider(provider.clone());
-    }
     let exporting = provider.is_some() && config.otlp.is_some();
-    tracing::debug!(
-        service.name = %config.service_name,
-        exporting,
-        endpoint = config.otlp.as_ref().map(|t| t.endpoint.as_str()),
-        "telemetry initialised"
-    );
-    Ok(TelemetryGuard {
-        provider,
-        exporting,
-    })
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layers));
+    Ok((
+        dispatch,
+        TelemetryGuard {
+            provider,
+            exporting,
+        },
+    ))
 }
 
 /// The log output layer: text or JSON lines on stdout, each stamped with the active

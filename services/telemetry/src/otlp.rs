@@ -1,20 +1,29 @@
-//! The OpenTelemetry tracer provider: OTLP exporter (HTTP/protobuf or gRPC) behind a
-//! batch span processor running on Tokio.
+//! The OpenTelemetry tracer provider: an OTLP exporter (HTTP/protobuf or gRPC) behind the
+//! SDK's batch span processor, which exports from a thread of its own.
+//!
+//! The exporter reads its standard variables itself: the endpoint
+//! (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, else `OTEL_EXPORTER_OTLP_ENDPOINT` plus
+//! `/v1/traces` for HTTP), `OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT`, `_HEADERS` and
+//! `_COMPRESSION`; the processor reads `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`
+//! and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
 //!
 //! A collector that is down or slow costs dropped spans only: ending a span is a
 //! non-blocking `try_send` into a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048,
-//! overflow dropped and counted), and each export is bounded by the exporter timeout
-//! (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s) and the processor's export timeout
-//! (`OTEL_BSP_EXPORT_TIMEOUT`).
+//! overflow dropped and counted), each export is bounded by the exporter timeout
+//! (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s), and shutdown waits at most [`SHUTDOWN_TIMEOUT`].
+//!
+//! OTLP/HTTP uses a blocking HTTP client on the processor's thread, so exporting never
+//! depends on the service's runtime; the OTLP/gRPC channel runs on the Tokio runtime
+//! [`crate::init`] was called in.
 
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::runtime;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, TracerProviderBuilder};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::TelemetryError;
@@ -23,11 +32,18 @@ use crate::config::{OtlpProtocol, OtlpTarget};
 /// How long a graceful shutdown waits for buffered spans to reach the collector.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A tracer provider and, when it exports, whether its latest export failed.
+#[derive(Debug)]
+pub(crate) struct Provider {
+    pub(crate) sdk: SdkTracerProvider,
+    export_failed: Option<Arc<AtomicBool>>,
+}
+
 /// Builds the provider for `service_name`, exporting to `target` when there is one.
 pub(crate) fn provider(
     service_name: &str,
     target: Option<&OtlpTarget>,
-) -> Result<SdkTracerProvider, TelemetryError> {
+) -> Result<Provider, TelemetryError> {
     let resource = Resource::builder()
         .with_service_name(service_name.to_string())
         .with_attribute(opentelemetry::KeyValue::new(
@@ -39,79 +55,96 @@ pub(crate) fn provider(
     // (default: parent-based, always on).
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let Some(target) = target else {
-        return Ok(builder.build());
+        return Ok(Provider {
+            sdk: builder.build(),
+            export_failed: None,
+        });
     };
-    let on_multi_thread_runtime =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     if target.protocol == OtlpProtocol::Grpc && Handle::try_current().is_err() {
         return Err(TelemetryError::NoRuntime);
     }
-    let exporter = exporter(target)?;
-    Ok(with_batch(builder, exporter, on_multi_thread_runtime).build())
+    let exporter = Reporting {
+        inner: exporter(target)?,
+        failed: Arc::new(AtomicBool::new(false)),
+    };
+    let export_failed = Some(exporter.failed.clone());
+    Ok(Provider {
+        sdk: builder.with_batch_exporter(exporter).build(),
+        export_failed,
+    })
 }
 
 fn exporter(target: &OtlpTarget) -> Result<SpanExporter, TelemetryError> {
     let built = match target.protocol {
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(target.endpoint.clone())
-            .build(),
-        OtlpProtocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(target.endpoint.clone())
-            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            let builder = SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary);
+            match &target.endpoint {
+                Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
+                None => builder.build(),
+            }
+        }
+        OtlpProtocol::Grpc => {
+            let builder = SpanExporter::builder().with_tonic();
+            match &target.endpoint {
+                Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
+                None => builder.build(),
+            }
+        }
     };
     built.map_err(|source| TelemetryError::Exporter {
-        endpoint: target.endpoint.clone(),
+        protocol: target.protocol,
         source,
     })
 }
 
-/// On the service's multi-thread runtime the processor is one more Tokio task; on a
-/// current-thread runtime (or none) it gets a thread with its own runtime, because a
-/// flush blocks the caller's thread until the processor answers.
-fn with_batch(
-    builder: TracerProviderBuilder,
-    exporter: SpanExporter,
-    on_multi_thread_runtime: bool,
-) -> TracerProviderBuilder {
-    // BatchConfigBuilder reads OTEL_BSP_* (queue size, delay, batch size, timeout).
-    let config = BatchConfigBuilder::default().build();
-    if on_multi_thread_runtime {
-        builder.with_span_processor(
-            BatchSpanProcessor::builder(exporter, runtime::Tokio)
-                .with_batch_config(config)
-                .build(),
-        )
-    } else {
-        builder.with_span_processor(
-            BatchSpanProcessor::builder(exporter, runtime::TokioCurrentThread)
-                .with_batch_config(config)
-                .build(),
-        )
+/// Passes spans to the OTLP exporter and remembers whether the latest export failed: the
+/// batch processor's shutdown reports only whether it finished in time, not whether its
+/// final export reached the collector.
+#[derive(Debug)]
+struct Reporting {
+    inner: SpanExporter,
+    failed: Arc<AtomicBool>,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Reporting {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let result = self.inner.export(batch).await;
+        self.failed.store(result.is_err(), Ordering::Release);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 
-/// Flushes buffered spans and shuts the provider down, waiting at most `timeout` (the
-/// SDK's own shutdown waits for the exporter, which a dead collector would stretch).
+/// Flushes buffered spans and shuts the provider down, waiting at most `timeout`: the
+/// batch processor stops waiting for its thread then, however long a dead collector
+/// keeps the export hanging. Returns whether the spans reached the collector in time.
 /// Never panics, also when called from inside a Tokio runtime.
-pub(crate) fn shutdown(provider: SdkTracerProvider, timeout: Duration) -> bool {
-    let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("otel-shutdown".into())
-        .spawn(move || {
-            let _ = tx.send(provider.shutdown().is_ok());
-        });
-    if spawned.is_err() {
-        return false;
-    }
-    let wait = move || rx.recv_timeout(timeout).unwrap_or(false);
-    match Handle::try_current() {
-        // Lets the runtime keep running the processor task while this thread waits.
+pub(crate) fn shutdown(provider: &Provider, timeout: Duration) -> bool {
+    let flush = || provider.sdk.shutdown_with_timeout(timeout).is_ok();
+    let finished = match Handle::try_current() {
+        // The wait blocks this thread: on a worker of a multi-thread runtime, its other
+        // tasks (the gRPC channel among them) move to another worker meanwhile.
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
+            tokio::task::block_in_place(flush)
         }
-        _ => wait(),
-    }
+        _ => flush(),
+    };
+    finished
+        && !provider
+            .export_failed
+            .as_ref()
+            .is_some_and(|failed| failed.load(Ordering::Acquire))
 }

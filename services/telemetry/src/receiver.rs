@@ -1,6 +1,6 @@
-//! An in-process OTLP/HTTP trace receiver for tests: a minimal HTTP/1.1 server on
-//! 127.0.0.1 that accepts `POST /v1/traces`, decodes the real OTLP protobuf
-//! (`ExportTraceServiceRequest`) and keeps the spans for assertions.
+//! An in-process OTLP/HTTP trace receiver for tests: a salvo server on 127.0.0.1 that
+//! accepts `POST /v1/traces`, decodes the real OTLP protobuf (`ExportTraceServiceRequest`)
+//! and keeps the spans for assertions.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
@@ -11,10 +11,12 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::http::ParseError;
+use salvo::http::header::{CONTENT_TYPE, HeaderValue};
+use salvo::prelude::*;
+use salvo::server::ServerHandle;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 /// Largest request body accepted (the OTLP spec's recommended limit).
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -55,23 +57,30 @@ struct Shared {
 pub struct OtlpReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    server: ServerHandle,
 }
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        self.task.abort();
+        self.server.stop_forceful();
     }
 }
 
 impl OtlpReceiver {
     /// Binds 127.0.0.1 on a free port and starts serving.
     pub async fn start() -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
-        Ok(OtlpReceiver { addr, shared, task })
+        let router = Router::with_path("v1/traces").post(Collect(shared.clone()));
+        let server = Server::new(TcpAcceptor::try_from(listener)?);
+        let handle = server.handle();
+        tokio::spawn(server.serve(router));
+        Ok(OtlpReceiver {
+            addr,
+            shared,
+            server: handle,
+        })
     }
 
     /// Base URL for `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended by exporters).
@@ -166,111 +175,30 @@ pub fn trace_problems(spans: &[ReceivedSpan]) -> Vec<String> {
     problems
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _ = serve(stream, &shared).await;
-        });
-    }
-}
+/// `POST /v1/traces`: an OTLP/HTTP protobuf export request, answered with the empty
+/// `ExportTraceServiceResponse` (no bytes).
+struct Collect(Arc<Shared>);
 
-/// Serves one keep-alive connection.
-async fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).await? == 0 {
-            return Ok(());
-        }
-        let mut content_length = 0usize;
-        let mut chunked = false;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).await? == 0 {
-                return Ok(());
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.eq_ignore_ascii_case("chunked");
+#[handler]
+impl Collect {
+    async fn handle(&self, req: &mut Request, res: &mut Response) {
+        let status = match req.payload_with_max_size(MAX_BODY).await {
+            Err(ParseError::PayloadTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            Err(_) => StatusCode::BAD_REQUEST,
+            Ok(body) => match ExportTraceServiceRequest::decode(body.as_ref()) {
+                Ok(request) => {
+                    record(&self.0, request);
+                    StatusCode::OK
                 }
-            }
-        }
-        let body = if chunked {
-            read_chunked(&mut reader).await?
-        } else if content_length > MAX_BODY {
-            return respond(reader.get_mut(), 413, b"").await;
-        } else {
-            let mut body = vec![0; content_length];
-            reader.read_exact(&mut body).await?;
-            body
+                Err(_) => StatusCode::BAD_REQUEST,
+            },
         };
-
-        let mut parts = request_line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if method != "POST" || path != "/v1/traces" {
-            respond(reader.get_mut(), 404, b"").await?;
-            continue;
-        }
-        match ExportTraceServiceRequest::decode(body.as_slice()) {
-            Ok(request) => {
-                record(shared, request);
-                // An empty ExportTraceServiceResponse encodes to no bytes.
-                respond(reader.get_mut(), 200, b"").await?;
-            }
-            Err(_) => respond(reader.get_mut(), 400, b"").await?,
-        }
+        res.status_code(status);
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
     }
-}
-
-async fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size_line = String::new();
-        reader.read_line(&mut size_line).await?;
-        let size_hex = size_line.trim().split(';').next().unwrap_or("");
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-        if size == 0 {
-            let mut trailer = String::new();
-            reader.read_line(&mut trailer).await?;
-            return Ok(body);
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).await?;
-        let mut crlf = [0u8; 2];
-        reader.read_exact(&mut crlf).await?;
-    }
-}
-
-async fn respond(stream: &mut TcpStream, status: u16, body: &[u8]) -> io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        _ => "Payload Too Large",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.flush().await
 }
 
 fn record(shared: &Shared, request: ExportTraceServiceRequest) {
