@@ -159,7 +159,10 @@ fn segmenter_runs_from_spawn_blocking() {
     });
     let segmentation = result.expect("join").expect("segment");
     assert!(!segmentation.items.is_empty());
-    assert!(segmentation.timings.inference > segmentation.timings.postprocess);
+    // Every stage after decoding was timed (their values are never compared: tests do
+    // not assert wall-clock times).
+    assert!(!segmentation.timings.preprocess.is_zero());
+    assert!(!segmentation.timings.inference.is_zero());
 }
 
 /// The mask as a full-image bitmap with every background region not connected to the
