@@ -24,10 +24,22 @@ services:
 test: ort services
     cargo test --workspace --no-fail-fast
 
-# Formatting and lints, as CI checks them.
-lint: deploy-check
+# Formatting, lints and the checked queries' offline data, as CI checks them.
+lint: deploy-check sqlx-check
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Every checked query agrees with the migrations (`.sqlx/` is up to date).
+sqlx-check: sqlx-cli services
+    scripts/sqlx.sh check
+
+# Regenerate `.sqlx/` after changing a query or a migration.
+sqlx-prepare: sqlx-cli services
+    scripts/sqlx.sh prepare
+
+# Install sqlx-cli (Postgres only) when missing.
+sqlx-cli:
+    @command -v cargo-sqlx >/dev/null 2>&1 || cargo install sqlx-cli --version 0.9.0 --locked --no-default-features --features postgres
 
 # Format the code.
 fmt:

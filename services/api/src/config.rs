@@ -9,9 +9,6 @@ use crate::upload::UploadLimits;
 
 /// Default `FOODSEG_MAX_ATTEMPTS`: attempts a job gets in all.
 pub const DEFAULT_MAX_ATTEMPTS: Attempt = Attempt::new(4);
-/// Default `FOODSEG_API_ADDR`.
-pub const DEFAULT_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8000);
 
 /// Everything the api needs to run.
 #[derive(Debug, Clone)]
@@ -39,7 +36,7 @@ impl Config {
         let defaults = UploadLimits::default();
         Ok(Config {
             common: Common::load(env)?,
-            addr: env.parse_or("FOODSEG_API_ADDR", DEFAULT_ADDR)?,
+            addr: env.parse_or("FOODSEG_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             default_model: env.get("FOODSEG_DEFAULT_MODEL").map(str::to_string),
             max_attempts: Attempt::new(
                 env.positive_or("FOODSEG_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS.get())?,

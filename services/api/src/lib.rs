@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{Bus, Relay, RelayConfig, Store};
+use foodseg_engine::{Backoff, Bus, Relay, RelayConfig, Store};
 use foodseg_models::Registry;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
@@ -149,22 +149,15 @@ pub async fn serve(
 
 /// Retries the migrations until they apply (or shutdown), then marks the schema ready.
 async fn migrate_when_reachable(store: Store, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
+    let mut retries = Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
+    while retries.wait(&shutdown).await {
         match store.migrate().await {
             Ok(()) => {
                 ready.store(true, Ordering::Release);
                 tracing::info!("database reachable; migrations applied");
                 return;
             }
-            Err(e) => {
-                tracing::debug!(error = %error_chain(&e), "migrations still pending");
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+            Err(e) => tracing::debug!(error = %error_chain(&e), "migrations still pending"),
         }
     }
 }

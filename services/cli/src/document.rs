@@ -1,4 +1,4 @@
-//! The v1 job document as a client reads it (DESIGN §2), kept lenient about extra fields.
+//! The v1 job document as a client reads it, kept lenient about extra fields.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,5 @@
-//! The v1 result item (DESIGN §2): one COCO-style object per detected instance.
+//! The v1 result item (the contract MFR reads): one COCO-style object per detected
+//! instance.
 
 use foodseg_models::Model;
 use serde::{Deserialize, Serialize};

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foodseg_engine::error_chain;
-use foodseg_engine::{Bus, Relay, RelayConfig, Store};
+use foodseg_engine::{Backoff, Bus, Relay, RelayConfig, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -180,19 +180,17 @@ pub async fn serve(
 /// Applies pending migrations, waiting while Postgres is unreachable. `false` when
 /// shutdown came first.
 async fn migrate(store: &Store, shutdown: &CancellationToken) -> Result<bool, Error> {
-    let mut backoff = Duration::from_millis(200);
+    let mut retries = Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
     loop {
         match store.migrate().await {
             Ok(()) => return Ok(true),
             Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "database unreachable; waiting to apply migrations");
+                tracing::warn!(error = %error_chain(&e), "database unreachable; waiting to apply migrations");
             }
             Err(e) => return Err(e.into()),
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(backoff) => {}
+        if !retries.wait(shutdown).await {
+            return Ok(false);
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, AckKind, message::Acker};
 use chrono::{DateTime, Utc};
 use foodseg_engine::message::{JobMessage, TRACEPARENT};
 use foodseg_engine::store::ClaimOutcome;
-use foodseg_engine::{Attempt, JobStatus};
+use foodseg_engine::{Attempt, Backoff, JobStatus};
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,8 @@ impl ModelConsumer {
     pub async fn run(self) {
         let model = self.runtime.name().to_string();
         tracing::info!(%model, "pulling jobs");
+        let mut retries =
+            Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
         loop {
             let first = tokio::select! {
                 p = self.permits.clone().acquire_owned() => match p {
@@ -58,13 +60,17 @@ impl ModelConsumer {
                 () = self.stop.cancelled() => break,
             };
             let mut batch = match batch {
-                Ok(b) => b,
+                Ok(b) => {
+                    retries.reset();
+                    b
+                }
                 Err(e) => {
                     tracing::warn!(%model, error = %chain(&e), "cannot pull jobs; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        () = self.stop.cancelled() => break,
+                    drop(permits);
+                    if retries.wait(&self.stop).await {
+                        continue;
                     }
+                    break;
                 }
             };
             loop {

@@ -145,7 +145,7 @@ impl Store {
                  ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED),
                r AS (
                  UPDATE jobs j SET redispatched_at = now(), redispatches = j.redispatches + 1
-                 FROM x WHERE j.id = x.id AND j.status = 'queued'
+                 FROM x WHERE j.id = x.id AND j.status = $6
                  RETURNING j.id, j.status, j.attempt, j.model_name, j.traceparent, j.redispatches),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
                      SELECT id, status, status, attempt, $3, $4 FROM r),
@@ -161,6 +161,7 @@ impl Store {
             actor,
             REPUBLISH_DETAIL,
             self.subjects.job(""),
+            JobStatus::Queued as JobStatus,
         )
         .fetch_all(&self.pool)
         .await?;

@@ -3,8 +3,6 @@
 //! endpoint; behind an api without one (a front that hides it), they reach the worker
 //! through the CLI's loopback file server instead.
 
-mod front;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -159,7 +157,7 @@ async fn without_an_upload_endpoint_files_are_served_locally(pool: PgPool) -> an
     let bus = TestBus::new().await?;
     let api = start_api(pool.clone(), bus.subjects.clone(), &bus.url).await?;
     // An api without POST /v2/uploads: neither documented nor routed.
-    let front = front::Front::without_uploads(&api.base_url).await?;
+    let front = crate::front::Front::without_uploads(&api.base_url).await?;
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(foodseg_worker::run(
         worker_config(&pool, &bus)?,

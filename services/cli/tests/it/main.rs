@@ -1,0 +1,4 @@
+//! The `foodseg` binary against the real stack.
+
+mod against_stack;
+mod front;

@@ -1,0 +1,3 @@
+//! Checks that hold the repository's documentation to the code.
+
+mod readme;
