@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::NaiveTime;
 use foodseg_runtime::{Common, ConfigError, Env, Unit};
 
-use crate::schedule::RetrySchedule;
-use crate::signature::WebhookSecret;
+use crate::webhook::schedule::RetrySchedule;
+use crate::webhook::signature::WebhookSecret;
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]

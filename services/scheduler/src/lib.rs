@@ -1,27 +1,37 @@
 //! The foodseg scheduler: posts each finished job's result to its webhook exactly as MFR
-//! expects (the v1 job document, encoded as a JSON string) with retries over up to a day, and repairs what crashes and lost
-//! messages leave behind — RUNNING jobs whose worker died are re-driven (or failed once
-//! out of attempts), QUEUED jobs whose dispatch message was lost are republished, stuck
-//! outbox rows are published by the relay it runs — plus a daily reconciliation report.
+//! expects (the v1 job document, encoded as a JSON string) with retries over up to a day,
+//! and repairs what crashes and lost messages leave behind — RUNNING jobs whose worker
+//! died are re-driven (or failed once out of attempts), QUEUED jobs whose dispatch message
+//! was lost are republished, stuck outbox rows are published by the relay it runs — plus
+//! a daily reconciliation report.
 //!
 //! It reacts to finished-job events and Postgres notifications for low latency, and also
 //! scans Postgres periodically, so nothing depends on a message arriving. Any number of
 //! schedulers may run against one database: deliveries are claimed with row locks
 //! (`FOR UPDATE SKIP LOCKED`) and every attempt is fenced on its number and claim.
+//!
+//! # Layout
+//!
+//! This file builds the scheduler from its [`Config`] and runs its tasks ([`run`],
+//! [`serve`]); `main.rs` is the binary around it. Beside them, `config.rs` reads the
+//! environment, `error.rs` says why the scheduler could not start, and `metrics.rs` holds
+//! its Prometheus series.
+//!
+//! * [`webhook`] delivers results: `body.rs` encodes the v1 body, `signature.rs` signs it,
+//!   `sender.rs` sends one attempt, `schedule.rs` decides what follows an answer,
+//!   `retry_after.rs` reads the receiver's `Retry-After`, `dispatcher.rs` claims due
+//!   deliveries and runs the attempts, and `wakers.rs` wakes it on finished-job events
+//!   and new deliveries.
+//! * [`maintenance`] repairs and reports: `sweeper.rs` re-drives or fails jobs whose
+//!   worker died and republishes lost dispatch messages, `uploads.rs` purges uploaded
+//!   images no longer needed (with every sweep), and `reconcile.rs` runs the daily
+//!   reconciliation.
 
-pub mod body;
 pub mod config;
-pub mod dispatcher;
 pub mod error;
+pub mod maintenance;
 pub mod metrics;
-pub mod reconcile;
-pub mod retry_after;
-pub mod schedule;
-pub mod sender;
-pub mod signature;
-pub mod sweeper;
-pub mod uploads;
-pub mod wakers;
+pub mod webhook;
 
 pub use config::Config;
 pub use error::Error;
@@ -35,9 +45,11 @@ use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatcher::Dispatcher;
-use crate::sender::Sender;
-use crate::sweeper::Sweeper;
+use crate::maintenance::reconcile;
+use crate::maintenance::sweeper::Sweeper;
+use crate::webhook::dispatcher::Dispatcher;
+use crate::webhook::sender::Sender;
+use crate::webhook::wakers;
 
 /// What the scheduler runs on, built from a [`Config`] or assembled by tests (a per-test
 /// pool, unique subjects).

@@ -24,7 +24,7 @@ const AGES: [&str; 5] = ["lt_1m", "lt_1h", "lt_1d", "lt_7d", "ge_7d"];
 
 /// Registers descriptions so `/metrics` explains each series.
 pub fn describe() {
-    crate::uploads::describe();
+    crate::maintenance::uploads::describe();
     metrics::describe_counter!(
         DELIVERIES_FAILED_TOTAL,
         "Webhook deliveries that failed for good (schedule exhausted, 410 Gone, refused URL)"

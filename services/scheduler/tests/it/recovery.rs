@@ -244,8 +244,8 @@ async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::
 
     let other = env.store.clone();
     let (a, b) = tokio::join!(
-        foodseg_scheduler::reconcile::reconcile(&env.store, day),
-        foodseg_scheduler::reconcile::reconcile(&other, day),
+        foodseg_scheduler::maintenance::reconcile::reconcile(&env.store, day),
+        foodseg_scheduler::maintenance::reconcile::reconcile(&other, day),
     );
     let reports: Vec<_> = [a?, b?].into_iter().flatten().collect();
     assert_eq!(
@@ -272,13 +272,13 @@ async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::
     // Three dispatch messages and one finished-job event, no relay running.
     assert_eq!(report.outbox_unpublished, 4);
     assert!(
-        foodseg_scheduler::reconcile::reconcile(&env.store, day)
+        foodseg_scheduler::maintenance::reconcile::reconcile(&env.store, day)
             .await?
             .is_none()
     );
     let tomorrow = day.succ_opt().unwrap();
     assert!(
-        foodseg_scheduler::reconcile::reconcile(&env.store, tomorrow)
+        foodseg_scheduler::maintenance::reconcile::reconcile(&env.store, tomorrow)
             .await?
             .is_some()
     );

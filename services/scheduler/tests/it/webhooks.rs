@@ -198,7 +198,7 @@ async fn retry_after_is_honoured(pool: PgPool) -> anyhow::Result<()> {
     let mut config = env.config();
     // The schedule alone would retry within 20 ms; the receiver asks for 1 s (well
     // before the schedule's end, which bounds Retry-After).
-    config.retry_schedule = foodseg_scheduler::schedule::RetrySchedule::parse("20ms,10s")?;
+    config.retry_schedule = foodseg_scheduler::webhook::schedule::RetrySchedule::parse("20ms,10s")?;
     let scheduler = env.start(config).await?;
 
     let job = env.succeeded_job(&receiver.url("retry-after/1")).await?;

@@ -16,10 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::body;
 use crate::metrics;
-use crate::schedule::{Answer, RetrySchedule, decide};
-use crate::sender::{Outgoing, Sender};
+use crate::webhook::body;
+use crate::webhook::schedule::{Answer, RetrySchedule, decide};
+use crate::webhook::sender::{Outgoing, Sender};
 
 /// Deliveries claimed per query at most.
 const CLAIM_BATCH: usize = 64;

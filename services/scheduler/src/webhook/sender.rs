@@ -10,9 +10,9 @@ use foodseg_engine::netguard::NetPolicy;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use url::Url;
 
-use crate::retry_after;
-use crate::schedule::Answer;
-use crate::signature::WebhookSecret;
+use crate::webhook::retry_after;
+use crate::webhook::schedule::Answer;
+use crate::webhook::signature::WebhookSecret;
 
 /// Bytes of a non-2xx answer kept in the attempt's error text.
 const EXCERPT_BYTES: usize = 256;

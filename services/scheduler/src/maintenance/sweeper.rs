@@ -100,7 +100,7 @@ impl Sweeper {
             self.relay.wake();
         }
         // Last, so a failing purge never holds up job recovery.
-        crate::uploads::purge(&self.store, self.upload_retention).await?;
+        super::uploads::purge(&self.store, self.upload_retention).await?;
         Ok(counts)
     }
 

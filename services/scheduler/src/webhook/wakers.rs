@@ -1,5 +1,5 @@
 //! What wakes the dispatcher before its next poll: finished-job events from JetStream
-//! (the designed doorbell) and Postgres notifications on new deliveries (which also cover
+//! (the primary doorbell) and Postgres notifications on new deliveries (which also cover
 //! a finished-job event still waiting in the outbox). Losing either only delays a webhook
 //! until the next poll.
 

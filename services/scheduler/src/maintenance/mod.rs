@@ -1,0 +1,6 @@
+//! Maintenance: the periodic sweep that repairs what crashes and lost messages leave
+//! behind (and purges uploads no longer needed), and the daily reconciliation report.
+
+pub mod reconcile;
+pub mod sweeper;
+pub mod uploads;
