@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use foodseg_engine::error_chain;
 use foodseg_engine::store::{AttemptRecord, ClaimedDelivery};
-use foodseg_engine::{AttemptOutcome, JobDocument, Store};
+use foodseg_engine::{AttemptOutcome, Backoff, JobDocument, Store};
 use foodseg_telemetry::{spans, trace};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -65,7 +65,9 @@ impl Dispatcher {
     /// attempt timeout) so that every attempt sent is also recorded.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
-        let mut failures = 0u32;
+        // After a failed claim, the wait before the next (never longer than a poll).
+        let mut failing = Backoff::new(Duration::from_millis(200), self.poll_interval).retries();
+        let mut pause = self.poll_interval;
         loop {
             while tasks.try_join_next().is_some() {}
             let mut more = false;
@@ -78,23 +80,19 @@ impl Dispatcher {
                     .await
                 {
                     Ok(claims) => {
-                        failures = 0;
+                        failing.reset();
+                        pause = self.poll_interval;
                         more = claims.len() == limit;
                         for claim in claims {
                             self.start(&mut tasks, claim, &shutdown).await;
                         }
                     }
                     Err(e) => {
-                        failures = failures.saturating_add(1);
+                        pause = failing.next_delay();
                         tracing::warn!(error = %error_chain(&e), "cannot claim due webhook deliveries");
                     }
                 }
             }
-            let pause = if failures > 0 {
-                Duration::from_millis(100 << failures.min(6)).min(self.poll_interval)
-            } else {
-                self.poll_interval
-            };
             if more && self.slots.available_permits() > 0 {
                 continue;
             }
@@ -215,6 +213,8 @@ impl Dispatcher {
     /// not be recorded: the claim then expires and the attempt is sent again (the
     /// receiver sees the same `webhook-id`).
     async fn record(&self, claim: &ClaimedDelivery, record: &AttemptRecord) -> bool {
+        let mut retries =
+            Backoff::new(Duration::from_millis(200), Duration::from_secs(1)).retries();
         for try_no in 1..=RECORD_TRIES {
             match self.store.record_attempt(claim, record).await {
                 Ok(true) => return true,
@@ -226,7 +226,7 @@ impl Dispatcher {
                 }
                 Err(e) if try_no < RECORD_TRIES => {
                     tracing::warn!(error = %error_chain(&e), "cannot record a webhook attempt; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(try_no))).await;
+                    tokio::time::sleep(retries.next_delay()).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), "cannot record a webhook attempt; it will be sent again when its claim expires");

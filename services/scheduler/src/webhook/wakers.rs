@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use foodseg_engine::Bus;
 use foodseg_engine::error_chain;
 use foodseg_engine::message::JobEvent;
+use foodseg_engine::{Backoff, Bus};
 use futures::StreamExt;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -21,24 +21,23 @@ pub const DELIVERIES_CHANNEL: &str = "foodseg_deliveries";
 
 /// How long JetStream waits for the ack of a finished-job event before redelivering it.
 const EVENT_ACK_WAIT: Duration = Duration::from_secs(30);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Waits between reconnection attempts.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// Consumes finished-job events (shared durable consumer) until `shutdown`, reconnecting
 /// with backoff while NATS or the stream is unavailable.
 pub async fn consume_events(bus: Bus, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut retries = RECONNECT.retries();
     while !shutdown.is_cancelled() {
         match consume_events_once(&bus, &wake, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 if bus.is_connected() {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "finished-job event consumer stopped");
+                    tracing::warn!(error = %e, "finished-job event consumer stopped; reconnecting");
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !retries.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -92,17 +91,15 @@ async fn consume_events_once(
 
 /// Listens for new deliveries until `shutdown`, reconnecting with backoff.
 pub async fn listen_deliveries(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut retries = RECONNECT.retries();
     while !shutdown.is_cancelled() {
         match listen_once(&pool, &wake, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::debug!(error = %error_chain(&e), retry_in = ?backoff, "delivery notifications interrupted");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                tracing::debug!(error = %error_chain(&e), "delivery notifications interrupted; reconnecting");
+                if !retries.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
