@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use foodseg_engine::Attempt;
 use foodseg_runtime::{Common, ConfigError, Env};
 
+use crate::auth::AccessConfig;
 use crate::upload::UploadLimits;
 
 /// Default `FOODSEG_MAX_ATTEMPTS`: attempts a job gets in all.
@@ -24,6 +25,8 @@ pub struct Config {
     pub max_attempts: Attempt,
     /// `FOODSEG_UPLOAD_MAX_BYTES` (default 20 MiB) and the uploads' hard maximum age.
     pub uploads: UploadLimits,
+    /// `FOODSEG_REQUIRE_KEYS`, `FOODSEG_V1_ALLOW_CIDRS`, `FOODSEG_TRUSTED_PROXIES`.
+    pub access: AccessConfig,
 }
 
 impl Config {
@@ -45,8 +48,27 @@ impl Config {
                 max_bytes: env.positive_or("FOODSEG_UPLOAD_MAX_BYTES", defaults.max_bytes)?,
                 ..defaults
             },
+            access: AccessConfig {
+                require_keys: env.parse_or("FOODSEG_REQUIRE_KEYS", false)?,
+                v1_allow: cidrs(env, "FOODSEG_V1_ALLOW_CIDRS")?,
+                trusted_proxies: cidrs(env, "FOODSEG_TRUSTED_PROXIES")?,
+            },
         })
     }
+}
+
+/// A comma-separated CIDR list (empty when unset).
+fn cidrs(env: &Env, var: &'static str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    env.list(var)
+        .iter()
+        .map(|item| {
+            item.parse::<ipnet::IpNet>().map_err(|e| ConfigError {
+                var,
+                value: env.get(var).map(str::to_string),
+                reason: format!("{item:?} is not a CIDR such as 10.0.0.0/8: {e}"),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

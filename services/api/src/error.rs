@@ -79,6 +79,14 @@ pub enum ApiError {
     },
     #[error("no job with id {0:?}")]
     JobNotFound(String),
+    #[error("{reason}")]
+    Unauthorized {
+        reason: &'static str,
+        /// A token was presented (and refused), as opposed to none at all.
+        token_given: bool,
+    },
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the database is unavailable; retry later")]
     DatabaseUnavailable(#[source] Option<StoreError>),
     #[error("the database did not answer in time; retry later")]
@@ -99,6 +107,8 @@ impl ApiError {
             | InvalidUrl { .. }
             | UnknownModel { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             JobNotFound(_) => StatusCode::NOT_FOUND,
+            Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             DatabaseUnavailable(_) | DatabaseTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,6 +127,8 @@ impl ApiError {
             InvalidUrl { .. } => "invalid_url",
             UnknownModel { .. } => "unknown_model",
             JobNotFound(_) => "job_not_found",
+            Unauthorized { .. } => "unauthorized",
+            Forbidden(_) => "forbidden",
             DatabaseUnavailable(_) | DatabaseTimeout => "database_unavailable",
             Internal(_) => "internal",
         }
@@ -199,8 +211,35 @@ impl Writer for ApiError {
         } else {
             tracing::debug!(code = self.code(), error = %self, "request rejected");
         }
+        if let ApiError::Unauthorized { token_given, .. } = &self {
+            let challenge = if *token_given {
+                r#"Bearer realm="foodseg", error="invalid_token""#
+            } else {
+                r#"Bearer realm="foodseg""#
+            };
+            let _ = res.add_header("www-authenticate", challenge, true);
+        }
         res.status_code(status);
         res.render(Json(self.body()));
+    }
+}
+
+/// Documents the answers of a route that needs an API key (401, 403) in the OpenAPI
+/// document, and the key itself as the operation's security requirement.
+pub fn register_key_answers(components: &mut Components, operation: &mut Operation) {
+    let schema = ErrorBody::to_schema(components);
+    for (status, brief) in [
+        ("401", "No API key, or a key that is unknown or revoked"),
+        (
+            "403",
+            "The key lacks the scope this route needs, or the client address is not allowed",
+        ),
+    ] {
+        operation.responses.insert(
+            status,
+            oapi::Response::new(brief)
+                .add_content("application/json", oapi::Content::new(schema.clone())),
+        );
     }
 }
 

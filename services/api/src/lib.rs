@@ -4,9 +4,11 @@
 //! in this process publishes the message to JetStream, so the api keeps accepting jobs
 //! while NATS is down. With Postgres down it answers 503 within a bounded time.
 
+pub mod auth;
 pub mod config;
 pub mod enqueue;
 pub mod error;
+pub mod keys_command;
 pub mod routes;
 pub mod state;
 pub mod upload;
@@ -42,6 +44,7 @@ pub struct Parts {
     pub net_policy: NetPolicy,
     pub relay: RelayConfig,
     pub uploads: upload::UploadLimits,
+    pub access: auth::AccessConfig,
 }
 
 impl Parts {
@@ -61,6 +64,7 @@ impl Parts {
             net_policy: common.net_policy.clone(),
             relay: RelayConfig::default(),
             uploads: config.uploads,
+            access: config.access.clone(),
         })
     }
 }
@@ -114,6 +118,8 @@ pub async fn serve(
     }
     let relay = Relay::new(parts.store.clone(), parts.bus.clone(), parts.relay.clone());
     let state = AppState {
+        keys: Arc::new(auth::KeyRing::new(parts.store.clone())),
+        access: parts.access,
         store: parts.store,
         bus: parts.bus,
         registry: Arc::new(parts.registry),

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use foodseg_engine::netguard::NetPolicy;
+
+use crate::auth::{AccessConfig, KeyRing};
 use foodseg_engine::{Bus, RelayWaker, Store};
 use foodseg_models::Registry;
 
@@ -22,6 +24,10 @@ pub struct AppState {
     pub max_attempts: foodseg_engine::Attempt,
     /// Size cap and hard maximum age of `POST /v2/uploads` images.
     pub uploads: crate::upload::UploadLimits,
+    /// The API keys the api accepts.
+    pub keys: Arc<KeyRing>,
+    /// Who may reach what: required keys, v1 client addresses, trusted proxies.
+    pub access: AccessConfig,
     /// Set once the migrations have been applied; until then requests get 503.
     pub schema_ready: Arc<AtomicBool>,
 }

@@ -18,8 +18,8 @@ pub use bus::{Bus, BusError};
 pub use chain::error_chain;
 pub use document::JobDocument;
 pub use domain::{
-    Attempt, AttemptOutcome, DeliveryId, DeliveryStatus, Fence, JobId, JobStatus, RetryPolicy,
-    Transition,
+    ApiKeyId, Attempt, AttemptOutcome, DeliveryId, DeliveryStatus, Fence, JobId, JobStatus,
+    RetryPolicy, Scope, Transition,
 };
 pub use relay::{Relay, RelayConfig, RelayWaker};
 pub use store::{Job, Store, StoreConfig, StoreError};

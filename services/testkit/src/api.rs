@@ -5,7 +5,7 @@ use std::path::Path;
 
 use foodseg_api::Parts;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{Bus, RelayConfig, Store, Subjects};
+use foodseg_engine::{Bus, RelayConfig, Scope, Store, Subjects};
 use foodseg_models::Registry;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -63,7 +63,15 @@ pub async fn api_parts(
         net_policy: NetPolicy::parse_allow_list("127.0.0.0/8,::1/128")?,
         relay: RelayConfig::default(),
         uploads: foodseg_api::upload::UploadLimits::default(),
+        access: foodseg_api::auth::AccessConfig::default(),
     })
+}
+
+/// A new live API key with `scopes` in `store`; returns its token.
+pub async fn api_key(store: &Store, name: &str, scopes: &[Scope]) -> anyhow::Result<String> {
+    let (token, hash) = foodseg_api::auth::generate_token();
+    store.create_api_key(name, scopes, &hash).await?;
+    Ok(token)
 }
 
 /// Starts the api on `127.0.0.1:0` with the repository's models and returns once it

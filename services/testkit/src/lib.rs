@@ -13,7 +13,7 @@ mod nats;
 mod serve;
 mod wait;
 
-pub use api::{TestApi, api_parts, start_api, start_api_with};
+pub use api::{TestApi, api_key, api_parts, start_api, start_api_with};
 pub use bus::{TestBus, nats_url, unique_subjects};
 pub use files::FileServer;
 pub use models::{TestModels, repo_models_dir};

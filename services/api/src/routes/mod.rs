@@ -9,20 +9,23 @@ mod operator;
 mod uploads;
 
 pub use jobs::JobDocumentSchema;
+pub(crate) use jobs::with_deadline;
+pub(crate) use middleware::state;
 
 use salvo::catcher::Catcher;
 use salvo::prelude::*;
 
+use crate::auth;
 use crate::state::AppState;
 
 /// Every route of the api, with the state injected and JSON error bodies everywhere.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .push(jobs::router())
+        .push(jobs::router().hoop(auth::V1Access))
         .push(health::router())
         .push(metrics::router())
-        .push(operator::router())
-        .push(uploads::router());
+        .push(operator::router().hoop(auth::RequireScope::operator()))
+        .push(uploads::router().hoop(auth::RequireScope::submit_when_required()));
     let router = Router::new()
         .hoop(middleware::Inject(state))
         .hoop(middleware::trace_request)

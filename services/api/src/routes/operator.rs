@@ -15,9 +15,6 @@ use super::middleware::state;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
 
-/// Actor recorded in the job's event log for redeliveries.
-const ACTOR: &str = "operator";
-
 pub fn router() -> Router {
     Router::with_path("jobs/{job_id}")
         .push(Router::with_path("events").get(job_events))
@@ -103,6 +100,8 @@ pub enum OperatorError {
     NotFinished { job_id: JobId, status: &'static str },
     #[error("job {0} has no webhook_url")]
     NoWebhook(JobId),
+    #[error("a delivery of job {0} is still pending; ask again once it has ended")]
+    DeliveryPending(JobId),
 }
 
 impl OperatorError {
@@ -125,6 +124,7 @@ impl Writer for OperatorError {
             OperatorError::Api(_) => "",
             OperatorError::NotFinished { .. } => "job_not_finished",
             OperatorError::NoWebhook(_) => "no_webhook",
+            OperatorError::DeliveryPending(_) => "delivery_pending",
         };
         match self {
             OperatorError::Api(e) => e.write(req, depot, res).await,
@@ -139,17 +139,20 @@ impl Writer for OperatorError {
 impl EndpointOutRegister for OperatorError {
     fn register(components: &mut Components, operation: &mut Operation) {
         ApiError::register(components, operation);
+        crate::error::register_key_answers(components, operation);
         let schema = ErrorBody::to_schema(components);
         operation.responses.insert(
             "409",
-            oapi::Response::new("The job has not finished, or has no webhook_url")
-                .add_content("application/json", oapi::Content::new(schema)),
+            oapi::Response::new(
+                "The job has not finished, has no webhook_url, or a delivery is still pending",
+            )
+            .add_content("application/json", oapi::Content::new(schema)),
         );
     }
 }
 
 /// A job's event log: every state change with time, attempt and actor.
-#[endpoint(tags("operator"))]
+#[endpoint(tags("operator"), security(("bearer" = [])))]
 async fn job_events(
     job_id: PathParam<String>,
     depot: &mut Depot,
@@ -172,7 +175,7 @@ async fn job_events(
 
 /// A job's webhook deliveries, each with all its attempts (time, HTTP status, latency,
 /// error, outcome).
-#[endpoint(tags("operator"))]
+#[endpoint(tags("operator"), security(("bearer" = [])))]
 async fn job_deliveries(
     job_id: PathParam<String>,
     depot: &mut Depot,
@@ -188,9 +191,14 @@ async fn job_deliveries(
 
 /// Send a finished job's webhook again, as a new delivery with a new `webhook-id`.
 ///
-/// Answers 201 with the pending delivery; 409 when the job has not finished or has no
-/// webhook_url.
-#[endpoint(tags("operator"), status_codes(201, 404, 409, 503))]
+/// Answers 201 with the pending delivery; 409 when the job has not finished, has no
+/// webhook_url, or a delivery of it is still pending. Needs an API key with scope
+/// `operator`.
+#[endpoint(
+    tags("operator"),
+    security(("bearer" = [])),
+    status_codes(201, 401, 403, 404, 409, 503)
+)]
 async fn redeliver(
     job_id: PathParam<String>,
     depot: &mut Depot,
@@ -198,7 +206,8 @@ async fn redeliver(
 ) -> Result<Json<Delivery>, OperatorError> {
     let state = app_state(depot)?;
     let job = find_job(&state, &job_id.into_inner()).await?;
-    match with_deadline(state.store.redeliver(job.id, ACTOR)).await? {
+    let actor = crate::auth::caller(depot).map_or_else(|| "operator".into(), |c| c.actor());
+    match with_deadline(state.store.redeliver(job.id, &actor)).await? {
         Redelivery::Created(delivery) => {
             tracing::info!(job_id = %job.id, webhook_id = %delivery.delivery.webhook_id, "webhook redelivery queued");
             res.status_code(StatusCode::CREATED);
@@ -210,6 +219,7 @@ async fn redeliver(
             status: status.mfr_status(),
         }),
         Redelivery::NoWebhook => Err(OperatorError::NoWebhook(job.id)),
+        Redelivery::Pending => Err(OperatorError::DeliveryPending(job.id)),
     }
 }
 

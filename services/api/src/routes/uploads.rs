@@ -42,7 +42,7 @@ pub fn router() -> Router {
 /// accepted, up to 20 MiB unless the server is configured otherwise. Answers the v1 job
 /// document with status `MFR.Job.QUEUED`; its `request.image_url` is
 /// `upload://<job_id>/<filename>` and each result item's `image_id` is the file name.
-#[endpoint(tags("v2"))]
+#[endpoint(tags("v2"), security(("bearer" = [])))]
 async fn upload_image(
     query: UploadQuery,
     req: &mut Request,

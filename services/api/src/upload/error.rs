@@ -107,6 +107,7 @@ impl Writer for UploadError {
 
 impl EndpointOutRegister for UploadError {
     fn register(components: &mut Components, operation: &mut Operation) {
+        crate::error::register_key_answers(components, operation);
         let schema = ErrorBody::to_schema(components);
         for (status, brief) in [
             (

@@ -2,5 +2,6 @@
 //! per test).
 
 mod common;
+mod keys;
 mod uploads;
 mod v1;

@@ -117,6 +117,8 @@ pub enum Redelivery {
     NotFinished(JobStatus),
     /// The job has no webhook URL.
     NoWebhook,
+    /// A delivery of this job is still pending; a new one may be asked for once it ended.
+    Pending,
 }
 
 /// `sqlx::query_as!(DeliveryRow, …)` selecting every column of `deliveries`, typed, put
@@ -316,6 +318,7 @@ impl Store {
                  INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent)
                  SELECT $4, id, $2, webhook_url, $5, traceparent FROM jobs
                  WHERE id = $1 AND status = ANY($6) AND webhook_url IS NOT NULL
+                 ON CONFLICT (job_id) WHERE status = 'pending' DO NOTHING
                  RETURNING id, job_id),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
                      SELECT j.id, j.status, j.status, j.attempt, $3, 'redeliver: webhook-id ' || $2
@@ -339,7 +342,8 @@ impl Store {
         Ok(match self.get(job_id).await? {
             None => Redelivery::NotFound,
             Some(job) if !job.status.is_terminal() => Redelivery::NotFinished(job.status),
-            Some(_) => Redelivery::NoWebhook,
+            Some(job) if job.webhook_url.is_none() => Redelivery::NoWebhook,
+            Some(_) => Redelivery::Pending,
         })
     }
 }

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod row;
+mod api_keys;
 mod deliveries;
 mod error;
 mod jobs;
@@ -12,6 +13,7 @@ mod outbox;
 mod sweeps;
 mod uploads;
 
+pub use api_keys::{ApiKeyRow, CreateKeyError};
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryRow, DeliveryView, Redelivery,
 };

@@ -4,18 +4,28 @@
 use crate::common::receiver::Receiver;
 use crate::common::{DEADLINE, Env, wait_until};
 use anyhow::Context;
-use foodseg_engine::DeliveryStatus;
+use foodseg_engine::{DeliveryStatus, Scope};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
 
-async fn get(url: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::get(url).await?;
+/// An operator's GET, with the key `token`.
+async fn get(url: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
+    let res = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?;
     Ok((res.status(), res.json().await?))
 }
 
-async fn post(url: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new().post(url).send().await?;
+/// An operator's POST, with the key `token`.
+async fn post(url: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
+    let res = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .send()
+        .await?;
     Ok((res.status(), res.json().await?))
 }
 
@@ -26,12 +36,13 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
         .await?;
     let receiver = Receiver::start(None).await;
     let scheduler = env.start(env.config()).await?;
+    let token = foodseg_testkit::api_key(&env.store, "ops", &[Scope::Operator]).await?;
 
     let job = env.succeeded_job(&receiver.url("fail/1")).await?;
     let first = env.settled_delivery(job.id).await?;
     assert_eq!(first.status, DeliveryStatus::Delivered);
 
-    let (status, events) = get(&api.url(&format!("/jobs/{}/events", job.id))).await?;
+    let (status, events) = get(&api.url(&format!("/jobs/{}/events", job.id)), &token).await?;
     assert_eq!(status, StatusCode::OK, "{events}");
     assert_eq!(events["status"], "MFR.Job.SUCCESS");
     assert_eq!(events["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -61,7 +72,7 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
         ]
     );
 
-    let (status, body) = get(&api.url(&format!("/jobs/{}/deliveries", job.id))).await?;
+    let (status, body) = get(&api.url(&format!("/jobs/{}/deliveries", job.id)), &token).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     let d = &body["deliveries"][0];
     assert_eq!(d["webhook_id"], first.webhook_id);
@@ -75,7 +86,7 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
     assert_eq!(log[1]["outcome"], "delivered");
     assert!(log[1]["latency_ms"].as_f64().unwrap() >= 0.0);
 
-    let (status, created) = post(&api.url(&format!("/jobs/{}/redeliver", job.id))).await?;
+    let (status, created) = post(&api.url(&format!("/jobs/{}/redeliver", job.id)), &token).await?;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "pending");
     let new_id = created["webhook_id"].as_str().unwrap().to_string();
@@ -85,34 +96,37 @@ async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> an
     })
     .await
     .context("the redelivery to arrive")?;
-    let (_, body) = get(&api.url(&format!("/jobs/{}/deliveries", job.id))).await?;
+    let (_, body) = get(&api.url(&format!("/jobs/{}/deliveries", job.id)), &token).await?;
     assert_eq!(body["deliveries"].as_array().unwrap().len(), 2);
 
     // Refusals, each with the JSON error body.
     let queued = env.enqueue(Some(&receiver.url("ok")), 3).await?;
-    let (status, err) = post(&api.url(&format!("/jobs/{}/redeliver", queued.id))).await?;
+    let (status, err) = post(&api.url(&format!("/jobs/{}/redeliver", queued.id)), &token).await?;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(err["error"]["code"], "job_not_finished");
     let silent = env.enqueue(None, 3).await?;
     let (_, fence) = env.claim(silent.id).await?;
     env.store.fail(&fence, "bad image").await?;
-    let (status, err) = post(&api.url(&format!("/jobs/{}/redeliver", silent.id))).await?;
+    let (status, err) = post(&api.url(&format!("/jobs/{}/redeliver", silent.id)), &token).await?;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(err["error"]["code"], "no_webhook");
     for path in [
         format!("/jobs/{}/events", uuid::Uuid::now_v7()),
         "/jobs/not-a-uuid/deliveries".to_string(),
     ] {
-        let (status, err) = get(&api.url(&path)).await?;
+        let (status, err) = get(&api.url(&path), &token).await?;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(err["error"]["code"], "job_not_found");
     }
-    let (status, err) =
-        post(&api.url(&format!("/jobs/{}/redeliver", uuid::Uuid::now_v7()))).await?;
+    let (status, err) = post(
+        &api.url(&format!("/jobs/{}/redeliver", uuid::Uuid::now_v7())),
+        &token,
+    )
+    .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(err["error"]["code"], "job_not_found");
 
-    let (_, openapi) = get(&api.url("/openapi.json")).await?;
+    let (_, openapi) = get(&api.url("/openapi.json"), &token).await?;
     for path in [
         "/jobs/{job_id}/events",
         "/jobs/{job_id}/deliveries",
