@@ -6,6 +6,7 @@ use foodseg_engine::Attempt;
 use foodseg_runtime::{Common, ConfigError, Env};
 
 use crate::auth::AccessConfig;
+use crate::limits::{LimitSettings, Rate};
 use crate::upload::UploadLimits;
 
 /// Default `FOODSEG_MAX_ATTEMPTS`: attempts a job gets in all.
@@ -27,6 +28,9 @@ pub struct Config {
     pub uploads: UploadLimits,
     /// `FOODSEG_REQUIRE_KEYS`, `FOODSEG_V1_ALLOW_CIDRS`, `FOODSEG_TRUSTED_PROXIES`.
     pub access: AccessConfig,
+    /// `FOODSEG_LIMIT_ENQUEUE`, `FOODSEG_LIMIT_UPLOADS`, `FOODSEG_LIMIT_REDELIVER`,
+    /// `FOODSEG_UPLOADS_IN_FLIGHT`.
+    pub limits: LimitSettings,
 }
 
 impl Config {
@@ -53,8 +57,28 @@ impl Config {
                 v1_allow: cidrs(env, "FOODSEG_V1_ALLOW_CIDRS")?,
                 trusted_proxies: cidrs(env, "FOODSEG_TRUSTED_PROXIES")?,
             },
+            limits: {
+                let defaults = LimitSettings::default();
+                LimitSettings {
+                    enqueue: rate(env, "FOODSEG_LIMIT_ENQUEUE", defaults.enqueue)?,
+                    uploads: rate(env, "FOODSEG_LIMIT_UPLOADS", defaults.uploads)?,
+                    redeliver: rate(env, "FOODSEG_LIMIT_REDELIVER", defaults.redeliver)?,
+                    uploads_in_flight: env
+                        .positive_or("FOODSEG_UPLOADS_IN_FLIGHT", defaults.uploads_in_flight)?,
+                }
+            },
         })
     }
+}
+
+/// A rate limit such as `120/1m`, `off` for none, or `default` when unset.
+fn rate(env: &Env, var: &'static str, default: Option<Rate>) -> Result<Option<Rate>, ConfigError> {
+    Ok(env
+        .with(var, |v| match v {
+            "off" => Ok(None),
+            v => v.parse::<Rate>().map(Some),
+        })?
+        .unwrap_or(default))
 }
 
 /// A comma-separated CIDR list (empty when unset).

@@ -87,6 +87,11 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Forbidden(String),
+    #[error("too many {what}; retry in {} s", retry_after_secs(*.retry_after))]
+    RateLimited {
+        what: &'static str,
+        retry_after: std::time::Duration,
+    },
     #[error("the database is unavailable; retry later")]
     DatabaseUnavailable(#[source] Option<StoreError>),
     #[error("the database did not answer in time; retry later")]
@@ -109,6 +114,7 @@ impl ApiError {
             JobNotFound(_) => StatusCode::NOT_FOUND,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             DatabaseUnavailable(_) | DatabaseTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,6 +135,7 @@ impl ApiError {
             JobNotFound(_) => "job_not_found",
             Unauthorized { .. } => "unauthorized",
             Forbidden(_) => "forbidden",
+            RateLimited { .. } => "rate_limited",
             DatabaseUnavailable(_) | DatabaseTimeout => "database_unavailable",
             Internal(_) => "internal",
         }
@@ -219,9 +226,33 @@ impl Writer for ApiError {
             };
             let _ = res.add_header("www-authenticate", challenge, true);
         }
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            let _ = res.add_header(
+                "retry-after",
+                retry_after_secs(*retry_after).to_string(),
+                true,
+            );
+        }
         res.status_code(status);
         res.render(Json(self.body()));
     }
+}
+
+/// Whole seconds to wait (at least one), as `Retry-After` says them.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// Documents the 429 of a route with a rate limit.
+pub fn register_rate_limit(components: &mut Components, operation: &mut Operation) {
+    let schema = ErrorBody::to_schema(components);
+    operation.responses.insert(
+        "429",
+        oapi::Response::new(
+            "Too many requests from this caller; retry after `Retry-After` seconds",
+        )
+        .add_content("application/json", oapi::Content::new(schema)),
+    );
 }
 
 /// Documents the answers of a route that needs an API key (401, 403) in the OpenAPI
@@ -251,6 +282,14 @@ impl EndpointOutRegister for ApiError {
             ("404", "Unknown job id"),
             ("413", "Request body over 64 KiB"),
             ("422", "Invalid field, URL or unknown model_id"),
+            (
+                "403",
+                "The client address may not use this route (FOODSEG_V1_ALLOW_CIDRS)",
+            ),
+            (
+                "429",
+                "Too many requests from this caller; retry after Retry-After seconds",
+            ),
             ("503", "Database unavailable"),
         ] {
             operation.responses.insert(

@@ -9,6 +9,7 @@ pub mod config;
 pub mod enqueue;
 pub mod error;
 pub mod keys_command;
+pub mod limits;
 pub mod routes;
 pub mod state;
 pub mod upload;
@@ -45,6 +46,7 @@ pub struct Parts {
     pub relay: RelayConfig,
     pub uploads: upload::UploadLimits,
     pub access: auth::AccessConfig,
+    pub limits: limits::LimitSettings,
 }
 
 impl Parts {
@@ -65,6 +67,7 @@ impl Parts {
             relay: RelayConfig::default(),
             uploads: config.uploads,
             access: config.access.clone(),
+            limits: config.limits,
         })
     }
 }
@@ -119,6 +122,7 @@ pub async fn serve(
     let relay = Relay::new(parts.store.clone(), parts.bus.clone(), parts.relay.clone());
     let state = AppState {
         keys: Arc::new(auth::KeyRing::new(parts.store.clone())),
+        limits: Arc::new(limits::Limits::new(&parts.limits)),
         access: parts.access,
         store: parts.store,
         bus: parts.bus,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use foodseg_engine::netguard::NetPolicy;
 
 use crate::auth::{AccessConfig, KeyRing};
+use crate::limits::Limits;
 use foodseg_engine::{Bus, RelayWaker, Store};
 use foodseg_models::Registry;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Who may reach what: required keys, v1 client addresses, trusted proxies.
     pub access: AccessConfig,
+    /// Rate limits per caller and the cap on uploads in flight.
+    pub limits: Arc<Limits>,
     /// Set once the migrations have been applied; until then requests get 503.
     pub schema_ready: Arc<AtomicBool>,
 }

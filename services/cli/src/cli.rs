@@ -30,6 +30,11 @@ pub struct Cli {
     )]
     pub api: String,
 
+    /// An API key for servers that require one on `/v2` (`foodseg-api keys create
+    /// --scope submit`).
+    #[arg(long, env = "FOODSEG_API_KEY", global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -18,7 +18,13 @@ pub const UPLOAD_PATH: &str = "v2/uploads";
 pub struct ApiClient {
     base: Url,
     http: reqwest::Client,
+    /// An API key, sent as `Authorization: Bearer` (needed for `/v2` when the server
+    /// requires keys).
+    key: Option<String>,
 }
+
+/// Tries of a request the server answered 429 before giving up.
+const TRIES_WHEN_LIMITED: u32 = 6;
 
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -52,7 +58,17 @@ impl ApiClient {
                 url: base.to_string(),
                 source,
             })?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            key: None,
+        })
+    }
+
+    /// The same client, sending `key` with every request.
+    pub fn with_key(mut self, key: Option<String>) -> Self {
+        self.key = key.filter(|k| !k.trim().is_empty());
+        self
     }
 
     pub fn base(&self) -> &Url {
@@ -150,11 +166,35 @@ impl ApiClient {
         document(res, &url).await.map(Some)
     }
 
+    /// Sends `req` (with the key, if any). A 429 is retried after the server's
+    /// `Retry-After` (at most a minute each time), a few times.
     async fn send(&self, req: reqwest::RequestBuilder, url: &Url) -> Result<Response, CliError> {
-        req.send().await.map_err(|source| CliError::Unreachable {
+        let req = match &self.key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        };
+        let unreachable = |source| CliError::Unreachable {
             url: url.to_string(),
             source,
-        })
+        };
+        for _ in 1..TRIES_WHEN_LIMITED {
+            let Some(attempt) = req.try_clone() else {
+                break;
+            };
+            let res = attempt.send().await.map_err(unreachable)?;
+            if res.status() != StatusCode::TOO_MANY_REQUESTS {
+                return Ok(res);
+            }
+            let wait = res
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 60);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+        req.send().await.map_err(unreachable)
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn api_parts(
         relay: RelayConfig::default(),
         uploads: foodseg_api::upload::UploadLimits::default(),
         access: foodseg_api::auth::AccessConfig::default(),
+        limits: foodseg_api::limits::LimitSettings::default(),
     })
 }
 

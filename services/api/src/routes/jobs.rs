@@ -84,6 +84,9 @@ impl salvo::oapi::EndpointOutRegister for DocumentReply {
 #[endpoint(tags("v1"), request_body = EnqueueRequest)]
 async fn enqueue_job(req: &mut Request, depot: &mut Depot) -> Result<DocumentReply, ApiError> {
     let state = state(depot).ok_or_else(missing_state)?.clone();
+    state
+        .limits
+        .check(crate::limits::Route::Enqueue, crate::auth::caller(depot))?;
     let body = match req.payload_with_max_size(MAX_BODY_BYTES).await {
         Ok(body) => body.clone(),
         Err(salvo::http::ParseError::PayloadTooLarge) => {

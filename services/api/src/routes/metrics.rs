@@ -7,7 +7,10 @@ use salvo::prelude::*;
 
 pub fn router() -> Router {
     match foodseg_telemetry::metrics::install() {
-        Ok(handle) => Router::with_path("metrics").get(Metrics(Some(handle))),
+        Ok(handle) => {
+            crate::limits::describe();
+            Router::with_path("metrics").get(Metrics(Some(handle)))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "metrics recorder unavailable; /metrics answers 503");
             Router::with_path("metrics").get(Metrics(None))

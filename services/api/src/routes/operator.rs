@@ -140,6 +140,7 @@ impl EndpointOutRegister for OperatorError {
     fn register(components: &mut Components, operation: &mut Operation) {
         ApiError::register(components, operation);
         crate::error::register_key_answers(components, operation);
+        crate::error::register_rate_limit(components, operation);
         let schema = ErrorBody::to_schema(components);
         operation.responses.insert(
             "409",
@@ -197,7 +198,7 @@ async fn job_deliveries(
 #[endpoint(
     tags("operator"),
     security(("bearer" = [])),
-    status_codes(201, 401, 403, 404, 409, 503)
+    status_codes(201, 401, 403, 404, 409, 429, 503)
 )]
 async fn redeliver(
     job_id: PathParam<String>,
@@ -206,7 +207,11 @@ async fn redeliver(
 ) -> Result<Json<Delivery>, OperatorError> {
     let state = app_state(depot)?;
     let job = find_job(&state, &job_id.into_inner()).await?;
-    let actor = crate::auth::caller(depot).map_or_else(|| "operator".into(), |c| c.actor());
+    let caller = crate::auth::caller(depot);
+    state
+        .limits
+        .check(crate::limits::Route::Redeliver, caller)?;
+    let actor = caller.map_or_else(|| "operator".into(), |c| c.actor());
     match with_deadline(state.store.redeliver(job.id, &actor)).await? {
         Redelivery::Created(delivery) => {
             tracing::info!(job_id = %job.id, webhook_id = %delivery.delivery.webhook_id, "webhook redelivery queued");

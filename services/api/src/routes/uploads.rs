@@ -2,14 +2,12 @@
 //! stored with the job, in the same transaction, for the worker to read; the scheduler
 //! purges them once the job finished and the retention period passed.
 
-use bytes::Bytes;
 use chrono::Utc;
 use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
 use salvo::extract::Metadata;
 use salvo::http::ParseError;
-use salvo::http::header::CONTENT_TYPE;
 use salvo::oapi::schema::{BasicType, KnownFormat, Object, SchemaFormat};
 use salvo::oapi::{
     self, Components, EndpointArgRegister, Operation, Parameter, ParameterIn, RequestBody, Required,
@@ -21,7 +19,7 @@ use super::jobs::{DocumentReply, with_deadline};
 use super::middleware::state;
 use crate::enqueue::check_url;
 use crate::error::ApiError;
-use crate::upload::{MULTIPART_OVERHEAD, UploadError, UploadLimits, check_filename, check_image};
+use crate::upload::{UploadError, check_filename, check_image, receive};
 
 /// Actor recorded in the job's event log for uploads.
 const ACTOR: &str = "api";
@@ -51,8 +49,14 @@ async fn upload_image(
     let state = state(depot)
         .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
         .clone();
+    // Refused before a byte of the body is read: over the caller's budget, or too many
+    // uploads in flight. The slot is held until the upload is stored.
+    state
+        .limits
+        .check(crate::limits::Route::Uploads, crate::auth::caller(depot))?;
+    let _slot = state.limits.upload_slot()?;
     let limits = state.uploads;
-    let received = read_body(req, &limits).await?;
+    let received = receive(req, &limits).await?;
     let image = check_image(&received.bytes, &limits)?;
     let filename = check_filename(
         query.filename.as_deref().or(received.filename.as_deref()),
@@ -126,68 +130,6 @@ async fn upload_image(
         "upload queued"
     );
     Ok(DocumentReply(JobDocument::from(&job)))
-}
-
-/// What the body carried: the image, and for multipart bodies the part's file name and
-/// any text fields standing in for the query parameters.
-struct Received {
-    bytes: Bytes,
-    filename: Option<String>,
-    model_id: Option<String>,
-    webhook_url: Option<String>,
-}
-
-/// Reads the image from a raw body or from the `file` part of a multipart/form-data body,
-/// refusing more than `limits.max_bytes` of image.
-async fn read_body(req: &mut Request, limits: &UploadLimits) -> Result<Received, UploadError> {
-    let multipart = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-    let too_large = UploadError::TooLarge {
-        limit: limits.max_bytes,
-    };
-    if !multipart {
-        return match req.payload_with_max_size(limits.max_bytes).await {
-            Ok(bytes) => Ok(Received {
-                bytes: bytes.clone(),
-                filename: None,
-                model_id: None,
-                webhook_url: None,
-            }),
-            Err(ParseError::PayloadTooLarge) => Err(too_large),
-            Err(e) => Err(UploadError::BodyUnreadable(e.to_string())),
-        };
-    }
-    let form = match req
-        .form_data_max_size(limits.max_bytes.saturating_add(MULTIPART_OVERHEAD))
-        .await
-    {
-        Ok(form) => form,
-        Err(ParseError::PayloadTooLarge) => return Err(too_large),
-        Err(e) => return Err(UploadError::InvalidMultipart(e.to_string())),
-    };
-    let field = |name: &str| form.fields.get(name).cloned();
-    let Some(file) = form.files.get("file") else {
-        return Err(UploadError::MissingFilePart);
-    };
-    if file.size() > limits.max_bytes as u64 {
-        return Err(too_large);
-    }
-    let bytes = tokio::fs::read(file.path())
-        .await
-        .map_err(|e| UploadError::BodyUnreadable(format!("cannot read the `file` part: {e}")))?;
-    Ok(Received {
-        bytes: Bytes::from(bytes),
-        filename: file.name().map(str::to_string),
-        model_id: field("model_id"),
-        webhook_url: field("webhook_url"),
-    })
 }
 
 /// The query parameters of `POST /v2/uploads`. Extraction never fails: each is checked

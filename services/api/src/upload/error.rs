@@ -108,6 +108,7 @@ impl Writer for UploadError {
 impl EndpointOutRegister for UploadError {
     fn register(components: &mut Components, operation: &mut Operation) {
         crate::error::register_key_answers(components, operation);
+        crate::error::register_rate_limit(components, operation);
         let schema = ErrorBody::to_schema(components);
         for (status, brief) in [
             (

@@ -4,10 +4,12 @@
 
 mod error;
 mod filename;
+mod receive;
 
 pub use error::UploadError;
 pub use filename::{MAX_FILENAME_BYTES, check_filename};
 pub use foodseg_pipeline::sniff::{Foreign, ImageType, sniff};
+pub use receive::{Received, receive};
 
 use std::time::Duration;
 

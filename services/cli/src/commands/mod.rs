@@ -14,7 +14,7 @@ pub use overlay::{image_for, write_overlay};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let client = ApiClient::new(&cli.api)?;
+    let client = ApiClient::new(&cli.api)?.with_key(cli.api_key.clone());
     match cli.command {
         Command::Submit(args) => submit::run(client, args).await,
         Command::SubmitDir(args) => submit_dir::run(client, args).await,
