@@ -94,7 +94,7 @@ impl NetPolicy {
         &self,
         connect_timeout: Duration,
         max_redirects: usize,
-    ) -> Result<reqwest::Client, reqwest::Error> {
+    ) -> Result<reqwest::Client, foodseg_http::Error> {
         let resolver = Arc::new(GuardedResolver {
             policy: self.clone(),
         });
@@ -112,12 +112,11 @@ impl NetPolicy {
             }
             attempt.follow()
         });
-        reqwest::Client::builder()
+        Ok(foodseg_http::client_builder()?
             .dns_resolver(resolver)
             .redirect(redirect)
             .connect_timeout(connect_timeout)
-            .user_agent(concat!("foodseg/", env!("CARGO_PKG_VERSION")))
-            .build()
+            .build()?)
     }
 }
 

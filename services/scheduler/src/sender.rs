@@ -46,7 +46,7 @@ impl Sender {
         secret: Option<WebhookSecret>,
         timeout: Duration,
         connect_timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, foodseg_http::Error> {
         let client = policy.http_client(connect_timeout.min(timeout), 0)?;
         Ok(Sender {
             client,

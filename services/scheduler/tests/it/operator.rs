@@ -10,12 +10,12 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 async fn get(url: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::get(url).await?;
+    let res = foodseg_http::client()?.get(url).send().await?;
     Ok((res.status(), res.json().await?))
 }
 
 async fn post(url: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new().post(url).send().await?;
+    let res = foodseg_http::client()?.post(url).send().await?;
     Ok((res.status(), res.json().await?))
 }
 
