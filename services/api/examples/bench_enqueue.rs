@@ -149,7 +149,7 @@ async fn bench_api(args: &Args, pool: PgPool, tb: &TestBus) -> anyhow::Result<Ph
     let mut parts = api_parts(pool, tb.subjects.clone(), &tb.url, &repo_models_dir()).await?;
     parts.relay.batch_size = 512;
     let api = start_api_with(parts).await?;
-    let client = reqwest::Client::builder()
+    let client = foodseg_http::client_builder()?
         .pool_max_idle_per_host(args.clients)
         .build()?;
     let url = api.url("/enqueue");

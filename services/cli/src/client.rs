@@ -50,14 +50,14 @@ impl ApiClient {
             url: base.to_string(),
             source,
         })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|source| CliError::Unreachable {
-                url: base.to_string(),
-                source,
-            })?;
+        let http = foodseg_http::client_builder()
+            .and_then(|builder| {
+                Ok(builder
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(60))
+                    .build()?)
+            })
+            .map_err(|source| CliError::HttpClient { source })?;
         Ok(Self {
             base,
             http,

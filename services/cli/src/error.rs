@@ -41,6 +41,9 @@ pub enum CliError {
         source: url::ParseError,
     },
 
+    #[error("cannot set up HTTP: {source}")]
+    HttpClient { source: foodseg_http::Error },
+
     #[error("cannot reach the API at {url}")]
     Unreachable { url: String, source: reqwest::Error },
 

@@ -132,14 +132,15 @@ mod tests {
         assert_eq!(url.host_str(), Some("127.0.0.1"));
         assert!(url.path().ends_with("/my%20photo.jpg"), "{url}");
 
-        let res = reqwest::get(url.clone()).await.unwrap();
+        let http = foodseg_http::client().unwrap();
+        let res = http.get(url.clone()).send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()[CONTENT_TYPE.as_str()], "image/jpeg");
         assert_eq!(res.bytes().await.unwrap().as_ref(), b"\xff\xd8\xffbytes");
 
         let mut other = url.clone();
         other.set_path("/files/0000/my%20photo.jpg");
-        assert_eq!(reqwest::get(other).await.unwrap().status(), 404);
+        assert_eq!(http.get(other).send().await.unwrap().status(), 404);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -72,20 +72,19 @@ impl FetchError {
 pub fn client(
     connect_timeout: Duration,
     total_timeout: Duration,
-) -> reqwest::Result<reqwest::Client> {
-    client_builder(connect_timeout, total_timeout).build()
+) -> Result<reqwest::Client, foodseg_http::Error> {
+    Ok(client_builder(connect_timeout, total_timeout)?.build()?)
 }
 
 /// The builder behind [`client`], for callers that add a DNS resolver or other settings.
 pub fn client_builder(
     connect_timeout: Duration,
     total_timeout: Duration,
-) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+) -> Result<reqwest::ClientBuilder, foodseg_http::Error> {
+    Ok(foodseg_http::client_builder()?
         .connect_timeout(connect_timeout)
         .timeout(total_timeout)
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .user_agent(concat!("foodseg/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(3)))
 }
 
 /// Downloads `url` with `client`, stopping as soon as the body exceeds the cap.

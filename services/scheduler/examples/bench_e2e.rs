@@ -192,7 +192,7 @@ async fn run(
     ));
 
     let ctx = Arc::new(Client {
-        http: reqwest::Client::new(),
+        http: foodseg_http::client()?,
         enqueue_url: api.url("/enqueue"),
         image_url: images.url(FIXTURE),
         hook_url,

@@ -11,7 +11,7 @@ pub enum Error {
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("cannot build the webhook HTTP client")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] foodseg_http::Error),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,

@@ -60,6 +60,8 @@ pub enum TelemetryError {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    #[error("cannot set up the OTLP/HTTP client")]
+    HttpClient(#[source] foodseg_http::Error),
     #[error("OTLP over gRPC needs a Tokio runtime: call telemetry::init inside it")]
     NoRuntime,
     #[error("a global tracing subscriber or logger is already installed")]

@@ -12,15 +12,18 @@
 //! overflow dropped and counted), each export is bounded by the exporter timeout
 //! (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s), and shutdown waits at most [`SHUTDOWN_TIMEOUT`].
 //!
-//! OTLP/HTTP uses a blocking HTTP client on the processor's thread, so exporting never
-//! depends on the service's runtime; the OTLP/gRPC channel runs on the Tokio runtime
-//! [`crate::init`] was called in.
+//! OTLP/HTTP uses a blocking HTTP client (from foodseg-http) on the processor's thread,
+//! so exporting never depends on the service's runtime; the OTLP/gRPC channel runs on the
+//! Tokio runtime [`crate::init`] was called in.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{
+    OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, Protocol, SpanExporter, WithExportConfig, WithHttpConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
@@ -77,9 +80,12 @@ pub(crate) fn provider(
 fn exporter(target: &OtlpTarget) -> Result<SpanExporter, TelemetryError> {
     let built = match target.protocol {
         OtlpProtocol::HttpProtobuf => {
+            let timeout = http_export_timeout();
             let builder = SpanExporter::builder()
                 .with_http()
-                .with_protocol(Protocol::HttpBinary);
+                .with_protocol(Protocol::HttpBinary)
+                .with_timeout(timeout)
+                .with_http_client(blocking_http_client(timeout)?);
             match &target.endpoint {
                 Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
                 None => builder.build(),
@@ -97,6 +103,34 @@ fn exporter(target: &OtlpTarget) -> Result<SpanExporter, TelemetryError> {
         protocol: target.protocol,
         source,
     })
+}
+
+/// The OTLP/HTTP export timeout, by the exporter's own rule: milliseconds in
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else in `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s. It
+/// bounds both the exporter's retries and each request of its HTTP client.
+fn http_export_timeout() -> Duration {
+    [
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+        OTEL_EXPORTER_OTLP_TIMEOUT,
+    ]
+    .iter()
+    .find_map(|var| std::env::var(var).ok()?.parse().ok())
+    .map(Duration::from_millis)
+    .unwrap_or(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT)
+}
+
+/// The blocking client the OTLP/HTTP exporter sends with, from the batch processor's
+/// thread. It is built on a short-lived thread of its own: a blocking client cannot be
+/// built on a thread that runs async tasks, which [`crate::init`]'s caller may be.
+fn blocking_http_client(timeout: Duration) -> Result<reqwest::blocking::Client, TelemetryError> {
+    let build = move || -> Result<_, foodseg_http::Error> {
+        Ok(foodseg_http::blocking_client_builder()?
+            .timeout(timeout)
+            .build()?)
+    };
+    std::thread::scope(|scope| scope.spawn(build).join())
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        .map_err(TelemetryError::HttpClient)
 }
 
 /// Passes spans to the OTLP exporter and remembers whether the latest export failed: the

@@ -24,7 +24,7 @@ pub enum WorkerError {
     #[error("metrics")]
     Metrics(#[from] foodseg_telemetry::metrics::MetricsError),
     #[error("cannot build the image download client")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] foodseg_http::Error),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -4,9 +4,10 @@
 //! their failures classified.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use foodseg_engine::netguard::{Blocked, NetPolicy};
+use foodseg_engine::netguard::{NetPolicy, Refusal};
 use foodseg_models::{Model, Registry};
 use foodseg_pipeline::session::RawOutputs;
 use foodseg_pipeline::{
@@ -159,6 +160,8 @@ pub struct ImageFetcher {
     client: reqwest::Client,
     policy: NetPolicy,
     limits: FetchLimits,
+    /// Bound on the first URL's name lookup.
+    lookup_timeout: Duration,
 }
 
 impl ImageFetcher {
@@ -175,6 +178,7 @@ impl ImageFetcher {
                 max_bytes: limits.max_bytes,
                 total_timeout: limits.fetch_timeout,
             },
+            lookup_timeout: limits.connect_timeout,
         })
     }
 
@@ -190,36 +194,32 @@ impl ImageFetcher {
     }
 
     /// Refuses a first URL that is, or resolves only to, a refused address, with a clear
-    /// message. (The client's resolver enforces the same rule on every connection.)
+    /// message. (The client's resolver enforces the same rule on every connection.) A
+    /// host that cannot be resolved now is a transient failure.
     async fn precheck(&self, url: &Url) -> Result<(), Failure> {
-        let refused = |b: Blocked| Failure::Permanent(format!("image_url is refused: {b}"));
-        self.policy.check_url_host(url).map_err(refused)?;
-        let Some(url::Host::Domain(host)) = url.host() else {
-            return Ok(());
-        };
-        let port = url.port_or_known_default().unwrap_or(80);
-        // A lookup failure is left to the download, which classifies it.
-        if let Ok(addrs) = tokio::net::lookup_host((host, port)).await {
-            let addrs: Vec<_> = addrs.collect();
-            if let Some(first) = addrs.first()
-                && addrs.iter().all(|a| self.policy.check_ip(a.ip()).is_err())
-            {
-                return Err(Failure::Permanent(format!(
-                    "image_url host {host} is refused: {}",
-                    Blocked(first.ip())
-                )));
-            }
-        }
-        Ok(())
+        self.policy
+            .check_url(url, self.lookup_timeout)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Resolves { host, blocked } => {
+                    Failure::Permanent(format!("image_url host {host} is refused: {blocked}"))
+                }
+                r if r.is_permanent() => Failure::Permanent(format!("image_url is refused: {r}")),
+                r => Failure::Transient(format!("image_url: {r}")),
+            })
     }
 }
 
 /// Permanent: HTTP 4xx (but 408/429), over the size cap, refused addresses, redirect
-/// loops. Transient: HTTP 5xx, timeouts, connection failures.
+/// loops. Transient: HTTP 5xx, timeouts, connection failures (name lookups included).
 fn classify_fetch(e: FetchError) -> Failure {
-    if let Some(blocked) = find_blocked(&e) {
+    if let Some(refusal) = Refusal::find(&e).filter(|r| r.is_permanent()) {
+        let what = match refusal {
+            Refusal::Address(_) | Refusal::Resolves { .. } => "address",
+            _ => "URL",
+        };
         return Failure::Permanent(format!(
-            "image_url redirects to a refused address: {blocked}"
+            "image_url redirects to a refused {what}: {refusal}"
         ));
     }
     if e.is_permanent() {
@@ -227,23 +227,6 @@ fn classify_fetch(e: FetchError) -> Failure {
     } else {
         Failure::Transient(foodseg_engine::error_chain(&e))
     }
-}
-
-/// A refusal by the address guard somewhere in the error's causes: typed when a redirect
-/// hop was refused; the resolver reports refusals as text (it only knows `io`-style errors).
-fn find_blocked(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if let Some(b) = err.downcast_ref::<Blocked>() {
-            return Some(b.to_string());
-        }
-        let text = err.to_string();
-        if text.contains("otherwise not public; refused") {
-            return Some(text);
-        }
-        source = err.source();
-    }
-    None
 }
 
 #[cfg(test)]

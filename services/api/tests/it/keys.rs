@@ -57,7 +57,7 @@ async fn call(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Option<String>, Value)> {
-    let mut request = reqwest::Client::new().request(method, api.url(path));
+    let mut request = foodseg_http::client()?.request(method, api.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -141,7 +141,7 @@ async fn ten_thousand_unauthenticated_redeliveries_create_no_delivery(
     .await?;
     let before = api.store.deliveries(job).await?;
 
-    let client = reqwest::Client::new();
+    let client = foodseg_http::client()?;
     let url = api.url(&format!("/jobs/{job}/redeliver"));
     let statuses: Vec<StatusCode> = futures::stream::iter(0..10_000)
         .map(|_| {
@@ -186,7 +186,7 @@ async fn upload(api: &TestApi, token: Option<&str>) -> anyhow::Result<(StatusCod
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../pipeline/tests/fixtures/fruits.jpg"),
     )?;
-    let mut request = reqwest::Client::new()
+    let mut request = foodseg_http::client()?
         .post(api.url("/v2/uploads?filename=fruits.jpg"))
         .body(jpeg);
     if let Some(token) = token {
@@ -221,7 +221,7 @@ async fn uploads_need_a_submit_key_only_when_keys_are_required(pool: PgPool) -> 
     assert_eq!(status, StatusCode::OK, "{body}");
     // The v1 routes stay open: MFR sends no credentials.
     let (status, body) = json_of(
-        reqwest::Client::new()
+        foodseg_http::client()?
             .post(api.url("/enqueue"))
             .body(r#"{"image_url":"https://img.example.org/a.jpg"}"#)
             .send()
@@ -244,8 +244,9 @@ async fn v1_routes_can_be_limited_to_client_addresses_behind_a_trusted_proxy(
         ..Default::default()
     };
     let (tb, api) = api_with(&pool, access).await?;
+    let http = foodseg_http::client()?;
     let enqueue = |forwarded: Option<&'static str>| {
-        let mut request = reqwest::Client::new()
+        let mut request = http
             .post(api.url("/enqueue"))
             .body(r#"{"image_url":"https://img.example.org/a.jpg"}"#);
         if let Some(f) = forwarded {
@@ -264,7 +265,10 @@ async fn v1_routes_can_be_limited_to_client_addresses_behind_a_trusted_proxy(
     let (status, body) = enqueue(Some("10.9.9.9, 203.0.113.5")).await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // Health and docs stay open to everyone.
-    let res = reqwest::get(api.url("/health/live")).await?;
+    let res = foodseg_http::client()?
+        .get(api.url("/health/live"))
+        .send()
+        .await?;
     assert_eq!(res.status(), StatusCode::OK);
     api.stop().await?;
     tb.cleanup().await;

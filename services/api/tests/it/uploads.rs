@@ -35,7 +35,7 @@ async fn post_raw(
     content_type: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new()
+    let res = foodseg_http::client()?
         .post(api.url(&format!("/v2/uploads{query}")))
         .header("content-type", content_type)
         .body(body)
@@ -45,7 +45,7 @@ async fn post_raw(
 }
 
 async fn post_form(api: &TestApi, query: &str, form: Form) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new()
+    let res = foodseg_http::client()?
         .post(api.url(&format!("/v2/uploads{query}")))
         .multipart(form)
         .send()
@@ -121,7 +121,9 @@ async fn raw_upload_queues_a_job_with_its_bytes(pool: PgPool) -> anyhow::Result<
     assert_eq!(payload["job_id"], job_id.as_str());
 
     // /status answers the same document.
-    let status_doc: Value = reqwest::get(api.url(&format!("/status/{job_id}")))
+    let status_doc: Value = foodseg_http::client()?
+        .get(api.url(&format!("/status/{job_id}")))
+        .send()
         .await?
         .json()
         .await?;
@@ -359,7 +361,12 @@ async fn every_rejection_says_what_is_wrong_and_writes_nothing(pool: PgPool) -> 
 #[sqlx::test(migrations = "../../migrations")]
 async fn openapi_documents_the_upload_endpoint(pool: PgPool) -> anyhow::Result<()> {
     let (tb, api) = setup(&pool).await?;
-    let doc: Value = reqwest::get(api.url("/openapi.json")).await?.json().await?;
+    let doc: Value = foodseg_http::client()?
+        .get(api.url("/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let op = &doc["paths"]["/v2/uploads"]["post"];
     assert!(op.is_object(), "no POST /v2/uploads in {:#}", doc["paths"]);
     let params: Vec<&str> = op["parameters"]

@@ -21,7 +21,7 @@ async fn post(
     content_type: &str,
     body: impl Into<reqwest::Body>,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new()
+    let res = foodseg_http::client()?
         .post(api.url("/enqueue"))
         .header("content-type", content_type)
         .body(body)
@@ -31,7 +31,7 @@ async fn post(
 }
 
 async fn get(url: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::get(url).await?;
+    let res = foodseg_http::client()?.get(url).send().await?;
     let status = res.status();
     Ok((status, res.json().await?))
 }
@@ -135,7 +135,7 @@ async fn form_urlencoded_body_is_parsed_as_json(pool: PgPool) -> anyhow::Result<
     );
     assert_eq!(doc["request"]["webhook_url"], Value::Null);
     // No content type at all.
-    let res = reqwest::Client::new()
+    let res = foodseg_http::client()?
         .post(api.url("/enqueue"))
         .body(raw)
         .send()
@@ -337,7 +337,10 @@ async fn health_openapi_and_docs(pool: PgPool) -> anyhow::Result<()> {
         .expect("JobDocument schema");
     assert_eq!(props.len(), 10);
 
-    let res = reqwest::get(api.url("/docs/")).await?;
+    let res = foodseg_http::client()?
+        .get(api.url("/docs/"))
+        .send()
+        .await?;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await?.to_lowercase().contains("swagger"));
     api.stop().await?;

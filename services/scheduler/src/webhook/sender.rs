@@ -46,7 +46,7 @@ impl Sender {
         secret: Option<WebhookSecret>,
         timeout: Duration,
         connect_timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, foodseg_http::Error> {
         let client = policy.http_client(connect_timeout.min(timeout), 0)?;
         Ok(Sender {
             client,
@@ -107,42 +107,11 @@ impl Sender {
     /// here; names are resolved to tell "refused" from "cannot resolve right now").
     async fn check(&self, raw: &str) -> Result<Url, Answer> {
         let url = Url::parse(raw).map_err(|e| Answer::Refused(format!("not a valid URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Answer::Refused(format!(
-                "scheme {:?} is not http or https",
-                url.scheme()
-            )));
+        match self.policy.check_url(&url, self.connect_timeout).await {
+            Ok(()) => Ok(url),
+            Err(refusal) if refusal.is_permanent() => Err(Answer::Refused(refusal.to_string())),
+            Err(refusal) => Err(Answer::Transport(refusal.to_string())),
         }
-        self.policy
-            .check_url_host(&url)
-            .map_err(|b| Answer::Refused(b.to_string()))?;
-        if let Some(url::Host::Domain(host)) = url.host() {
-            let port = url.port_or_known_default().unwrap_or(80);
-            let lookup = tokio::net::lookup_host((host, port));
-            let addrs: Vec<_> = match tokio::time::timeout(self.connect_timeout, lookup).await {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => return Err(Answer::Transport(format!("cannot resolve {host}: {e}"))),
-                Err(_) => return Err(Answer::Transport(format!("resolving {host} timed out"))),
-            };
-            let mut refused = None;
-            let allowed = addrs
-                .iter()
-                .filter(|a| match self.policy.check_ip(a.ip()) {
-                    Ok(()) => true,
-                    Err(b) => {
-                        refused = Some(b);
-                        false
-                    }
-                })
-                .count();
-            if allowed == 0 {
-                if let Some(b) = refused {
-                    return Err(Answer::Refused(format!("{host} resolves to {b}")));
-                }
-                return Err(Answer::Transport(format!("{host} has no address")));
-            }
-        }
-        Ok(url)
     }
 }
 

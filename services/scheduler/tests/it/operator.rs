@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 /// An operator's GET, with the key `token`.
 async fn get(url: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new()
+    let res = foodseg_http::client()?
         .get(url)
         .bearer_auth(token)
         .send()
@@ -21,7 +21,7 @@ async fn get(url: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
 
 /// An operator's POST, with the key `token`.
 async fn post(url: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
-    let res = reqwest::Client::new()
+    let res = foodseg_http::client()?
         .post(url)
         .bearer_auth(token)
         .send()

@@ -307,7 +307,7 @@ async fn probes_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
         Some(listener),
         shutdown.clone(),
     ));
-    let client = reqwest::Client::new();
+    let client = foodseg_http::client()?;
     let ready = wait_until(DEADLINE, || async {
         let r = client
             .get(format!("http://{addr}/health/ready"))

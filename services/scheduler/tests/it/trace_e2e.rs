@@ -413,7 +413,7 @@ impl Stack {
             children: Mutex::new(children),
             logs,
             subjects,
-            http: reqwest::Client::new(),
+            http: foodseg_http::client()?,
             api,
             worker,
             scheduler,

@@ -86,7 +86,9 @@ async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
     let job = env.store.get(finished).await?.expect("job kept");
     assert_eq!(job.response, Some(serde_json::json!([])));
 
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    let text = foodseg_http::client()?
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await?
         .text()
         .await?;

@@ -90,7 +90,8 @@ async fn the_test_receiver_refuses_what_rails_refuses() {
     assert_eq!(doc.unwrap()["job_id"], "x");
 
     let receiver = Receiver::start(Some(SECRET)).await;
-    let response = reqwest::Client::new()
+    let response = foodseg_http::client()
+        .unwrap()
         .post(receiver.url("ok"))
         .header("content-type", "application/json")
         .header("webhook-id", "msg_1")

@@ -117,7 +117,7 @@ async fn health_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
     config.http_addr = Some(([127, 0, 0, 1], port).into());
     let worker = env.start_worker(config);
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = foodseg_http::client()?;
     wait_until(Duration::from_secs(60), || async {
         match http.get(format!("{base}/health/ready")).send().await {
             Ok(r) => r.status() == 200,

@@ -48,7 +48,7 @@ async fn uploaded_photos_are_segmented_from_the_stored_bytes(pool: PgPool) -> an
     )
     .await?;
     let worker = env.start_worker(env.config("w-upload", 15.0));
-    let http = reqwest::Client::new();
+    let http = foodseg_http::client()?;
 
     // Raw body, as the foodseg CLI sends it.
     let queued: Value = http

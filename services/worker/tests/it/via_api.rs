@@ -29,7 +29,7 @@ async fn photos_enqueued_on_the_api_succeed_via_status(pool: PgPool) -> anyhow::
         .await?;
     let images = ImageServer::start(0).await;
     let worker = env.start_worker(env.config("w-api", 15.0));
-    let http = reqwest::Client::new();
+    let http = foodseg_http::client()?;
 
     let cases = [
         ("fruits.jpg", "orange", 0.8, [317.0, 246.0, 511.0, 476.0]),

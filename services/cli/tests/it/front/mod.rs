@@ -21,7 +21,7 @@ impl Front {
         let refused = Arc::new(AtomicUsize::new(0));
         let router = Router::with_path("{**rest}").goal(Forward {
             api: api.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: foodseg_http::client()?,
             refused: refused.clone(),
         });
         let (addr, shutdown) = foodseg_testkit::serve_router(router).await?;

@@ -2,12 +2,17 @@
 //! the addresses foodseg may connect to. Addresses are checked after DNS resolution, on
 //! every connection (including each redirect hop), not on the URL's text.
 
+mod addresses;
+mod client;
+mod refusal;
+
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use url::Url;
+
+pub use refusal::Refusal;
 
 /// Longest URL a client may send.
 pub const MAX_URL_LEN: usize = 2048;
@@ -71,8 +76,8 @@ impl NetPolicy {
 
     /// Whether a connection to `ip` is allowed.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Blocked> {
-        let ip = canonical(ip);
-        if self.allow.iter().any(|net| net.contains(&ip)) || is_public(ip) {
+        let ip = addresses::canonical(ip);
+        if self.allow.iter().any(|net| net.contains(&ip)) || addresses::is_public(ip) {
             Ok(())
         } else {
             Err(Blocked(ip))
@@ -88,113 +93,56 @@ impl NetPolicy {
         }
     }
 
-    /// An HTTP client that can only reach allowed addresses: DNS answers are filtered,
-    /// IP-literal hosts are checked, and every redirect hop is checked again.
-    pub fn http_client(
-        &self,
-        connect_timeout: Duration,
-        max_redirects: usize,
-    ) -> Result<reqwest::Client, reqwest::Error> {
-        let resolver = Arc::new(GuardedResolver {
-            policy: self.clone(),
-        });
-        let policy = self.clone();
-        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > max_redirects {
-                return attempt.error(format!("more than {max_redirects} redirects"));
-            }
-            if !matches!(attempt.url().scheme(), "http" | "https") {
-                let scheme = attempt.url().scheme().to_string();
-                return attempt.error(format!("redirect to a {scheme} URL"));
-            }
-            if let Err(blocked) = policy.check_url_host(attempt.url()) {
-                return attempt.error(blocked);
-            }
-            attempt.follow()
-        });
-        reqwest::Client::builder()
-            .dns_resolver(resolver)
-            .redirect(redirect)
-            .connect_timeout(connect_timeout)
-            .user_agent(concat!("foodseg/", env!("CARGO_PKG_VERSION")))
-            .build()
-    }
-}
-
-/// Maps IPv4-mapped IPv6 addresses to IPv4 so the IPv4 rules apply to them.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
-
-/// Globally routable unicast: not loopback, private, link-local (incl. cloud metadata
-/// 169.254.169.254), shared, documentation, benchmarking, multicast or reserved.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_unspecified()
-                || v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking
-                || a >= 240) // reserved
-        }
-        IpAddr::V6(v6) => {
-            let seg0 = v6.segments()[0];
-            !(v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local
-                || (seg0 & 0xffc0) == 0xfe80 // link-local
-                || (seg0 == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-                || (seg0 == 0x0064 && v6.segments()[1] == 0xff9b)) // NAT64 can reach private v4
+    /// Whether `url` may be fetched now: http(s), and a host that is an allowed address
+    /// or a name with at least one allowed address (found within `timeout`). The guarded
+    /// client enforces the same on every connection; checking first tells "refused for
+    /// good" from "cannot resolve right now" ([`Refusal::is_permanent`]).
+    pub async fn check_url(&self, url: &Url, timeout: Duration) -> Result<(), Refusal> {
+        self.check_url_literal(url)?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        match tokio::time::timeout(timeout, self.resolve(host, port)).await {
+            Ok(resolved) => resolved.map(drop),
+            Err(_) => Err(Refusal::LookupTimeout {
+                host: host.to_string(),
+            }),
         }
     }
-}
 
-/// DNS resolution that drops refused addresses and fails when none is left.
-struct GuardedResolver {
-    policy: NetPolicy,
-}
+    /// The checks that need no lookup: the scheme, and a host given as an IP address.
+    fn check_url_literal(&self, url: &Url) -> Result<(), Refusal> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Refusal::Scheme(url.scheme().to_string()));
+        }
+        match url.host() {
+            None => Err(Refusal::NoHost),
+            Some(_) => self.check_url_host(url).map_err(Refusal::Address),
+        }
+    }
 
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match policy.check_ip(a.ip()) {
-                    Ok(()) => true,
-                    Err(b) => {
-                        refused = Some(b);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> = match refused {
-                    Some(b) => format!("{host} resolves to {}", b).into(),
-                    None => format!("{host} has no address").into(),
-                };
-                return Err(err);
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+    /// The allowed addresses of `host`, or why there is none.
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| Refusal::Lookup {
+                host: host.to_string(),
+                source,
+            })?;
+        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            addrs.partition(|a| self.check_ip(a.ip()).is_ok());
+        if !allowed.is_empty() {
+            return Ok(allowed);
+        }
+        Err(match refused.first() {
+            Some(first) => Refusal::Resolves {
+                host: host.to_string(),
+                blocked: Blocked(addresses::canonical(first.ip())),
+            },
+            None => Refusal::NoAddress {
+                host: host.to_string(),
+            },
         })
     }
 }
@@ -247,6 +195,57 @@ mod tests {
         assert!(local.check_ip("127.0.0.1".parse().unwrap()).is_ok());
         assert!(local.check_ip("10.0.0.1".parse().unwrap()).is_err());
         assert!(NetPolicy::parse_allow_list("nonsense").is_err());
+    }
+
+    async fn check(policy: &NetPolicy, url: &str) -> Result<(), Refusal> {
+        let url = Url::parse(url).unwrap();
+        policy.check_url(&url, Duration::from_secs(5)).await
+    }
+
+    #[tokio::test]
+    async fn url_checks_say_why_they_refuse() {
+        let strict = NetPolicy::default();
+        assert!(check(&strict, "http://8.8.8.8/a.jpg").await.is_ok());
+        assert!(matches!(
+            check(&strict, "ftp://example.com/a.jpg").await,
+            Err(Refusal::Scheme(scheme)) if scheme == "ftp"
+        ));
+        let metadata = check(&strict, "http://169.254.169.254/latest").await;
+        assert!(
+            matches!(&metadata, Err(Refusal::Address(Blocked(ip))) if ip.to_string() == "169.254.169.254"),
+            "{metadata:?}"
+        );
+        assert!(matches!(
+            check(&strict, "http://[::ffff:10.0.0.1]/").await,
+            Err(Refusal::Address(_))
+        ));
+
+        let by_name = check(&strict, "http://localhost:8080/hook")
+            .await
+            .unwrap_err();
+        assert!(by_name.is_permanent());
+        assert_eq!(
+            by_name.to_string(),
+            "localhost resolves to address 127.0.0.1 is private, loopback, link-local or \
+             otherwise not public; refused"
+        );
+
+        // `.invalid` never resolves: not refused for good, since DNS may just be down.
+        let missing = check(&strict, "https://nothing.invalid/a.jpg")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                missing,
+                Refusal::Lookup { .. } | Refusal::LookupTimeout { .. }
+            ),
+            "{missing:?}"
+        );
+        assert!(!missing.is_permanent());
+
+        let local = NetPolicy::parse_allow_list("127.0.0.0/8").unwrap();
+        assert!(check(&local, "http://localhost:8080/hook").await.is_ok());
+        assert!(check(&local, "http://127.0.0.1:8080/hook").await.is_ok());
     }
 
     #[test]
