@@ -62,7 +62,7 @@ impl Bus {
             .connect(url)
             .await
             .map_err(|source| BusError::Connect {
-                url: url.to_string(),
+                url: foodseg_http::redact::url(url),
                 source,
             })?;
         let mut js = jetstream::new(client.clone());

@@ -1,7 +1,8 @@
 //! One-line rendering of an error and its sources, for logs and stored `last_error` text.
 
 /// `error: cause: cause…` on one line. A source whose text the line already ends with
-/// (an error that prints its own source) is not repeated.
+/// (an error that prints its own source) is not repeated. URLs quoted anywhere in it are
+/// redacted (`foodseg_http::redact`): the line is logged and stored.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -13,7 +14,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
-    out
+    foodseg_http::redact::urls_in(&out)
 }
 
 #[cfg(test)]
@@ -26,6 +27,15 @@ mod tests {
         Wraps(#[source] std::io::Error),
         #[error("cannot load: {0}")]
         Prints(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn urls_in_errors_are_redacted() {
+        let e = std::io::Error::other("cannot reach https://u:pw@h.example/a?sig=s3");
+        assert_eq!(
+            error_chain(&e),
+            "cannot reach https://h.example/a?sig=REDACTED"
+        );
     }
 
     #[test]

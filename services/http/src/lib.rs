@@ -9,9 +9,12 @@
 //! `foodseg/<version>` user agent. The workspace's `clippy.toml` refuses reqwest's own
 //! constructors everywhere else.
 //!
+//! [`redact`] says what may be shown of a URL (in spans, logs, stored errors, events).
+//!
 //! Because the TLS setup comes ready-made, reqwest's TLS options (`add_root_certificate`,
 //! `tls_*`, `danger_*`) have no effect on these builders.
 
+pub mod redact;
 #[cfg(test)]
 mod tests;
 

@@ -93,7 +93,12 @@ pub async fn fetch(
     url: &Url,
     limits: &FetchLimits,
 ) -> Result<Fetched, FetchError> {
-    let span = tracing::info_span!("fetch", url = %url, bytes = tracing::field::Empty, status = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "fetch",
+        url = %foodseg_http::redact::url(url.as_str()),
+        bytes = tracing::field::Empty,
+        status = tracing::field::Empty
+    );
     let work = async {
         let response = client.get(url.clone()).send().await.map_err(classify)?;
         let status = response.status();
@@ -148,6 +153,8 @@ async fn read_capped(mut response: reqwest::Response, max_bytes: u64) -> Result<
 }
 
 fn classify(error: reqwest::Error) -> FetchError {
+    // The URL may carry credentials; the error's text is stored with the job and logged.
+    let error = error.without_url();
     if error.is_timeout() {
         return FetchError::Timeout;
     }

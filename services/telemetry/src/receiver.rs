@@ -37,11 +37,27 @@ pub struct ReceivedSpan {
     pub attributes: BTreeMap<String, String>,
     /// `unset`, `ok` or `error`.
     pub status: &'static str,
+    /// The status description, when the span failed.
+    pub status_message: String,
+    /// Span events (log records inside the span): name and attributes.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
 }
 
 impl ReceivedSpan {
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// Everything the span carries as text: name, attributes, status message, events.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{} {:?} {}",
+            self.name, self.attributes, self.status_message
+        );
+        for (name, attributes) in &self.events {
+            out.push_str(&format!(" {name} {attributes:?}"));
+        }
+        out
     }
 }
 
@@ -229,11 +245,17 @@ fn record(shared: &Shared, request: ExportTraceServiceRequest) {
                         _ => "unspecified",
                     },
                     attributes: attributes(&span.attributes),
-                    status: match span.status.map(|s| s.code) {
+                    status: match span.status.as_ref().map(|s| s.code) {
                         Some(1) => "ok",
                         Some(2) => "error",
                         _ => "unset",
                     },
+                    status_message: span.status.map(|s| s.message).unwrap_or_default(),
+                    events: span
+                        .events
+                        .iter()
+                        .map(|e| (e.name.clone(), attributes(&e.attributes)))
+                        .collect(),
                 });
             }
         }

@@ -28,7 +28,7 @@ pub fn http_server(method: &str, route: &str, headers: &http::HeaderMap) -> trac
 }
 
 /// CLIENT span for one outgoing HTTP request (a webhook delivery attempt, an image
-/// fetch). `url.full` never carries credentials.
+/// fetch). `url.full` is redacted (no credentials, no query values).
 pub fn http_client(method: &str, url: &str) -> tracing::Span {
     let (server_address, server_port) = server_of(url);
     tracing::info_span!(
@@ -37,7 +37,7 @@ pub fn http_client(method: &str, url: &str) -> tracing::Span {
         otel.kind = "client",
         otel.status_code = Empty,
         http.request.method = %method,
-        url.full = %redact_userinfo(url),
+        url.full = %foodseg_http::redact::url(url),
         server.address = server_address.as_deref().unwrap_or(""),
         server.port = server_port,
         http.response.status_code = Empty,
@@ -122,34 +122,44 @@ fn server_of(url: &str) -> (Option<String>, u16) {
     (uri.host().map(str::to_string), port)
 }
 
-/// The URL without `user:password@`, which must not end up in a trace backend.
-fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://REDACTED:REDACTED@{host}{tail}"),
-        None => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn userinfo_is_redacted() {
-        assert_eq!(
-            redact_userinfo("https://u:p@h.example/a?b=1"),
-            "https://REDACTED:REDACTED@h.example/a?b=1"
+    fn client_spans_show_urls_redacted() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let record = seen.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || Writer(record.clone()))
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let _span = http_client("POST", "https://u:pw@h.example/hook?sig=abc").entered();
+        });
+        let text = seen.lock().unwrap().clone();
+        assert!(
+            text.contains("https://h.example/hook?sig=REDACTED"),
+            "{text}"
         );
-        assert_eq!(
-            redact_userinfo("http://h.example/a@b"),
-            "http://h.example/a@b"
-        );
-        assert_eq!(redact_userinfo("not a url"), "not a url");
+        assert!(!text.contains("pw") && !text.contains("abc"), "{text}");
+    }
+
+    /// Collects what a fmt layer writes.
+    struct Writer(std::sync::Arc<std::sync::Mutex<String>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(buf));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

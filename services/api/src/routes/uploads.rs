@@ -19,7 +19,9 @@ use super::jobs::{DocumentReply, with_deadline};
 use super::middleware::state;
 use crate::enqueue::check_url;
 use crate::error::ApiError;
-use crate::upload::{UploadError, check_filename, check_image, receive};
+use crate::upload::{
+    MULTIPART_OVERHEAD, UploadError, check_filename, check_image, discard, receive,
+};
 
 /// Actor recorded in the job's event log for uploads.
 const ACTOR: &str = "api";
@@ -51,11 +53,18 @@ async fn upload_image(
         .clone();
     // Refused before a byte of the body is read: over the caller's budget, or too many
     // uploads in flight. The slot is held until the upload is stored.
-    state
-        .limits
-        .check(crate::limits::Route::Uploads, crate::auth::caller(depot))?;
-    let _slot = state.limits.upload_slot()?;
     let limits = state.uploads;
+    let admitted = state
+        .limits
+        .check(crate::limits::Route::Uploads, crate::auth::caller(depot))
+        .and_then(|()| state.limits.upload_slot());
+    let _slot = match admitted {
+        Ok(slot) => slot,
+        Err(refused) => {
+            discard(req, limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)).await;
+            return Err(refused.into());
+        }
+    };
     let received = receive(req, &limits).await?;
     let image = check_image(&received.bytes, &limits)?;
     let filename = check_filename(

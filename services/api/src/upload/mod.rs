@@ -9,7 +9,7 @@ mod receive;
 pub use error::UploadError;
 pub use filename::{MAX_FILENAME_BYTES, check_filename};
 pub use foodseg_pipeline::sniff::{Foreign, ImageType, sniff};
-pub use receive::{Received, receive};
+pub use receive::{Received, discard, receive};
 
 use std::time::Duration;
 

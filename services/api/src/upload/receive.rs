@@ -64,6 +64,20 @@ pub async fn receive(req: &mut Request, limits: &UploadLimits) -> Result<Receive
     }
 }
 
+/// Reads and drops `req`'s body, at most `limit` bytes of it: a refusal answered before
+/// the body was read would otherwise reach a client still sending it as a reset
+/// connection instead of the answer. Costs no memory beyond one chunk.
+pub async fn discard(req: &mut Request, limit: usize) {
+    let mut body = std::pin::pin!(chunks(req));
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            break;
+        }
+    }
+}
+
 /// The request body as a stream of data chunks.
 fn chunks(req: &mut Request) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     req.take_body().filter_map(|frame| async move {

@@ -406,3 +406,116 @@ async fn openapi_documents_the_upload_endpoint(pool: PgPool) -> anyhow::Result<(
     tb.cleanup().await;
     Ok(())
 }
+
+/// The peak resident memory (VmHWM) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// Twenty 20 MiB uploads at once against the api binary as its own process: each ends in
+/// 200, 413 or 429, its peak memory stays under 256 MiB, and every stored job has its
+/// whole image (nothing half stored).
+#[sqlx::test(migrations = "../../migrations")]
+async fn twenty_parallel_20_mib_uploads_stay_within_memory(pool: PgPool) -> anyhow::Result<()> {
+    let tb = TestBus::new().await?;
+    let db = pool
+        .connect_options()
+        .get_database()
+        .map(str::to_string)
+        .unwrap_or_default();
+    let mut database_url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
+    database_url.set_path(&db);
+    let port = foodseg_testkit::free_port()?;
+    let mut api = tokio::process::Command::new(env!("CARGO_BIN_EXE_foodseg-api"))
+        .env("DATABASE_URL", database_url.as_str())
+        .env("NATS_URL", &tb.url)
+        .env("FOODSEG_NATS_PREFIX", &tb.subjects.prefix)
+        .env("FOODSEG_API_ADDR", format!("127.0.0.1:{port}"))
+        .env("FOODSEG_MODELS_DIR", repo_models_dir())
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = api.id().ok_or_else(|| anyhow::anyhow!("api has no pid"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = foodseg_http::client()?;
+    wait_until(Duration::from_secs(60), || async {
+        http.get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await?;
+
+    // A JPEG signature, then 20 MiB of bytes that do not compress.
+    let mut image = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    let mut x: u32 = 0x9E37_79B9;
+    image.extend((4..20 * 1024 * 1024).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as u8
+    }));
+    let image = bytes::Bytes::from(image);
+    let before = peak_rss(pid)?;
+    let uploads = (0..20).map(|i| {
+        let (http, url, body) = (
+            http.clone(),
+            format!("{base}/v2/uploads?filename=big-{i}.jpg"),
+            image.clone(),
+        );
+        async move {
+            let res = http.post(url).body(body).send().await?;
+            anyhow::Ok(res.status())
+        }
+    });
+    let statuses = futures::future::join_all(uploads).await;
+    let peak = peak_rss(pid)?;
+    api.kill().await?;
+
+    let mut accepted = 0;
+    for status in statuses {
+        let status = status?;
+        assert!(
+            [
+                StatusCode::OK,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::TOO_MANY_REQUESTS
+            ]
+            .contains(&status),
+            "an upload ended in {status}"
+        );
+        accepted += usize::from(status == StatusCode::OK);
+    }
+    assert!(accepted >= 1, "no upload was stored");
+    const LIMIT: u64 = 256 * 1024 * 1024;
+    assert!(
+        peak < LIMIT,
+        "peak RSS {} MiB (before the uploads {} MiB)",
+        peak >> 20,
+        before >> 20
+    );
+    eprintln!(
+        "20 x 20 MiB uploads: {accepted} stored, peak RSS {} MiB (idle {} MiB)",
+        peak >> 20,
+        before >> 20
+    );
+    let (jobs, _, _, uploads) = counts(&pool).await?;
+    assert_eq!((jobs, uploads), (accepted as i64, accepted as i64));
+    let whole = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM uploads WHERE size = $1 AND octet_length(bytes) = $1"#,
+        image.len() as i64
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(whole, accepted as i64, "every stored image is whole");
+    tb.cleanup().await;
+    Ok(())
+}

@@ -82,7 +82,8 @@ impl Sender {
             Err(e) if e.is_timeout() => {
                 return Answer::Transport(format!("no answer within {:?}", self.timeout));
             }
-            Err(e) => return Answer::Transport(error_chain(&e)),
+            // Without the URL: it may carry credentials, and the error is stored and shown.
+            Err(e) => return Answer::Transport(error_chain(&e.without_url())),
         };
         let code = response.status().as_u16();
         let retry_after = response

@@ -6,7 +6,9 @@
 //!   delivery's CLIENT span in that trace (decoded from real OTLP/HTTP protobuf);
 //! - with the exporter pointed at a collector that never answers, jobs still complete and
 //!   the services still shut down gracefully;
-//! - `/metrics` of each service counts what a few jobs did.
+//! - `/metrics` of each service counts what a few jobs did;
+//! - a password and a signature planted in image and webhook URLs reach no span, no log
+//!   line, no job event and no stored delivery error.
 //!
 //! The binaries are built (incrementally) by the test itself: `cargo test -p
 //! foodseg-scheduler` only builds this package's binary.
@@ -296,6 +298,110 @@ async fn metrics_count_what_a_few_jobs_did(pool: PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A password and a presigned-URL signature in an image URL and a webhook URL: the jobs
+/// run (one succeeds, one fails on an unreachable host, one webhook fails on one), and
+/// neither secret appears in any exported span, any log line (our crates at debug), any
+/// job event or any delivery's stored error.
+#[sqlx::test(migrations = "../../migrations")]
+async fn secrets_in_urls_reach_no_span_log_event_or_stored_error(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    const PASSWORD: &str = "pl4nted-Passw0rd";
+    const SIGNATURE: &str = "pl4nted5ignature";
+    let otlp = OtlpReceiver::start().await?;
+    let hooks = Hooks::start().await?;
+    let debug = "info,foodseg_api=debug,foodseg_worker=debug,foodseg_scheduler=debug,\
+                 foodseg_engine=debug,foodseg_pipeline=debug,foodseg_telemetry=debug";
+    let stack = Stack::start_with(
+        &pool,
+        Some(&otlp.endpoint()),
+        vec![
+            ("RUST_LOG", debug.into()),
+            ("FOODSEG_MAX_ATTEMPTS", "1".into()),
+        ],
+    )
+    .await?;
+    let secret = |url: &str, path: Option<&str>| -> anyhow::Result<String> {
+        let mut url = url::Url::parse(url)?;
+        url.set_username("mfr")
+            .map_err(|()| anyhow::anyhow!("no userinfo"))?;
+        url.set_password(Some(PASSWORD))
+            .map_err(|()| anyhow::anyhow!("no userinfo"))?;
+        if let Some(path) = path {
+            url.set_path(path);
+        }
+        url.set_query(Some(&format!(
+            "X-Amz-Signature={SIGNATURE}&X-Amz-Expires=300"
+        )));
+        Ok(url.to_string())
+    };
+    let image = secret(&stack.image_url, None)?;
+    let hook = secret(&hooks.url("/hook"), None)?;
+    let closed = format!("http://127.0.0.1:{}/", free_port()?);
+    let unreachable_image = secret(&closed, Some("/dish.jpg"))?;
+    let unreachable_hook = secret(&closed, Some("/hook"))?;
+
+    let ok = stack.enqueue_image(&image, &hook).await?;
+    let failed = stack.enqueue_image(&unreachable_image, &hook).await?;
+    let undelivered = stack.enqueue_image(&image, &unreachable_hook).await?;
+    hooks.wait_for(2, DEADLINE).await?;
+    let store = foodseg_engine::Store::from_pool(pool.clone(), stack.subjects.clone());
+    let first_attempt = wait_until(DEADLINE, || async {
+        let deliveries = store.deliveries(undelivered.into()).await.ok()?;
+        deliveries.into_iter().find(|d| !d.attempt_log.is_empty())
+    })
+    .await
+    .context("the failing webhook's first attempt")?;
+    assert!(first_attempt.attempt_log[0].error.is_some());
+    stack.stop().await?;
+
+    let leaked = |text: &str| text.contains(PASSWORD) || text.contains(SIGNATURE);
+    let spans = otlp.spans();
+    assert!(spans.len() > 10, "{} spans", spans.len());
+    for span in &spans {
+        let text = span.text();
+        assert!(
+            !leaked(&text),
+            "span {} of {}: {text}",
+            span.name,
+            span.service_name
+        );
+    }
+    for (service, log) in stack.read_logs()? {
+        assert!(!log.is_empty(), "{service} logged nothing");
+        for line in log.lines() {
+            assert!(!leaked(line), "{service} logged: {line}");
+        }
+    }
+    for id in [ok, failed, undelivered] {
+        for event in store.events(id.into()).await? {
+            let text = format!("{event:?}");
+            assert!(!leaked(&text), "event of {id}: {text}");
+        }
+        for delivery in store.deliveries(id.into()).await? {
+            let text = format!("{:?} {:?}", delivery.last_error, delivery.attempt_log);
+            assert!(!leaked(&text), "delivery of {id}: {text}");
+        }
+        let job = store.get(id.into()).await?.context("job")?;
+        let text = format!("{} {:?}", job.message, job.last_error);
+        assert!(!leaked(&text), "job {id}: {text}");
+    }
+    let failed = store.get(failed.into()).await?.context("job")?;
+    assert_eq!(
+        failed.status,
+        foodseg_engine::JobStatus::Failed,
+        "{}",
+        failed.message
+    );
+    assert!(
+        failed.message.contains("Connection refused"),
+        "the reason still says what went wrong: {}",
+        failed.message
+    );
+    stack.cleanup().await;
+    Ok(())
+}
+
 /// Sum of the samples of `name` whose labels include `labels` (`None` when none match).
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
@@ -336,6 +442,15 @@ struct Stack {
 
 impl Stack {
     async fn start(pool: &PgPool, otlp_endpoint: Option<&str>) -> anyhow::Result<Stack> {
+        Self::start_with(pool, otlp_endpoint, Vec::new()).await
+    }
+
+    /// Like [`Stack::start`], with more variables for every service.
+    async fn start_with(
+        pool: &PgPool,
+        otlp_endpoint: Option<&str>,
+        extra: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<Stack> {
         let bin = built_binaries().await?;
         let root = workspace_root();
         let subjects = Subjects::with_prefix(&format!("t{}", Uuid::new_v4().simple()));
@@ -371,6 +486,7 @@ impl Stack {
             common.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()));
             common.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".into()));
         }
+        common.extend(extra);
         let services: [(&str, Vec<(&str, String)>); 3] = [
             ("foodseg-api", vec![("FOODSEG_API_ADDR", api.to_string())]),
             (
@@ -441,7 +557,12 @@ impl Stack {
 
     /// `POST /enqueue` as MFR does it; returns the job id.
     async fn enqueue(&self, webhook_url: &str) -> anyhow::Result<Uuid> {
-        let body = serde_json::json!({ "image_url": self.image_url, "model_id": null, "webhook_url": webhook_url });
+        self.enqueue_image(&self.image_url, webhook_url).await
+    }
+
+    /// `POST /enqueue` of `image_url` as MFR does it; returns the job id.
+    async fn enqueue_image(&self, image_url: &str, webhook_url: &str) -> anyhow::Result<Uuid> {
+        let body = serde_json::json!({ "image_url": image_url, "model_id": null, "webhook_url": webhook_url });
         let response = self
             .http
             .post(format!("http://{}/enqueue", self.api))
@@ -474,6 +595,14 @@ impl Stack {
 
     fn log_path(&self, service: &str) -> PathBuf {
         self.logs.join(format!("{service}.log"))
+    }
+
+    /// Every service's log, by service.
+    fn read_logs(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        ["foodseg-api", "foodseg-worker", "foodseg-scheduler"]
+            .into_iter()
+            .map(|name| Ok((name, std::fs::read_to_string(self.log_path(name))?)))
+            .collect()
     }
 
     fn dump_logs(&self) {
