@@ -20,9 +20,11 @@ ort:
 services:
     @scripts/ensure-services.sh
 
-# Run every test against the real Postgres, NATS and ONNX Runtime.
+# Run every test against the real Postgres, NATS and ONNX Runtime, then Schemathesis
+# against a live api (no 5xx; every answer matches the OpenAPI document).
 test: ort services
     cargo test --workspace --no-fail-fast
+    scripts/schemathesis.sh 50
 
 # Formatting, lints and the checked queries' offline data, as CI checks them.
 lint: deploy-check sqlx-check
