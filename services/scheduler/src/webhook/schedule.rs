@@ -51,7 +51,9 @@ impl Default for RetrySchedule {
 impl RetrySchedule {
     /// A schedule of maximum delays (one per retry); empty means a single attempt.
     pub fn new(delays: Vec<Duration>) -> Result<Self, ScheduleError> {
-        let total: Duration = delays.iter().sum();
+        let total = delays
+            .iter()
+            .fold(Duration::ZERO, |sum, &d| sum.saturating_add(d));
         if total > MAX_SPAN {
             return Err(ScheduleError::TooLong(total));
         }
@@ -273,6 +275,11 @@ mod tests {
             RetrySchedule::parse("20h,5h"),
             Err(ScheduleError::TooLong(_))
         ));
+        // Delays too long to add up are too long, not a crash.
+        assert_eq!(
+            RetrySchedule::parse("1e19, 1e19"),
+            Err(ScheduleError::TooLong(Duration::MAX))
+        );
     }
 
     #[test]
@@ -308,3 +315,4 @@ mod tests {
         assert_eq!(ra.next_attempt_at, Some(t0() + secs(2)));
     }
 }
+
