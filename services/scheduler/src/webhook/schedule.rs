@@ -86,8 +86,9 @@ impl RetrySchedule {
     }
 
     /// When to retry after attempt `attempt` (1-based) failed, or `None` when it was the
-    /// last. `jitter` in `[0, 1]` picks the delay within the step's maximum;
-    /// `retry_after` is a lower bound, itself bounded by the schedule's end.
+    /// last. `jitter` in `[0, 1]` picks the delay within the step's maximum (clamped; NaN
+    /// counts as 1); `retry_after` is a lower bound, itself bounded by the schedule's
+    /// end. Never before `now`, and never after the end unless `now` already is.
     pub fn next_attempt_at(
         &self,
         attempt: u32,
@@ -98,11 +99,18 @@ impl RetrySchedule {
     ) -> Option<DateTime<Utc>> {
         let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
         let max = *self.delays.get(index)?;
-        let mut delay = max.mul_f64(jitter.clamp(0.0, 1.0));
+        let jitter = if jitter.is_nan() {
+            1.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
+        let mut delay = max.mul_f64(jitter);
         if let Some(asked) = retry_after {
             delay = delay.max(asked);
         }
-        let end = created_at + chrono_duration(self.span());
+        let end = created_at
+            .checked_add_signed(chrono_duration(self.span()))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let at = now
             .checked_add_signed(chrono_duration(delay))
             .unwrap_or(end);
@@ -235,6 +243,10 @@ mod tests {
             s.next_attempt_at(3, t0(), now, None, 7.0),
             Some(now + secs(120))
         );
+        assert_eq!(
+            s.next_attempt_at(3, t0(), now, None, f64::NAN),
+            Some(now + secs(120))
+        );
     }
 
     #[test]
@@ -252,6 +264,9 @@ mod tests {
             s.next_attempt_at(1, t0(), t0(), Some(Duration::MAX), 0.1),
             Some(end)
         );
+        // A schedule ending past the last representable instant ends there.
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(s.next_attempt_at(1, last, last, None, 1.0), Some(last));
     }
 
     #[test]
