@@ -77,6 +77,10 @@ pub(crate) fn check_url(
     policy: &NetPolicy,
 ) -> Result<String, ApiError> {
     let invalid = |reason: String| ApiError::InvalidUrl { field, reason };
+    // The URL parser escapes a NUL, but the job's text columns cannot hold one.
+    if raw.contains('\0') {
+        return Err(invalid("contains a NUL character".into()));
+    }
     let url = validate_url(&raw).map_err(|e| invalid(e.to_string()))?;
     policy
         .check_url_host(&url)
@@ -156,6 +160,15 @@ mod tests {
             code(r#"{"image_url":"https://x.org/a","webhook_url":""}"#),
             ("empty_field", Some("webhook_url".into()))
         );
+        // Accepted by the URL parser (it escapes it), but no text column can hold NUL.
+        assert_eq!(
+            code(r#"{"image_url":"https://x.org/a\u0000.jpg"}"#),
+            ("invalid_url", Some("image_url".into()))
+        );
+        assert_eq!(
+            code(r#"{"image_url":"https://x.org/a","webhook_url":"https://h.org/\u0000"}"#),
+            ("invalid_url", Some("webhook_url".into()))
+        );
     }
 
     #[test]
@@ -217,6 +230,7 @@ mod properties {
             Just("http://例え.jp/パス.jpg".to_owned()),
             Just(" https://x.org/a.jpg ".to_owned()),
             Just("https://x.org/a\nb.jpg".to_owned()),
+            Just("https://x.org/a\u{0}.jpg".to_owned()),
             Just("x.org/a.jpg".to_owned()),
             Just(String::new()),
             Just(" \t\n".to_owned()),
@@ -285,7 +299,10 @@ mod properties {
         map: &Map<String, Value>,
         policy: &NetPolicy,
     ) -> Result<(), (&'static str, &'static str)> {
-        let url_ok = |s: &str| validate_url(s).is_ok_and(|u| policy.check_url_host(&u).is_ok());
+        // Postgres text cannot hold NUL, so a URL with one could not be stored.
+        let url_ok = |s: &str| {
+            !s.contains('\0') && validate_url(s).is_ok_and(|u| policy.check_url_host(&u).is_ok())
+        };
         let check = |name: &'static str, required: bool, is_url: bool| match map.get(name) {
             None | Some(Value::Null) if required => Err(("missing_field", name)),
             None | Some(Value::Null) => Ok(()),
@@ -328,6 +345,7 @@ mod properties {
             let parsed = parsed.unwrap();
             prop_assert!(matches!(parsed.scheme(), "http" | "https"));
             prop_assert!(url.len() <= MAX_URL_LEN);
+            prop_assert!(!url.contains('\0'), "{url:?} cannot be stored");
         }
         if let Some(model_id) = &r.model_id {
             prop_assert!(!model_id.trim().is_empty());
