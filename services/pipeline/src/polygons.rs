@@ -13,14 +13,15 @@ pub type Polygon = Vec<[i32; 2]>;
 
 /// One polygon per connected part of `mask` (holes are not reported), simplified with
 /// `tolerance` pixels and clamped into an `image_width`x`image_height` image. Parts
-/// that simplify to fewer than 3 points are dropped.
+/// that simplify (or are clamped) to fewer than 3 distinct points are dropped; an empty
+/// image has none.
 pub fn mask_polygons(
     mask: &Mask,
     tolerance: f64,
     image_width: u32,
     image_height: u32,
 ) -> Vec<Polygon> {
-    if mask.width == 0 || mask.height == 0 {
+    if mask.width == 0 || mask.height == 0 || image_width == 0 || image_height == 0 {
         return Vec::new();
     }
     // One pixel of background around the mask so parts touching its edge close properly.
@@ -54,7 +55,11 @@ pub fn mask_polygons(
             if points.len() > 1 && points.first() == points.last() {
                 points.pop();
             }
-            (points.len() >= 3).then_some(points)
+            // Clamping can fold a part reaching past the image onto its edge.
+            let mut distinct = points.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            (distinct.len() >= 3).then_some(points)
         })
         .collect()
 }
@@ -161,6 +166,18 @@ mod tests {
             assert!(polygon.contains(&corner), "{corner:?} in {polygon:?}");
         }
         assert!(polygon.len() <= 9, "{polygon:?}");
+    }
+
+    #[test]
+    fn parts_clamped_into_the_image_keep_three_distinct_points() {
+        // Reaches past a 9x7 image: clamped onto its right edge, this part would be
+        // [[8, 0], [8, 2], [8, 0], [8, 2]].
+        let m = mask(62, 0, 4, &[".#..", "#.#.", "#..#"]);
+        assert_eq!(mask_polygons(&m, 1.8, 9, 7), Vec::<Polygon>::new());
+        let square = mask(0, 0, 3, &["###", "###", "###"]);
+        assert!(mask_polygons(&square, 0.0, 0, 3).is_empty());
+        assert!(mask_polygons(&square, 0.0, 3, 0).is_empty());
+        assert_eq!(mask_polygons(&square, 0.0, 3, 3).len(), 1);
     }
 
     #[test]
@@ -478,6 +495,28 @@ mod properties {
             let polygons = mask_polygons(&mask, tolerance, width, height);
             check_shape(&polygons, &mask, width, height)?;
             prop_assert!(polygons.len() <= mask_polygons(&mask, 0.0, width, height).len());
+        }
+
+        /// A mask reaching past a smaller image (or into an empty one) is clamped into it.
+        #[test]
+        fn points_are_clamped_into_the_image(
+            (mask, _, _) in placed_mask(),
+            width in 0u32..80,
+            height in 0u32..80,
+            tolerance in 0.0..2.0f64,
+        ) {
+            for polygon in mask_polygons(&mask, tolerance, width, height) {
+                let mut distinct = polygon.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                prop_assert!(distinct.len() >= 3, "{:?}", polygon);
+                for [x, y] in polygon {
+                    prop_assert!(
+                        (0..width as i32).contains(&x) && (0..height as i32).contains(&y),
+                        "[{}, {}] outside {}x{}", x, y, width, height
+                    );
+                }
+            }
         }
     }
 }
