@@ -63,7 +63,7 @@ pub enum DecodeError {
         detected.media_type()
     )]
     NotAnImage { detected: Foreign },
-    #[error("image is {width}x{height} px, over the {} MP limit", max_pixels / 1_000_000)]
+    #[error("image is {width}x{height} px, over the {} limit", pixel_count(*max_pixels))]
     TooLarge {
         width: u32,
         height: u32,
@@ -79,6 +79,15 @@ pub enum DecodeError {
         #[source]
         source: image::ImageError,
     },
+}
+
+/// A pixel limit for people: whole megapixels (`50 MP`), else pixels (`4096 px`).
+fn pixel_count(pixels: u64) -> String {
+    if pixels >= 1_000_000 && pixels.is_multiple_of(1_000_000) {
+        format!("{} MP", pixels / 1_000_000)
+    } else {
+        format!("{pixels} px")
+    }
 }
 
 impl DecodeError {

@@ -96,6 +96,18 @@ fn oversized_header_is_refused_before_decoding() {
         ),
         "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        "image is 512x480 px, over the 100 px limit"
+    );
+    let limits = DecodeLimits {
+        max_pixels: 2_500_000,
+    };
+    let err = decode(&png_header(2000, 2000), &limits).expect_err("over 2.5 MP");
+    assert_eq!(
+        err.to_string(),
+        "image is 2000x2000 px, over the 2500000 px limit"
+    );
 }
 
 /// Inserts an APP1 Exif segment with the given orientation right after SOI.

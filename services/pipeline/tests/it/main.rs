@@ -4,6 +4,7 @@
 mod common;
 mod decode;
 mod fetch;
+mod malformed_images;
 mod mask_rcnn;
 mod session_errors;
 mod yolo_seg;

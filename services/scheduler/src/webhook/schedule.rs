@@ -51,7 +51,9 @@ impl Default for RetrySchedule {
 impl RetrySchedule {
     /// A schedule of maximum delays (one per retry); empty means a single attempt.
     pub fn new(delays: Vec<Duration>) -> Result<Self, ScheduleError> {
-        let total: Duration = delays.iter().sum();
+        let total = delays
+            .iter()
+            .fold(Duration::ZERO, |sum, &d| sum.saturating_add(d));
         if total > MAX_SPAN {
             return Err(ScheduleError::TooLong(total));
         }
@@ -84,8 +86,9 @@ impl RetrySchedule {
     }
 
     /// When to retry after attempt `attempt` (1-based) failed, or `None` when it was the
-    /// last. `jitter` in `[0, 1]` picks the delay within the step's maximum;
-    /// `retry_after` is a lower bound, itself bounded by the schedule's end.
+    /// last. `jitter` in `[0, 1]` picks the delay within the step's maximum (clamped; NaN
+    /// counts as 1); `retry_after` is a lower bound, itself bounded by the schedule's
+    /// end. Never before `now`, and never after the end unless `now` already is.
     pub fn next_attempt_at(
         &self,
         attempt: u32,
@@ -96,11 +99,18 @@ impl RetrySchedule {
     ) -> Option<DateTime<Utc>> {
         let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
         let max = *self.delays.get(index)?;
-        let mut delay = max.mul_f64(jitter.clamp(0.0, 1.0));
+        let jitter = if jitter.is_nan() {
+            1.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
+        let mut delay = max.mul_f64(jitter);
         if let Some(asked) = retry_after {
             delay = delay.max(asked);
         }
-        let end = created_at + chrono_duration(self.span());
+        let end = created_at
+            .checked_add_signed(chrono_duration(self.span()))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let at = now
             .checked_add_signed(chrono_duration(delay))
             .unwrap_or(end);
@@ -233,6 +243,10 @@ mod tests {
             s.next_attempt_at(3, t0(), now, None, 7.0),
             Some(now + secs(120))
         );
+        assert_eq!(
+            s.next_attempt_at(3, t0(), now, None, f64::NAN),
+            Some(now + secs(120))
+        );
     }
 
     #[test]
@@ -250,6 +264,9 @@ mod tests {
             s.next_attempt_at(1, t0(), t0(), Some(Duration::MAX), 0.1),
             Some(end)
         );
+        // A schedule ending past the last representable instant ends there.
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(s.next_attempt_at(1, last, last, None, 1.0), Some(last));
     }
 
     #[test]
@@ -273,6 +290,11 @@ mod tests {
             RetrySchedule::parse("20h,5h"),
             Err(ScheduleError::TooLong(_))
         ));
+        // Delays too long to add up are too long, not a crash.
+        assert_eq!(
+            RetrySchedule::parse("1e19, 1e19"),
+            Err(ScheduleError::TooLong(Duration::MAX))
+        );
     }
 
     #[test]
@@ -306,5 +328,237 @@ mod tests {
         }
         let ra = d(&status(503, Some(Duration::from_secs(2))), 1);
         assert_eq!(ra.next_attempt_at, Some(t0() + secs(2)));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Instants from chrono's first to its last, weighted towards the present.
+    fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+        let present = 1_796_000_000_000i64; // late 2026, in milliseconds
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        prop_oneof![
+            3 => (present - 400 * 86_400_000..present + 400 * 86_400_000)
+                .prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
+            1 => Just(min),
+            1 => Just(max),
+            1 => (0..10 * 86_400i64).prop_map(move |s| max - chrono::Duration::seconds(s)),
+            1 => (min.timestamp()..=max.timestamp())
+                .prop_map(|s| DateTime::from_timestamp(s, 0).unwrap()),
+        ]
+    }
+
+    /// Valid schedules: empty, the default, and up to a dozen random steps within a day.
+    fn any_schedule() -> impl Strategy<Value = RetrySchedule> {
+        let step = prop_oneof![
+            Just(Duration::ZERO),
+            (0u64..10_000).prop_map(Duration::from_millis),
+            (0u64..=MAX_SPAN.as_secs()).prop_map(Duration::from_secs),
+        ];
+        prop_oneof![
+            Just(RetrySchedule::default()),
+            Just(RetrySchedule { delays: Vec::new() }),
+            proptest::collection::vec(step, 0..12)
+                .prop_filter_map("over the 24 h limit", |d| RetrySchedule::new(d).ok()),
+        ]
+    }
+
+    fn any_jitter() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            4 => 0.0..=1.0f64,
+            1 => Just(0.0),
+            1 => Just(1.0),
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => Just(f64::NEG_INFINITY),
+            1 => any::<f64>(),
+        ]
+    }
+
+    fn any_retry_after() -> impl Strategy<Value = Option<Duration>> {
+        prop_oneof![
+            2 => Just(None),
+            1 => Just(Some(Duration::ZERO)),
+            2 => (0u64..100_000).prop_map(|s| Some(Duration::from_secs(s))),
+            1 => Just(Some(Duration::from_secs(u64::MAX))),
+            1 => Just(Some(Duration::MAX)),
+        ]
+    }
+
+    fn any_attempt() -> impl Strategy<Value = u32> {
+        prop_oneof![4 => 0u32..14, 1 => Just(u32::MAX), 1 => any::<u32>()]
+    }
+
+    /// `a + d`, or chrono's last instant when that is past it.
+    fn plus(a: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| a.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The contract of `next_attempt_at`: a time only for attempts 1..max_attempts;
+        /// never before `now`; never after the schedule's end `created_at + span()`
+        /// unless `now` itself is past it (then `now`); no later than the step's maximum
+        /// or `Retry-After`, whichever is longer; no sooner than `Retry-After` allows
+        /// within the end; later the larger the jitter.
+        #[test]
+        fn retries_stay_between_now_and_the_schedule_end(
+            schedule in any_schedule(),
+            attempt in any_attempt(),
+            created_at in any_time(),
+            now in any_time(),
+            retry_after in any_retry_after(),
+            jitter in any_jitter(),
+        ) {
+            let at = schedule.next_attempt_at(attempt, created_at, now, retry_after, jitter);
+            let last = attempt >= 1 && attempt < schedule.max_attempts();
+            prop_assert_eq!(at.is_some(), last, "{:?}", at);
+            let Some(at) = at else { return Ok(()) };
+            let end = plus(created_at, schedule.span());
+            prop_assert!(at >= now, "{at} before now {now}");
+            prop_assert!(at <= now.max(end), "{at} after the end {end} (now {now})");
+            let step = schedule.delays[attempt as usize - 1];
+            let longest = step.max(retry_after.unwrap_or_default());
+            prop_assert!(at <= plus(now, longest), "{at} later than {longest:?} after {now}");
+            if let Some(asked) = retry_after {
+                prop_assert!(at >= plus(now, asked).min(end).max(now));
+            }
+            let soonest = schedule.next_attempt_at(attempt, created_at, now, retry_after, 0.0);
+            let latest = schedule.next_attempt_at(attempt, created_at, now, retry_after, 1.0);
+            prop_assert!(soonest <= Some(at) && Some(at) <= latest);
+        }
+
+        /// Delivered, gone and refused answers are final; anything else is retried while
+        /// attempts remain, at the schedule's time, and fails once they are spent.
+        #[test]
+        fn only_retryable_answers_are_retried_and_never_past_the_last_attempt(
+            schedule in any_schedule(),
+            attempt in any_attempt(),
+            created_at in any_time(),
+            now in any_time(),
+            jitter in any_jitter(),
+            code in prop_oneof![100u16..600, Just(410u16), 200u16..300, any::<u16>()],
+            retry_after in any_retry_after(),
+            kind in 0..3u8,
+            text in ".{0,40}",
+        ) {
+            let answer = match kind {
+                0 => Answer::Status { code, retry_after, excerpt: text.clone() },
+                1 => Answer::Transport(text.clone()),
+                _ => Answer::Refused(text.clone()),
+            };
+            let d = decide(&answer, attempt, &schedule, created_at, now, jitter);
+            let final_outcome = match &answer {
+                Answer::Status { code, .. } if (200..300).contains(code) => {
+                    Some(AttemptOutcome::Delivered)
+                }
+                Answer::Status { code: 410, .. } => Some(AttemptOutcome::Gone),
+                Answer::Refused(_) => Some(AttemptOutcome::Failed),
+                _ => None,
+            };
+            if let Some(outcome) = final_outcome {
+                prop_assert_eq!(d.outcome, outcome);
+                prop_assert_eq!(d.next_attempt_at, None);
+            } else if attempt >= 1 && attempt < schedule.max_attempts() {
+                prop_assert_eq!(d.outcome, AttemptOutcome::Retry);
+                let ra = match &answer {
+                    Answer::Status { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                prop_assert_eq!(
+                    d.next_attempt_at,
+                    schedule.next_attempt_at(attempt, created_at, now, ra, jitter)
+                );
+            } else {
+                prop_assert_eq!(d.outcome, AttemptOutcome::Failed);
+                prop_assert_eq!(d.next_attempt_at, None);
+                let error = d.error.clone().unwrap_or_default();
+                let gave_up = format!("gave up after {attempt} attempts");
+                prop_assert!(error.ends_with(&gave_up), "{}", error);
+            }
+            // The recorded error says what the receiver answered, or why there was none.
+            let error = d.error.as_deref().unwrap_or_default();
+            match &answer {
+                Answer::Status { code, .. } if (200..300).contains(code) => {
+                    prop_assert_eq!(d.error, None);
+                }
+                Answer::Status { code, .. } => {
+                    prop_assert!(error.contains(&format!("HTTP {code}")), "{}", error);
+                }
+                Answer::Transport(reason) | Answer::Refused(reason) => {
+                    prop_assert!(error.contains(reason.as_str()), "{}", error);
+                }
+            }
+        }
+
+        /// Any text parses or is refused with a message; an accepted schedule stays
+        /// within a day and has one attempt more than it has steps.
+        #[test]
+        fn any_text_parses_or_is_refused(
+            text in prop_oneof![
+                1 => any::<String>(),
+                3 => proptest::collection::vec(
+                    prop_oneof![
+                        4 => proptest::sample::select(vec![
+                            "5s", "30s", "2m", "1h", "24h", "25h", "10ms", "1.5", "0", " 7 ",
+                            "-5s", "1e19", "9223372036854775807", "18446744073709551615",
+                            "584942417355y", "NaN", "inf", "1h 30m", "5x", "s", "", " ",
+                        ])
+                        .prop_map(str::to_owned),
+                        1 => "[0-9a-z .é\t\u{0}-]{0,6}",
+                    ],
+                    0..6,
+                )
+                .prop_map(|items| items.join(",")),
+            ],
+        ) {
+            match RetrySchedule::parse(&text) {
+                Ok(schedule) => {
+                    prop_assert!(schedule.span() <= MAX_SPAN);
+                    let steps = text.split(',').filter(|s| !s.trim().is_empty()).count();
+                    prop_assert_eq!(schedule.max_attempts() as usize, steps + 1);
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        /// A schedule's delays, printed the way people write them, parse back to it;
+        /// delays adding up to more than a day are refused as too long.
+        #[test]
+        fn printed_delays_parse_back(
+            delays in proptest::collection::vec(
+                prop_oneof![
+                    (0u64..10_000).prop_map(Duration::from_millis),
+                    (0u64..30 * 3600).prop_map(Duration::from_secs),
+                    (0u64..86_400_000_000_000).prop_map(Duration::from_nanos),
+                ],
+                0..10,
+            ),
+            separator in prop_oneof![Just(","), Just(", "), Just(" ,\t")],
+        ) {
+            let text = delays
+                .iter()
+                .map(|&d| humantime::format_duration(d).to_string())
+                .collect::<Vec<_>>()
+                .join(separator);
+            let total: Duration = delays.iter().sum();
+            match RetrySchedule::parse(&text) {
+                Ok(schedule) => {
+                    prop_assert!(total <= MAX_SPAN);
+                    prop_assert_eq!(schedule.delays, delays);
+                }
+                Err(e) => {
+                    prop_assert!(total > MAX_SPAN, "{text:?}: {e}");
+                    prop_assert_eq!(e, ScheduleError::TooLong(total));
+                }
+            }
+        }
     }
 }
