@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail};
 /// A refused or failed upload.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    #[error("the image is over the {limit}-byte upload limit ({} MiB)", limit / (1024 * 1024))]
+    #[error("the image is over the {limit}-byte upload limit{}", in_mib(*.limit))]
     TooLarge { limit: usize },
     #[error(
         "the request carries no image: send the image bytes as the body, or as the `file` part of a multipart/form-data body"
@@ -132,5 +132,33 @@ impl EndpointOutRegister for UploadError {
                     .add_content("application/json", oapi::Content::new(schema.clone())),
             );
         }
+    }
+}
+
+/// ` (20 MiB)` for limits of whole mebibytes; nothing otherwise.
+fn in_mib(limit: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if limit >= MIB && limit % MIB == 0 {
+        format!(" ({} MiB)", limit / MIB)
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_limit_is_stated_exactly() {
+        let message = |limit| UploadError::TooLarge { limit }.to_string();
+        assert_eq!(
+            message(20 * 1024 * 1024),
+            "the image is over the 20971520-byte upload limit (20 MiB)"
+        );
+        assert_eq!(
+            message(1000),
+            "the image is over the 1000-byte upload limit"
+        );
     }
 }

@@ -519,3 +519,144 @@ async fn twenty_parallel_20_mib_uploads_stay_within_memory(pool: PgPool) -> anyh
     tb.cleanup().await;
     Ok(())
 }
+
+/// One part of a generated multipart body.
+#[derive(Debug, Clone)]
+struct GenPart {
+    name: &'static str,
+    file_name: Option<String>,
+    content: Vec<u8>,
+}
+
+/// Generated multipart bodies: parts named like the real ones (or not), contents from a
+/// real photo's head, random bytes or text, and bodies cut short or with a wrong boundary.
+fn multipart_bodies() -> impl proptest::strategy::Strategy<Value = (String, Vec<u8>)> {
+    use proptest::prelude::*;
+    let photo = std::fs::read(fixture("fruits.jpg")).unwrap_or_default();
+    let content = prop_oneof![
+        (1usize..4096).prop_map(move |n| photo[..n.min(photo.len())].to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..512),
+        "[ -~]{0,64}".prop_map(String::into_bytes),
+        Just(b"https://img.example.org/a.jpg".to_vec()),
+    ];
+    let part = (
+        prop_oneof![
+            Just("file"),
+            Just("model_id"),
+            Just("webhook_url"),
+            Just("filename"),
+            Just("other"),
+        ],
+        proptest::option::of("[a-z\\\\./ ]{0,12}"),
+        content,
+    )
+        .prop_map(|(name, file_name, content)| GenPart {
+            name,
+            file_name,
+            content,
+        });
+    let photo = std::fs::read(fixture("fruits.jpg")).unwrap_or_default();
+    (
+        proptest::collection::vec(part, 0..4),
+        "[a-zA-Z0-9]{1,30}",
+        proptest::bool::weighted(0.2),
+        0usize..4096,
+        proptest::bool::weighted(0.6),
+    )
+        .prop_map(
+            move |(mut parts, boundary, wrong_boundary, cut, with_photo)| {
+                if with_photo {
+                    parts.insert(
+                        0,
+                        GenPart {
+                            name: "file",
+                            file_name: Some("dish.jpg".into()),
+                            content: photo.clone(),
+                        },
+                    );
+                }
+                let mut body = Vec::new();
+                for part in &parts {
+                    body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+                    let disposition = match &part.file_name {
+                        Some(f) => format!(
+                            "Content-Disposition: form-data; name=\"{}\"; filename=\"{f}\"\r\n",
+                            part.name
+                        ),
+                        None => {
+                            format!("Content-Disposition: form-data; name=\"{}\"\r\n", part.name)
+                        }
+                    };
+                    body.extend_from_slice(disposition.as_bytes());
+                    body.extend_from_slice(b"\r\n");
+                    body.extend_from_slice(&part.content);
+                    body.extend_from_slice(b"\r\n");
+                }
+                body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+                if cut > 0 && cut < body.len() && cut % 5 == 0 {
+                    body.truncate(cut);
+                }
+                let declared = if wrong_boundary {
+                    format!("x{boundary}")
+                } else {
+                    boundary
+                };
+                (format!("multipart/form-data; boundary={declared}"), body)
+            },
+        )
+}
+
+/// Arbitrary multipart bodies against the api: never a 5xx, only the documented answers,
+/// and a job (with its whole image) exactly when the answer is 200.
+#[sqlx::test(migrations = "../../migrations")]
+async fn arbitrary_multipart_bodies_never_fail_the_server(pool: PgPool) -> anyhow::Result<()> {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, TestRunner};
+
+    let tb = TestBus::new().await?;
+    let mut parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
+    parts.limits.uploads = None;
+    let api = start_api_with(parts).await?;
+    let http = foodseg_http::client()?;
+    let strategy = multipart_bodies();
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    let mut accepted = 0i64;
+    for _ in 0..64 {
+        let (content_type, body) = strategy
+            .new_tree(&mut runner)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .current();
+        let before = counts(&pool).await?;
+        let res = http
+            .post(api.url("/v2/uploads"))
+            .header("content-type", &content_type)
+            .body(body.clone())
+            .send()
+            .await?;
+        let status = res.status();
+        let after = counts(&pool).await?;
+        assert!(
+            [200, 400, 413, 415, 422].contains(&status.as_u16()),
+            "{status} for {content_type} and {} bytes: {:?}",
+            body.len(),
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+        if status == StatusCode::OK {
+            accepted += 1;
+            assert_eq!((after.0, after.3), (before.0 + 1, before.3 + 1));
+        } else {
+            assert_eq!(after, before, "a refused upload wrote nothing");
+        }
+    }
+    eprintln!("{accepted} of 64 generated multipart bodies were accepted");
+    assert!(accepted > 0, "the generator makes some valid uploads too");
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}

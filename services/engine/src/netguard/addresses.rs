@@ -201,4 +201,77 @@ mod tests {
         let v6: IpAddr = "2001:4860::8888".parse().unwrap();
         assert_eq!(canonical(v6), v6);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The IPv6 forms that carry an IPv4 address.
+        fn carriers(v4: Ipv4Addr) -> [Ipv6Addr; 4] {
+            let [a, b, c, d] = v4.octets();
+            let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+            [
+                v4.to_ipv6_mapped(),
+                Ipv6Addr::new(0, 0, 0, 0, 0, 0, hi, lo),
+                Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo),
+                Ipv6Addr::new(0x2002, hi, lo, 0x1234, 0, 0, 0, 1),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Every IPv6 form of an IPv4 address is judged as that address (the
+            /// IPv4-compatible forms of 0.0.0.0 and 0.0.0.1 are `::` and `::1`, refused
+            /// either way).
+            #[test]
+            fn ipv6_carriers_are_judged_by_their_ipv4_address(raw: u32) {
+                let v4 = Ipv4Addr::from(raw);
+                let expected = is_public(IpAddr::V4(v4));
+                for v6 in carriers(v4) {
+                    prop_assert_eq!(is_public(IpAddr::V6(v6)), expected, "{} carrying {}", v6, v4);
+                }
+            }
+
+            /// Nothing the standard library knows as special is public.
+            #[test]
+            fn what_std_calls_special_is_never_public(raw4: u32, raw6: u128) {
+                let v4 = Ipv4Addr::from(raw4);
+                if v4.is_private() || v4.is_loopback() || v4.is_link_local()
+                    || v4.is_multicast() || v4.is_broadcast() || v4.is_documentation()
+                    || v4.is_unspecified()
+                {
+                    prop_assert!(!is_public(IpAddr::V4(v4)), "{}", v4);
+                }
+                let v6 = Ipv6Addr::from(raw6);
+                if v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
+                    || v6.is_unique_local() || v6.is_unicast_link_local()
+                {
+                    prop_assert!(!is_public(IpAddr::V6(v6)), "{}", v6);
+                }
+            }
+
+            /// Outside global unicast 2000::/3, an IPv6 address is public only through
+            /// the IPv4 address it carries.
+            #[test]
+            fn only_global_unicast_ipv6_is_public(raw6: u128) {
+                let v6 = Ipv6Addr::from(raw6);
+                if (v6.segments()[0] & 0xe000) != 0x2000 && embedded_v4(v6).is_none() {
+                    prop_assert!(!is_public(IpAddr::V6(v6)), "{}", v6);
+                }
+            }
+
+            /// Any address in a refused IPv4 block is refused, whatever its host bits.
+            #[test]
+            fn every_address_of_a_refused_block_is_refused(
+                block in 0..V4_REFUSED.len(),
+                host: u32,
+            ) {
+                let (net, len) = V4_REFUSED[block];
+                let mask = u32::MAX << (32 - u32::from(len));
+                let ip = Ipv4Addr::from((u32::from(Ipv4Addr::from(net)) & mask) | (host & !mask));
+                prop_assert!(!is_public(IpAddr::V4(ip)), "{}", ip);
+            }
+        }
+    }
 }
