@@ -138,7 +138,7 @@ impl EndpointOutRegister for UploadError {
 /// ` (20 MiB)` for limits of whole mebibytes; nothing otherwise.
 fn in_mib(limit: usize) -> String {
     const MIB: usize = 1024 * 1024;
-    if limit >= MIB && limit % MIB == 0 {
+    if limit >= MIB && limit.is_multiple_of(MIB) {
         format!(" ({} MiB)", limit / MIB)
     } else {
         String::new()
