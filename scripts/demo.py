@@ -58,16 +58,26 @@ def wait_for(what: str, check, timeout: float = 60.0):
             return value
         for p in started:
             if p.poll() is not None:
-                raise SystemExit(f"demo: {p.args[0]} exited with {p.returncode} while waiting for {what}")
+                raise SystemExit(f"demo: {p.args[0]} exited with {p.returncode} while waiting for {what}"
+                                 + log_tail(p))
         time.sleep(0.2)
     raise SystemExit(f"demo: timed out waiting for {what}")
 
 
 def spawn(args, env=None, log=None) -> subprocess.Popen:
-    out = open(log, "ab") if log else subprocess.DEVNULL
+    out = open(log, "wb") if log else subprocess.DEVNULL
     p = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    p.log = log
     started.append(p)
     return p
+
+
+def log_tail(p: subprocess.Popen, lines: int = 20) -> str:
+    """The last lines a process logged, to say why it stopped."""
+    if not p.log or not Path(p.log).exists():
+        return ""
+    tail = Path(p.log).read_text(errors="replace").splitlines()[-lines:]
+    return f"; its last log lines ({p.log}):\n" + "\n".join("  " + line for line in tail)
 
 
 def stop_all() -> None:
