@@ -1,9 +1,10 @@
 //! Settings of the api service, read from the environment with the shared loader.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use foodseg_engine::Attempt;
-use foodseg_runtime::{Common, ConfigError, Env};
+use foodseg_runtime::{Common, ConfigError, Env, Unit};
 
 use crate::auth::AccessConfig;
 use crate::limits::{LimitSettings, Rate};
@@ -31,6 +32,8 @@ pub struct Config {
     /// `FOODSEG_LIMIT_ENQUEUE`, `FOODSEG_LIMIT_UPLOADS`, `FOODSEG_LIMIT_REDELIVER`,
     /// `FOODSEG_UPLOADS_IN_FLIGHT`.
     pub limits: LimitSettings,
+    /// `FOODSEG_IDEMPOTENCY_HOURS`: how long an `Idempotency-Key` is kept (at least).
+    pub idempotency_keep: Duration,
 }
 
 impl Config {
@@ -67,6 +70,11 @@ impl Config {
                         .positive_or("FOODSEG_UPLOADS_IN_FLIGHT", defaults.uploads_in_flight)?,
                 }
             },
+            idempotency_keep: env.duration_or(
+                "FOODSEG_IDEMPOTENCY_HOURS",
+                Unit::Hours,
+                crate::idempotency::DEFAULT_KEEP,
+            )?,
         })
     }
 }

@@ -79,6 +79,14 @@ pub enum ApiError {
     },
     #[error("no job with id {0:?}")]
     JobNotFound(String),
+    #[error("Idempotency-Key header {0}")]
+    InvalidIdempotencyKey(&'static str),
+    #[error(
+        "this Idempotency-Key was used for a different request (job {0}); a new request needs a new key"
+    )]
+    IdempotencyKeyReused(foodseg_engine::JobId),
+    #[error("query parameter {param} {reason}")]
+    InvalidParameter { param: &'static str, reason: String },
     #[error("{reason}")]
     Unauthorized {
         reason: &'static str,
@@ -105,8 +113,13 @@ impl ApiError {
         use ApiError::*;
         match self {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyUnreadable(_) | InvalidJson(_) | NotAnObject(_) => StatusCode::BAD_REQUEST,
-            MissingField { .. }
+            BodyUnreadable(_)
+            | InvalidJson(_)
+            | NotAnObject(_)
+            | InvalidIdempotencyKey(_)
+            | InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            IdempotencyKeyReused(_)
+            | MissingField { .. }
             | EmptyField { .. }
             | InvalidType { .. }
             | InvalidUrl { .. }
@@ -133,6 +146,9 @@ impl ApiError {
             InvalidUrl { .. } => "invalid_url",
             UnknownModel { .. } => "unknown_model",
             JobNotFound(_) => "job_not_found",
+            InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            IdempotencyKeyReused(_) => "idempotency_key_reused",
+            InvalidParameter { .. } => "invalid_parameter",
             Unauthorized { .. } => "unauthorized",
             Forbidden(_) => "forbidden",
             RateLimited { .. } => "rate_limited",
@@ -148,6 +164,7 @@ impl ApiError {
             | EmptyField { field }
             | InvalidType { field, .. }
             | InvalidUrl { field, .. } => Some(field),
+            InvalidParameter { param, .. } => Some(param),
             UnknownModel { .. } => Some("model_id"),
             _ => None,
         }
@@ -278,10 +295,13 @@ impl EndpointOutRegister for ApiError {
     fn register(components: &mut Components, operation: &mut Operation) {
         let schema = ErrorBody::to_schema(components);
         for (status, brief) in [
-            ("400", "Malformed request body"),
+            ("400", "Malformed request body, Idempotency-Key header or query parameter"),
             ("404", "Unknown job id"),
             ("413", "Request body over 64 KiB"),
-            ("422", "Invalid field, URL or unknown model_id"),
+            (
+                "422",
+                "Invalid field, URL or unknown model_id, or an Idempotency-Key used for another request",
+            ),
             (
                 "403",
                 "The client address may not use this route (FOODSEG_V1_ALLOW_CIDRS)",

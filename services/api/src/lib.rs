@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod enqueue;
 pub mod error;
+pub mod idempotency;
 pub mod keys_command;
 pub mod limits;
 pub mod routes;
@@ -47,6 +48,8 @@ pub struct Parts {
     pub uploads: upload::UploadLimits,
     pub access: auth::AccessConfig,
     pub limits: limits::LimitSettings,
+    /// How long idempotency keys are kept (`FOODSEG_IDEMPOTENCY_HOURS`).
+    pub idempotency_keep: Duration,
 }
 
 impl Parts {
@@ -68,6 +71,7 @@ impl Parts {
             uploads: config.uploads,
             access: config.access.clone(),
             limits: config.limits,
+            idempotency_keep: config.idempotency_keep,
         })
     }
 }
@@ -131,6 +135,7 @@ pub async fn serve(
         net_policy: parts.net_policy,
         max_attempts: parts.max_attempts,
         uploads: parts.uploads,
+        idempotency_keep: parts.idempotency_keep,
         schema_ready,
     };
     let relay_task = tokio::spawn(relay.run(tasks.clone()));

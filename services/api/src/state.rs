@@ -31,6 +31,8 @@ pub struct AppState {
     pub access: AccessConfig,
     /// Rate limits per caller and the cap on uploads in flight.
     pub limits: Arc<Limits>,
+    /// How long idempotency keys are kept.
+    pub idempotency_keep: Duration,
     /// Set once the migrations have been applied; until then requests get 503.
     pub schema_ready: Arc<AtomicBool>,
 }

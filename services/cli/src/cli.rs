@@ -57,6 +57,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Draw a finished job's items onto its image and write a PNG.
     Overlay(OverlayArgs),
+    /// List finished jobs whose webhook is still pending or failed (needs an API key with
+    /// scope `operator`).
+    ///
+    /// Exit status 0 when every webhook since then was delivered, 1 otherwise.
+    Reconcile(ReconcileArgs),
 }
 
 /// Options shared by the submitting commands.
@@ -133,6 +138,17 @@ pub struct OverlayArgs {
     /// Output PNG path.
     #[arg(short, long, value_name = "PNG")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// How far back to look, e.g. `24h`, `7d`, `90m`.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub since: std::time::Duration,
+
+    /// Print one JSON object per webhook instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

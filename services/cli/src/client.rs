@@ -166,6 +166,36 @@ impl ApiClient {
         document(res, &url).await.map(Some)
     }
 
+    /// `GET /undelivered`: one page of finished jobs whose webhook is not delivered,
+    /// delivery created at or after `since` (RFC 3339), after `cursor`. Needs a key with
+    /// scope `operator`.
+    pub async fn undelivered(
+        &self,
+        since: &str,
+        cursor: Option<&str>,
+    ) -> Result<UndeliveredPage, CliError> {
+        let mut url = self.url("undelivered")?;
+        url.query_pairs_mut()
+            .append_pair("since", since)
+            .append_pair("limit", "1000");
+        if let Some(cursor) = cursor {
+            url.query_pairs_mut().append_pair("after", cursor);
+        }
+        let res = self.send(self.http.get(url.clone()), &url).await?;
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(|source| CliError::Unreachable {
+            url: url.to_string(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CliError::BadResponse {
+            url: url.to_string(),
+            reason: format!("not a page of undelivered webhooks: {e}"),
+        })
+    }
+
     /// Sends `req` (with the key, if any). A 429 is retried after the server's
     /// `Retry-After` (at most a minute each time), a few times.
     async fn send(&self, req: reqwest::RequestBuilder, url: &Url) -> Result<Response, CliError> {
@@ -196,6 +226,25 @@ impl ApiClient {
         }
         req.send().await.map_err(unreachable)
     }
+}
+
+/// A page of `GET /undelivered`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UndeliveredPage {
+    pub webhooks: Vec<UndeliveredWebhook>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// A finished job's latest webhook delivery, pending or failed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UndeliveredWebhook {
+    pub job_id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
 }
 
 /// Whether an OpenAPI document has `POST /v2/uploads`.

@@ -54,6 +54,9 @@ pub enum CliError {
         message: String,
     },
 
+    #[error("{0} webhook(s) not delivered")]
+    Undelivered(usize),
+
     #[error("unexpected answer from {url}: {reason}")]
     BadResponse { url: String, reason: String },
 

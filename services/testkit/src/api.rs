@@ -65,6 +65,7 @@ pub async fn api_parts(
         uploads: foodseg_api::upload::UploadLimits::default(),
         access: foodseg_api::auth::AccessConfig::default(),
         limits: foodseg_api::limits::LimitSettings::default(),
+        idempotency_keep: foodseg_api::idempotency::DEFAULT_KEEP,
     })
 }
 

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
-use foodseg_engine::store::NewJob;
+use foodseg_engine::store::{Idempotent, IdempotencyKey, Job, NewJob, NewUpload};
 use salvo::oapi::ToSchema;
 use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
@@ -12,6 +12,7 @@ use salvo::prelude::*;
 use super::middleware::state;
 use crate::enqueue::{self, EnqueueRequest, MAX_BODY_BYTES};
 use crate::error::ApiError;
+use crate::idempotency::{self, Fingerprint, KeyHeader};
 use crate::state::{AppState, DB_DEADLINE};
 
 /// Actor recorded in the job's event log for enqueues.
@@ -55,13 +56,37 @@ pub struct JobRequestSchema {
     pub webhook_url: Option<String>,
 }
 
-/// A job document answer.
-pub struct DocumentReply(pub JobDocument);
+/// A job document answer; a replayed one (an `Idempotency-Key` seen before) says so in
+/// the `Idempotency-Replayed` header.
+pub struct DocumentReply {
+    document: JobDocument,
+    replayed: bool,
+}
+
+impl DocumentReply {
+    pub fn new(job: &Job) -> Self {
+        DocumentReply {
+            document: JobDocument::from(job),
+            replayed: false,
+        }
+    }
+
+    /// Whether this answers an earlier request's job (same idempotency key).
+    pub fn is_replay(&self) -> bool {
+        self.replayed
+    }
+}
 
 #[async_trait]
 impl Writer for DocumentReply {
     async fn write(self, _req: &mut Request, _depot: &mut Depot, res: &mut Response) {
-        res.render(Json(self.0));
+        if self.replayed {
+            res.headers_mut().insert(
+                idempotency::REPLAYED_HEADER,
+                salvo::http::HeaderValue::from_static("true"),
+            );
+        }
+        res.render(Json(self.document));
     }
 }
 
@@ -70,8 +95,11 @@ impl salvo::oapi::EndpointOutRegister for DocumentReply {
         let schema = JobDocumentSchema::to_schema(components);
         operation.responses.insert(
             "200",
-            salvo::oapi::Response::new("The job document")
-                .add_content("application/json", salvo::oapi::Content::new(schema)),
+            salvo::oapi::Response::new(
+                "The job document (of the job an earlier request with the same \
+                 Idempotency-Key created, when the `Idempotency-Replayed` header is `true`)",
+            )
+            .add_content("application/json", salvo::oapi::Content::new(schema)),
         );
     }
 }
@@ -81,8 +109,17 @@ impl salvo::oapi::EndpointOutRegister for DocumentReply {
 /// The body is parsed as JSON whatever the declared Content-Type. Answers the job
 /// document with status `MFR.Job.QUEUED`; the result is posted to `webhook_url` and can
 /// be read from `/status/{job_id}`.
+///
+/// With an `Idempotency-Key` header (1–255 printable ASCII characters), a retry of the
+/// same request answers the job the first one created, in its current state, with
+/// `Idempotency-Replayed: true`; the same key with a different body is refused (422
+/// `idempotency_key_reused`). Keys are kept for `FOODSEG_IDEMPOTENCY_HOURS` (48 h).
 #[endpoint(tags("v1"), request_body = EnqueueRequest)]
-async fn enqueue_job(req: &mut Request, depot: &mut Depot) -> Result<DocumentReply, ApiError> {
+async fn enqueue_job(
+    key: KeyHeader,
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<DocumentReply, ApiError> {
     let state = state(depot).ok_or_else(missing_state)?.clone();
     state
         .limits
@@ -97,6 +134,7 @@ async fn enqueue_job(req: &mut Request, depot: &mut Depot) -> Result<DocumentRep
         }
         Err(e) => return Err(ApiError::BodyUnreadable(e.to_string())),
     };
+    let key = key.0?;
     let request = enqueue::parse(&body, &state.net_policy)?;
     let model = state
         .registry
@@ -117,6 +155,13 @@ async fn enqueue_job(req: &mut Request, depot: &mut Depot) -> Result<DocumentRep
             .and_then(foodseg_telemetry::trace::trace_id_of)
             .map(str::to_string)
     });
+    let key = key.map(|key| {
+        Fingerprint::new("enqueue")
+            .part(request.image_url.as_bytes())
+            .optional(request.model_id.as_deref())
+            .optional(request.webhook_url.as_deref())
+            .key(key, caller_key(depot), state.idempotency_keep)
+    });
     let job = NewJob {
         id: JobId::new(),
         model_id,
@@ -127,12 +172,64 @@ async fn enqueue_job(req: &mut Request, depot: &mut Depot) -> Result<DocumentRep
         trace_id,
         traceparent,
     };
-    let job = with_deadline(state.store.enqueue(&job, ACTOR)).await?;
-    state.waker.wake();
-    metrics::counter!("foodseg_jobs_enqueued_total", "model" => job.model_name.clone())
-        .increment(1);
-    tracing::info!(job_id = %job.id, model = %job.model_name, trace_id = job.trace_id.as_deref().unwrap_or(""), "job queued");
-    Ok(DocumentReply(JobDocument::from(&job)))
+    let (job, reply) = store_job(&state, &job, None, key).await?;
+    if !reply.is_replay() {
+        metrics::counter!("foodseg_jobs_enqueued_total", "model" => job.model_name.clone())
+            .increment(1);
+        tracing::info!(job_id = %job.id, model = %job.model_name, trace_id = job.trace_id.as_deref().unwrap_or(""), "job queued");
+    }
+    Ok(reply)
+}
+
+/// Writes a new job (with its uploaded image, if any); with an idempotency key, only
+/// when the key is new, else answers the job the key is bound to.
+pub(crate) async fn store_job(
+    state: &AppState,
+    job: &NewJob,
+    upload: Option<&NewUpload>,
+    key: Option<IdempotencyKey>,
+) -> Result<(Job, DocumentReply), ApiError> {
+    let (stored, replayed) = match key {
+        None => {
+            let stored = match upload {
+                Some(upload) => with_deadline(state.store.enqueue_upload(job, upload, ACTOR)).await?,
+                None => with_deadline(state.store.enqueue(job, ACTOR)).await?,
+            };
+            (stored, false)
+        }
+        Some(key) => {
+            match with_deadline(state.store.enqueue_idempotent(job, upload, &key, ACTOR)).await? {
+                Idempotent::Created(stored) => (stored, false),
+                Idempotent::Replayed(stored) => {
+                    metrics::counter!(IDEMPOTENT_REPLAYS_TOTAL).increment(1);
+                    (stored, true)
+                }
+                Idempotent::KeyReused { job_id } => {
+                    return Err(ApiError::IdempotencyKeyReused(job_id));
+                }
+            }
+        }
+    };
+    if !replayed {
+        state.waker.wake();
+    }
+    let reply = DocumentReply {
+        document: JobDocument::from(&stored),
+        replayed,
+    };
+    Ok((stored, reply))
+}
+
+/// Counter of requests answered with the job an earlier request (same idempotency key)
+/// created.
+pub const IDEMPOTENT_REPLAYS_TOTAL: &str = "foodseg_api_idempotent_replays_total";
+
+/// The API key of the request's caller, if it presented one.
+pub(crate) fn caller_key(depot: &Depot) -> Option<foodseg_engine::ApiKeyId> {
+    match crate::auth::caller(depot) {
+        Some(crate::auth::Caller::Key(key)) => Some(key.id),
+        _ => None,
+    }
 }
 
 /// The job document of a job.
@@ -151,7 +248,7 @@ async fn job_status(
     let job = with_deadline(state.store.get(id))
         .await?
         .ok_or_else(not_found)?;
-    Ok(DocumentReply(JobDocument::from(&job)))
+    Ok(DocumentReply::new(&job))
 }
 
 fn ensure_schema(state: &AppState) -> Result<(), ApiError> {

@@ -1,11 +1,13 @@
 //! The HTTP surface, one module per area; [`router`] puts them together.
 
 mod docs;
+mod feed;
 mod health;
 mod jobs;
 mod metrics;
 mod middleware;
 mod operator;
+mod reports;
 mod uploads;
 
 pub use jobs::JobDocumentSchema;
@@ -25,7 +27,9 @@ pub fn router(state: AppState) -> Router {
         .push(health::router())
         .push(metrics::router())
         .push(operator::router().hoop(auth::RequireScope::operator()))
-        .push(uploads::router().hoop(auth::RequireScope::submit_when_required()));
+        .push(reports::router().hoop(auth::RequireScope::operator()))
+        .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
+        .push(feed::router().hoop(auth::RequireScope::submit_when_required()));
     let router = Router::new()
         .hoop(middleware::Inject(state))
         .hoop(middleware::trace_request)

@@ -4,7 +4,6 @@
 
 use chrono::Utc;
 use foodseg_engine::JobId;
-use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
 use salvo::extract::Metadata;
 use salvo::http::ParseError;
@@ -15,16 +14,14 @@ use salvo::oapi::{
 use salvo::prelude::*;
 use uuid::Uuid;
 
-use super::jobs::{DocumentReply, with_deadline};
+use super::jobs::{DocumentReply, caller_key, store_job};
 use super::middleware::state;
 use crate::enqueue::check_url;
 use crate::error::ApiError;
+use crate::idempotency::{Fingerprint, KeyHeader};
 use crate::upload::{
     MULTIPART_OVERHEAD, UploadError, check_filename, check_image, discard, receive,
 };
-
-/// Actor recorded in the job's event log for uploads.
-const ACTOR: &str = "api";
 
 /// Counter of accepted uploads, by model.
 pub const UPLOADS_TOTAL: &str = "foodseg_uploads_total";
@@ -42,9 +39,13 @@ pub fn router() -> Router {
 /// accepted, up to 20 MiB unless the server is configured otherwise. Answers the v1 job
 /// document with status `MFR.Job.QUEUED`; its `request.image_url` is
 /// `upload://<job_id>/<filename>` and each result item's `image_id` is the file name.
+///
+/// An `Idempotency-Key` header works as for `/enqueue`: the same key with the same bytes
+/// and parameters answers the job the first upload created.
 #[endpoint(tags("v2"), security(("bearer" = [])))]
 async fn upload_image(
     query: UploadQuery,
+    key: KeyHeader,
     req: &mut Request,
     depot: &mut Depot,
 ) -> Result<DocumentReply, UploadError> {
@@ -63,6 +64,13 @@ async fn upload_image(
         Err(refused) => {
             discard(req, limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)).await;
             return Err(refused.into());
+        }
+    };
+    let key = match key.0 {
+        Ok(key) => key,
+        Err(e) => {
+            discard(req, limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)).await;
+            return Err(e.into());
         }
     };
     let received = receive(req, &limits).await?;
@@ -104,6 +112,14 @@ async fn upload_image(
             .and_then(foodseg_telemetry::trace::trace_id_of)
             .map(str::to_string)
     });
+    let key = key.map(|key| {
+        Fingerprint::new("upload")
+            .part(&received.bytes)
+            .part(filename.as_bytes())
+            .part(model_id.as_bytes())
+            .optional(webhook_url.as_deref())
+            .key(key, caller_key(depot), state.idempotency_keep)
+    });
     let job_id = JobId::new();
     let size = received.bytes.len();
     let job = NewJob {
@@ -124,8 +140,10 @@ async fn upload_image(
         expires_at: Utc::now()
             + chrono::Duration::from_std(limits.max_age).unwrap_or(chrono::Duration::days(7)),
     };
-    let job = with_deadline(state.store.enqueue_upload(&job, &upload, ACTOR)).await?;
-    state.waker.wake();
+    let (job, reply) = store_job(&state, &job, Some(&upload), key).await?;
+    if reply.is_replay() {
+        return Ok(reply);
+    }
     metrics::counter!("foodseg_jobs_enqueued_total", "model" => job.model_name.clone())
         .increment(1);
     metrics::counter!(UPLOADS_TOTAL, "model" => job.model_name.clone()).increment(1);
@@ -138,7 +156,7 @@ async fn upload_image(
         trace_id = job.trace_id.as_deref().unwrap_or(""),
         "upload queued"
     );
-    Ok(DocumentReply(JobDocument::from(&job)))
+    Ok(reply)
 }
 
 /// The query parameters of `POST /v2/uploads`. Extraction never fails: each is checked

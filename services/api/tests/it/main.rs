@@ -2,6 +2,8 @@
 //! per test).
 
 mod common;
+mod feed;
+mod idempotency;
 mod keys;
 mod uploads;
 mod v1;

@@ -2,6 +2,7 @@
 //! for the exit status.
 
 mod overlay;
+mod reconcile;
 mod status;
 mod submit;
 mod submit_dir;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::SubmitDir(args) => submit_dir::run(client, args).await,
         Command::Status(args) => status::run(client, args).await,
         Command::Overlay(args) => overlay::run(client, args).await,
+        Command::Reconcile(args) => reconcile::run(client, args).await,
     }
 }
 

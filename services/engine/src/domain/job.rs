@@ -20,6 +20,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every state, in the order a job goes through them.
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+    ];
+
     /// The value stored in `jobs.status` (also the metrics label).
     pub fn as_str(self) -> &'static str {
         match self {

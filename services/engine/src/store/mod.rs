@@ -6,8 +6,11 @@
 #[macro_use]
 mod row;
 mod api_keys;
+#[macro_use]
 mod deliveries;
 mod error;
+mod feed;
+mod idempotency;
 mod jobs;
 mod outbox;
 mod sweeps;
@@ -18,6 +21,8 @@ pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryRow, DeliveryView, Redelivery,
 };
 pub use error::{StoreError, is_unavailable};
+pub use feed::{Cursor, ReconciliationRow};
+pub use idempotency::{Idempotent, IdempotencyKey};
 pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };

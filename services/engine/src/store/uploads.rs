@@ -101,7 +101,21 @@ impl Store {
         actor: &str,
     ) -> Result<Job, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let stored = self.enqueue_on(&mut *tx, job, actor).await?;
+        let stored = self.enqueue_upload_on(&mut tx, job, upload, actor).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// [`Store::enqueue_upload`] inside a caller's transaction (an idempotent enqueue
+    /// records its key in the same transaction).
+    pub(crate) async fn enqueue_upload_on(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        job: &NewJob,
+        upload: &NewUpload,
+        actor: &str,
+    ) -> Result<Job, StoreError> {
+        let stored = self.enqueue_on(&mut **tx, job, actor).await?;
         // The bytes are streamed with COPY, a slice at a time, so storing an upload never
         // holds a second copy of it in memory (a bound parameter would be copied whole
         // into the statement's buffer). COPY has no checked form; the statement is fixed.
@@ -129,7 +143,6 @@ impl Store {
         );
         copy.send(tail.as_bytes()).await?;
         copy.finish().await?;
-        tx.commit().await?;
         Ok(stored)
     }
 

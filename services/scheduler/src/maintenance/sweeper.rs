@@ -101,6 +101,7 @@ impl Sweeper {
         }
         // Last, so a failing purge never holds up job recovery.
         super::uploads::purge(&self.store, self.upload_retention).await?;
+        super::idempotency::purge(&self.store).await?;
         Ok(counts)
     }
 

@@ -1,0 +1,185 @@
+//! Operator reports: the daily reconciliation reports and the finished jobs whose webhook
+//! has not been delivered.
+
+use foodseg_engine::document::format_time;
+use foodseg_engine::store::{Cursor, DeliveryRow, ReconciliationRow};
+use salvo::oapi::ToSchema;
+use salvo::oapi::extract::QueryParam;
+use salvo::prelude::*;
+use serde::Serialize;
+
+use super::feed::{decode_cursor, encode_cursor, parse_limit, parse_time};
+use super::jobs::with_deadline;
+use super::middleware::state;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Reports listed by `GET /reconciliations` unless `limit` says otherwise.
+const DEFAULT_REPORTS: i64 = 30;
+
+pub fn router() -> Router {
+    Router::new()
+        .push(Router::with_path("reconciliations").get(reconciliations))
+        .push(Router::with_path("undelivered").get(undelivered))
+}
+
+/// The daily reconciliation reports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reconciliations {
+    /// Newest first.
+    pub reports: Vec<Reconciliation>,
+}
+
+/// One day's reconciliation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reconciliation {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// When the pass ran, RFC 3339.
+    pub started_at: String,
+    /// What it counted: `jobs` (per status and age: `status`, `age` of `lt_1m`, `lt_1h`,
+    /// `lt_1d`, `lt_7d`, `ge_7d`, `count`), `redriven_24h`, `lost_failed_24h`,
+    /// `republished_24h`, `deliveries_failed_24h`, `deliveries_pending`,
+    /// `outbox_unpublished`.
+    pub report: serde_json::Value,
+}
+
+impl From<ReconciliationRow> for Reconciliation {
+    fn from(r: ReconciliationRow) -> Self {
+        Reconciliation {
+            day: r.day.to_string(),
+            started_at: format_time(r.started_at),
+            report: r.report,
+        }
+    }
+}
+
+/// Finished jobs whose webhook has not been delivered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Undelivered {
+    /// Oldest delivery first.
+    pub webhooks: Vec<UndeliveredWebhook>,
+    /// Pass as `after` (with the same `since`) for the next page; null when the page is
+    /// empty and no `after` was given.
+    pub cursor: Option<String>,
+    /// Whether the page was full: more may follow.
+    pub has_more: bool,
+}
+
+/// A job's latest webhook delivery, still pending or failed for good.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UndeliveredWebhook {
+    pub job_id: String,
+    pub delivery_id: String,
+    /// Standard Webhooks `webhook-id`.
+    pub webhook_id: String,
+    pub url: String,
+    /// `pending` (retries continue) or `failed` (no attempts left).
+    pub status: String,
+    pub attempts: i32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    /// When the delivery was created (the job finished, or an operator asked again).
+    pub created_at: String,
+}
+
+impl From<DeliveryRow> for UndeliveredWebhook {
+    fn from(d: DeliveryRow) -> Self {
+        let pending = d.status == foodseg_engine::DeliveryStatus::Pending;
+        UndeliveredWebhook {
+            job_id: d.job_id.to_string(),
+            delivery_id: d.id.to_string(),
+            webhook_id: d.webhook_id,
+            url: d.url,
+            status: d.status.as_str().to_string(),
+            attempts: d.attempts,
+            next_attempt_at: pending.then(|| format_time(d.next_attempt_at)),
+            last_error: d.last_error,
+            created_at: format_time(d.created_at),
+        }
+    }
+}
+
+/// The daily reconciliation reports, newest first.
+///
+/// `limit`: how many days (default 30, at most 1,000). Needs an API key with scope
+/// `operator`.
+#[endpoint(tags("operator"), security(("bearer" = [])))]
+async fn reconciliations(
+    limit: QueryParam<String, false>,
+    depot: &mut Depot,
+) -> Result<KeyedJson<Reconciliations>, ApiError> {
+    let limit = limit
+        .into_inner()
+        .map(|l| parse_limit(&l))
+        .transpose()?
+        .unwrap_or(DEFAULT_REPORTS);
+    let state = app_state(depot)?;
+    let rows = with_deadline(state.store.reconciliations(limit)).await?;
+    Ok(KeyedJson(Reconciliations {
+        reports: rows.into_iter().map(Reconciliation::from).collect(),
+    }))
+}
+
+/// Finished jobs whose webhook has not been delivered.
+///
+/// Each job's latest delivery, when it is still pending or failed for good, created at
+/// or after `since` (RFC 3339), oldest first, `limit` per page (default 100, at most
+/// 1,000), paged with `after` as `/v2/jobs` is. Needs an API key with scope `operator`.
+#[endpoint(tags("operator"), security(("bearer" = [])))]
+async fn undelivered(
+    since: QueryParam<String, true>,
+    limit: QueryParam<String, false>,
+    after: QueryParam<String, false>,
+    depot: &mut Depot,
+) -> Result<KeyedJson<Undelivered>, ApiError> {
+    let since = parse_time("since", &since.into_inner())?;
+    let limit = limit
+        .into_inner()
+        .map(|l| parse_limit(&l))
+        .transpose()?
+        .unwrap_or(super::feed::DEFAULT_LIMIT);
+    let after = after.into_inner();
+    let cursor = after.as_deref().map(decode_cursor).transpose()?;
+    let state = app_state(depot)?;
+    let rows = with_deadline(state.store.undelivered(since, cursor, limit)).await?;
+    let has_more = rows.len() as i64 == limit;
+    let cursor = rows
+        .last()
+        .map(|d| encode_cursor(Cursor::after_delivery(d)))
+        .or(after);
+    Ok(KeyedJson(Undelivered {
+        webhooks: rows.into_iter().map(UndeliveredWebhook::from).collect(),
+        cursor,
+        has_more,
+    }))
+}
+
+/// A JSON answer of a route that needs an API key: documents the 401 and 403 beside it.
+pub struct KeyedJson<T>(pub T);
+
+#[async_trait]
+impl<T: Serialize + Send> Writer for KeyedJson<T> {
+    async fn write(self, req: &mut Request, depot: &mut Depot, res: &mut Response) {
+        Json(self.0).write(req, depot, res).await;
+    }
+}
+
+impl<T: ToSchema + Serialize + Send + 'static> salvo::oapi::EndpointOutRegister for KeyedJson<T> {
+    fn register(components: &mut salvo::oapi::Components, operation: &mut salvo::oapi::Operation) {
+        Json::<T>::register(components, operation);
+        crate::error::register_key_answers(components, operation);
+    }
+}
+
+fn app_state(depot: &Depot) -> Result<AppState, ApiError> {
+    let state = state(depot)
+        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
+        .clone();
+    if state.schema_ready() {
+        Ok(state)
+    } else {
+        Err(ApiError::DatabaseUnavailable(None))
+    }
+}
