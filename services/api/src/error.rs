@@ -295,7 +295,10 @@ impl EndpointOutRegister for ApiError {
     fn register(components: &mut Components, operation: &mut Operation) {
         let schema = ErrorBody::to_schema(components);
         for (status, brief) in [
-            ("400", "Malformed request body, Idempotency-Key header or query parameter"),
+            (
+                "400",
+                "Malformed request body, Idempotency-Key header or query parameter",
+            ),
             ("404", "Unknown job id"),
             ("413", "Request body over 64 KiB"),
             (

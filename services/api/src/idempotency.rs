@@ -137,7 +137,6 @@ impl salvo::oapi::EndpointArgRegister for KeyHeader {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

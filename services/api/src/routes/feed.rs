@@ -204,7 +204,12 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
-        for bad in ["", "!!", "bm90IGEgY3Vyc29y", &URL_SAFE_NO_PAD.encode("1.nope")] {
+        for bad in [
+            "",
+            "!!",
+            "bm90IGEgY3Vyc29y",
+            &URL_SAFE_NO_PAD.encode("1.nope"),
+        ] {
             assert_eq!(decode_cursor(bad).unwrap_err().code(), "invalid_parameter");
         }
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
-use foodseg_engine::store::{Idempotent, IdempotencyKey, Job, NewJob, NewUpload};
+use foodseg_engine::store::{IdempotencyKey, Idempotent, Job, NewJob, NewUpload};
 use salvo::oapi::ToSchema;
 use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
@@ -192,7 +192,9 @@ pub(crate) async fn store_job(
     let (stored, replayed) = match key {
         None => {
             let stored = match upload {
-                Some(upload) => with_deadline(state.store.enqueue_upload(job, upload, ACTOR)).await?,
+                Some(upload) => {
+                    with_deadline(state.store.enqueue_upload(job, upload, ACTOR)).await?
+                }
                 None => with_deadline(state.store.enqueue(job, ACTOR)).await?,
             };
             (stored, false)

@@ -29,7 +29,11 @@ fn new_job(n: usize) -> NewJob {
     }
 }
 
-async fn get(api: &TestApi, path: &str, token: Option<&str>) -> anyhow::Result<(StatusCode, Value)> {
+async fn get(
+    api: &TestApi,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(StatusCode, Value)> {
     let mut req = foodseg_http::client()?.get(api.url(path));
     if let Some(token) = token {
         req = req.bearer_auth(token);
@@ -52,9 +56,13 @@ async fn paging_returns_each_job_once_while_new_jobs_arrive(pool: PgPool) -> any
     }
     // Changes are listed once they have settled for a moment.
     wait_until(DEADLINE, || async {
-        let (_, page) = get(&api, &format!("/v2/jobs?updated_since={start}&limit=1000"), None)
-            .await
-            .ok()?;
+        let (_, page) = get(
+            &api,
+            &format!("/v2/jobs?updated_since={start}&limit=1000"),
+            None,
+        )
+        .await
+        .ok()?;
         (page["jobs"].as_array().map_or(0, Vec::len) == 1000).then_some(())
     })
     .await?;
@@ -96,7 +104,12 @@ async fn paging_returns_each_job_once_while_new_jobs_arrive(pool: PgPool) -> any
         assert!(pages < 50, "the feed does not end");
     }
     for id in &seeded {
-        assert_eq!(seen.get(id), Some(&1), "job {id} seen {:?} times", seen.get(id));
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "job {id} seen {:?} times",
+            seen.get(id)
+        );
     }
     assert!(seen.values().all(|&n| n == 1), "no job twice");
     assert!(pages >= 10, "paged in {pages} pages");
@@ -137,7 +150,10 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
     // A later updated_since leaves them out; the cursor of an empty page is the one given.
     let (_, later) = get(
         &api,
-        &format!("/v2/jobs?updated_since={}", since(Utc::now() + chrono::Duration::hours(1))),
+        &format!(
+            "/v2/jobs?updated_since={}",
+            since(Utc::now() + chrono::Duration::hours(1))
+        ),
         None,
     )
     .await?;
@@ -146,7 +162,10 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
 
     for (query, param) in [
         ("updated_since=yesterday", "updated_since"),
-        (&format!("updated_since={start}&status=succeeded") as &str, "status"),
+        (
+            &format!("updated_since={start}&status=succeeded") as &str,
+            "status",
+        ),
         (&format!("updated_since={start}&limit=0"), "limit"),
         (&format!("updated_since={start}&limit=1001"), "limit"),
         (&format!("updated_since={start}&after=garbage"), "after"),
@@ -165,8 +184,13 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
 async fn the_feed_needs_a_submit_key_when_keys_are_required(pool: PgPool) -> anyhow::Result<()> {
     let (tb, open) = setup(&pool).await?;
     open.stop().await?;
-    let mut parts =
-        api_parts(pool.clone(), tb.subjects.clone(), &tb.url, &repo_models_dir()).await?;
+    let mut parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
     parts.access.require_keys = true;
     let api = start_api_with(parts).await?;
     let submit = api_key(&api.store, "mfr", &[Scope::Submit]).await?;
@@ -187,7 +211,10 @@ async fn operators_read_reconciliations_and_undelivered_webhooks(
     let day = Utc::now().date_naive();
     api.store.reconcile(day).await?;
     api.store.reconcile(day.pred_opt().unwrap_or(day)).await?;
-    assert_eq!(get(&api, "/reconciliations", None).await?.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&api, "/reconciliations", None).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         get(&api, "/reconciliations", Some(&submit)).await?.0,
         StatusCode::FORBIDDEN
@@ -201,14 +228,20 @@ async fn operators_read_reconciliations_and_undelivered_webhooks(
     // A finished job's webhook is pending until the scheduler delivers it.
     let start = since(Utc::now() - chrono::Duration::seconds(1));
     let job = api.store.enqueue(&new_job(1), "test").await?;
-    let claimed = api.store.claim(job.id, "w", Duration::from_secs(60)).await?;
+    let claimed = api
+        .store
+        .claim(job.id, "w", Duration::from_secs(60))
+        .await?;
     let foodseg_engine::store::ClaimOutcome::Claimed { fence, .. } = claimed else {
         anyhow::bail!("not claimed: {claimed:?}");
     };
     api.store.succeed(&fence, &json!([])).await?;
     let unfinished = api.store.enqueue(&new_job(2), "test").await?;
     let path = format!("/undelivered?since={start}");
-    assert_eq!(get(&api, &path, Some(&submit)).await?.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&api, &path, Some(&submit)).await?.0,
+        StatusCode::FORBIDDEN
+    );
     let (status, body) = get(&api, &path, Some(&operator)).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     let webhooks = body["webhooks"].as_array().cloned().unwrap_or_default();

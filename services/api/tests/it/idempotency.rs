@@ -132,7 +132,10 @@ async fn twenty_concurrent_requests_with_one_key_create_one_job(
         })
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    assert_eq!(answers.iter().filter(|(_, _, replayed)| !replayed).count(), 1);
+    assert_eq!(
+        answers.iter().filter(|(_, _, replayed)| !replayed).count(),
+        1
+    );
     assert_eq!(jobs(&pool).await?, 1);
     let events = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox"#)
         .fetch_one(&pool)
@@ -147,7 +150,13 @@ async fn keys_survive_an_api_restart_and_expire(pool: PgPool) -> anyhow::Result<
     let (_, first, _) = enqueue(&api, Some("restart"), body("a.jpg")).await?;
     api.stop().await?;
 
-    let parts = api_parts(pool.clone(), tb.subjects.clone(), &tb.url, &repo_models_dir()).await?;
+    let parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
     let api = start_api_with(parts).await?;
     let (status, again, replayed) = enqueue(&api, Some("restart"), body("a.jpg")).await?;
     assert_eq!((status, replayed), (StatusCode::OK, true), "{again}");
@@ -156,8 +165,13 @@ async fn keys_survive_an_api_restart_and_expire(pool: PgPool) -> anyhow::Result<
 
     // An api that keeps keys a microsecond: the key has expired by the next request and
     // is taken over by a new job.
-    let mut parts =
-        api_parts(pool.clone(), tb.subjects.clone(), &tb.url, &repo_models_dir()).await?;
+    let mut parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
     parts.idempotency_keep = Duration::from_micros(1);
     let api = start_api_with(parts).await?;
     let (_, short, _) = enqueue(&api, Some("brief"), body("a.jpg")).await?;

@@ -2,3 +2,4 @@
 
 mod against_stack;
 mod front;
+mod reconcile;

@@ -22,7 +22,7 @@ pub use deliveries::{
 };
 pub use error::{StoreError, is_unavailable};
 pub use feed::{Cursor, ReconciliationRow};
-pub use idempotency::{Idempotent, IdempotencyKey};
+pub use idempotency::{IdempotencyKey, Idempotent};
 pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };
