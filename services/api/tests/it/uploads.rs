@@ -369,17 +369,22 @@ async fn openapi_documents_the_upload_endpoint(pool: PgPool) -> anyhow::Result<(
         .await?;
     let op = &doc["paths"]["/v2/uploads"]["post"];
     assert!(op.is_object(), "no POST /v2/uploads in {:#}", doc["paths"]);
-    let params: Vec<&str> = op["parameters"]
+    let params: Vec<(&str, &str)> = op["parameters"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p["name"].as_str()?, p["in"].as_str()?)))
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(params, ["filename", "model_id", "webhook_url"]);
-    assert!(
-        op["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|p| p["in"] == "query")
+    assert_eq!(
+        params,
+        [
+            ("filename", "query"),
+            ("model_id", "query"),
+            ("webhook_url", "query"),
+            ("Idempotency-Key", "header")
+        ]
     );
     let content = &op["requestBody"]["content"];
     for ct in [
