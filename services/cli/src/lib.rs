@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod document;
 pub mod error;
+pub mod eval;
 pub mod local_server;
 pub mod picture;
 pub mod render;
