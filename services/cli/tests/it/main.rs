@@ -1,4 +1,6 @@
-//! The `foodseg` binary against the real stack.
+//! The `foodseg` binary against the real stack, and the COCO evaluator against
+//! pycocotools.
 
 mod against_stack;
+mod cocoeval;
 mod front;
