@@ -1,6 +1,7 @@
 //! One function per subcommand; each writes its results to stdout and returns an error
 //! for the exit status.
 
+mod eval;
 mod overlay;
 mod status;
 mod submit;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::SubmitDir(args) => submit_dir::run(client, args).await,
         Command::Status(args) => status::run(client, args).await,
         Command::Overlay(args) => overlay::run(client, args).await,
+        Command::Eval(args) => eval::run(client, args).await,
     }
 }
 

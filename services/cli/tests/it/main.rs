@@ -3,4 +3,5 @@
 
 mod against_stack;
 mod cocoeval;
+mod eval_against_stack;
 mod front;
