@@ -1,6 +1,8 @@
 //! COCO files as the evaluator reads them: the instances (ground-truth) file with its
 //! images, categories and annotations, and the results file with detections.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,6 +34,10 @@ pub enum RleCounts {
     Uncompressed(Vec<u32>),
     Compressed(String),
 }
+
+/// Polygon coordinates beyond this many pixels from the origin are refused: they would
+/// make rasterisation trace absurdly long outlines.
+pub const MAX_COORDINATE: f64 = 1e5;
 
 /// A region: polygons (flat `[x0, y0, x1, y1, …]` lists) or an RLE mask of `size`
 /// `[height, width]`.
@@ -122,9 +128,10 @@ impl Dataset {
                 });
             }
         }
+        let image_ids: HashSet<i64> = raw.images.iter().map(|i| i.id).collect();
         let mut annotations = Vec::with_capacity(raw.annotations.len());
         for a in raw.annotations {
-            if !raw.images.iter().any(|i| i.id == a.image_id) {
+            if !image_ids.contains(&a.image_id) {
                 return Err(EvalError::UnknownAnnotationImage {
                     id: a.id,
                     image_id: a.image_id,
@@ -162,9 +169,9 @@ impl Dataset {
         })
     }
 
-    /// The image with this id.
-    pub fn image(&self, id: i64) -> Option<&Image> {
-        self.images.iter().find(|i| i.id == id)
+    /// The images by id.
+    pub fn images_by_id(&self) -> HashMap<i64, &Image> {
+        self.images.iter().map(|i| (i.id, i)).collect()
     }
 }
 
@@ -209,8 +216,9 @@ pub fn check_detection_images(
     detections: &[Detection],
     dataset: &Dataset,
 ) -> Result<(), EvalError> {
+    let images = dataset.images_by_id();
     for (index, d) in detections.iter().enumerate() {
-        if dataset.image(d.image_id).is_none() {
+        if !images.contains_key(&d.image_id) {
             return Err(EvalError::UnknownDetectionImage {
                 index,
                 image_id: d.image_id,
@@ -288,6 +296,11 @@ impl Segmentation {
         match self {
             Segmentation::Polygons(polygons) => {
                 let first = polygons.first().ok_or("segmentation has no polygon")?;
+                if polygons.iter().flatten().any(|v| v.abs() > MAX_COORDINATE) {
+                    return Err(format!(
+                        "segmentation has a coordinate beyond {MAX_COORDINATE} pixels"
+                    ));
+                }
                 let parts: Vec<Rle> = if first.len() == 4 {
                     // Two-point "polygons" are read as boxes, as the reference tools do.
                     let mut boxes = Vec::with_capacity(polygons.len());
@@ -325,5 +338,125 @@ impl Segmentation {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+        "images": [{"id": 1, "width": 10, "height": 8, "file_name": "a.jpg"}],
+        "categories": [{"id": 3, "name": "orange"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 4.0,
+             "bbox": [1, 1, 2, 2], "segmentation": [[1, 1, 3, 1, 3, 3, 1, 3]]},
+            {"id": 2, "image_id": 1, "category_id": 3, "iscrowd": 1, "area": 80.0,
+             "bbox": [0, 0, 10, 8], "segmentation": {"size": [8, 10], "counts": [0, 80]}},
+            {"id": 3, "image_id": 1, "category_id": 3, "iscrowd": true, "area": 80.0,
+             "bbox": [0, 0, 10, 8], "segmentation": {"size": [8, 10], "counts": "0`2"}}
+        ]
+    }"#;
+
+    fn with(field: &str, replacement: &str) -> String {
+        GOOD.replacen(field, replacement, 1)
+    }
+
+    fn error(text: &str) -> String {
+        match Dataset::from_json(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn reads_polygons_both_rle_forms_and_crowds() {
+        let d = Dataset::from_json(GOOD).unwrap();
+        assert_eq!(d.annotations.len(), 3);
+        assert!(!d.annotations[0].iscrowd && d.annotations[1].iscrowd && d.annotations[2].iscrowd);
+        for a in &d.annotations {
+            let mask = a.segmentation.as_ref().unwrap().to_rle(8, 10).unwrap();
+            let expected = if a.id == 1 { 4 } else { 80 };
+            assert_eq!(mask.area(), expected, "annotation {}", a.id);
+        }
+    }
+
+    #[test]
+    fn malformed_files_are_errors_naming_the_record() {
+        assert!(error("{").contains("annotation file is not valid COCO JSON"));
+        assert!(error(&with("\"area\": 4.0,", "")).contains("missing field `area`"));
+        assert!(error(&with("[1, 1, 2, 2]", "[1, 1, 2]")).contains("annotation 1: bbox"));
+        assert!(
+            error(&with(
+                "\"image_id\": 1, \"category_id\": 3, \"iscrowd\": 0",
+                "\"image_id\": 9, \"category_id\": 3, \"iscrowd\": 0"
+            ))
+            .contains("annotation 1 refers to image 9")
+        );
+        assert!(error(&with("\"width\": 10", "\"width\": 0")).contains("must be positive"));
+        assert!(
+            error(&with("[[1, 1, 3, 1, 3, 3, 1, 3]]", "[[1, \"a\"]]")).contains("annotation 1:")
+        );
+        assert!(error(&with("[0, 80]", "[0, -80]")).contains("annotation 2:"));
+        assert!(
+            error(&with(
+                "\"size\": [8, 10], \"counts\": [0, 80]",
+                "\"counts\": [0, 80]"
+            ))
+            .contains("size")
+        );
+    }
+
+    #[test]
+    fn masks_that_do_not_fit_are_errors_not_panics() {
+        let d = Dataset::from_json(&with("[0, 80]", "[0, 79]")).unwrap();
+        let rle = d.annotations[1]
+            .segmentation
+            .as_ref()
+            .unwrap()
+            .to_rle(8, 10);
+        assert!(rle.unwrap_err().contains("cover 79 pixels"));
+        let d = Dataset::from_json(&with("\"0`2\"", "\"0`\"")).unwrap();
+        assert!(
+            d.annotations[2]
+                .segmentation
+                .as_ref()
+                .unwrap()
+                .to_rle(8, 10)
+                .is_err()
+        );
+        let wrong_size = Segmentation::Rle {
+            size: [4, 4],
+            counts: RleCounts::Uncompressed(vec![16]),
+        };
+        assert!(wrong_size.to_rle(8, 10).unwrap_err().contains("differs"));
+        let far = Segmentation::Polygons(vec![vec![0.0, 0.0, 1e12, 0.0, 1e12, 1e12]]);
+        assert!(far.to_rle(8, 10).is_err());
+        assert!(Segmentation::Polygons(vec![]).to_rle(8, 10).is_err());
+        assert!(
+            Segmentation::Polygons(vec![vec![1.0, 2.0]])
+                .to_rle(8, 10)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn detections_must_name_known_images_and_finite_scores() {
+        let d = Dataset::from_json(GOOD).unwrap();
+        let ok = r#"[{"image_id": 1, "category_id": 3, "bbox": [0, 0, 2, 2], "score": 0.5}]"#;
+        assert_eq!(detections_from_json(ok, &d).unwrap().len(), 1);
+        let err = detections_from_json(&ok.replace("\"image_id\": 1", "\"image_id\": 2"), &d);
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("detection 0 refers to image 2")
+        );
+        let err = detections_from_json(&ok.replace("0.5", "\"high\""), &d);
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("results file is not valid COCO JSON")
+        );
+        assert!(detections_from_json("{}", &d).is_err());
     }
 }
