@@ -13,7 +13,7 @@ use crate::document::{Item, Status};
 use crate::error::CliError;
 use crate::eval::from_items::{Converted, add_items};
 use crate::eval::report::MetricsFile;
-use crate::eval::{Dataset, IouType, evaluate};
+use crate::eval::{Dataset, Image, IouType, evaluate};
 use crate::picture::LocalImage;
 use crate::submit::Submitter;
 
@@ -46,7 +46,7 @@ pub async fn run(client: ApiClient, args: EvalArgs) -> Result<(), CliError> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut outcomes: Vec<(i64, String, Result<Vec<Item>, CliError>)> =
+    let mut outcomes: Vec<(&Image, Result<Vec<Item>, CliError>)> =
         futures::stream::iter(&dataset.images)
             .map(|image| {
                 let (submitter, bar) = (&submitter, &bar);
@@ -55,21 +55,21 @@ pub async fn run(client: ApiClient, args: EvalArgs) -> Result<(), CliError> {
                     let result = items_of(submitter, &path).await;
                     bar.inc(1);
                     bar.set_message(image.file_name.clone());
-                    (image.id, image.file_name.clone(), result)
+                    (image, result)
                 }
             })
             .buffer_unordered(usize::from(args.concurrency))
             .collect()
             .await;
     bar.finish_and_clear();
-    outcomes.sort_by_key(|o| o.0);
+    outcomes.sort_by_key(|o| o.0.id);
 
     let mut converted = Converted::default();
     let mut failures = Vec::new();
-    for (image_id, file_name, result) in outcomes {
+    for (image, result) in outcomes {
         match result {
-            Ok(items) => add_items(&dataset, image_id, &items, &mut converted),
-            Err(e) => failures.push(format!("{file_name}: {e}")),
+            Ok(items) => add_items(&dataset, image, &items, &mut converted),
+            Err(e) => failures.push(format!("{}: {e}", image.file_name)),
         }
     }
     let evaluation_error = |source| CliError::Evaluation {
@@ -102,6 +102,13 @@ pub async fn run(client: ApiClient, args: EvalArgs) -> Result<(), CliError> {
             "{left_out} {} left out, their category is not in the annotation file: {}",
             if left_out == 1 { "item" } else { "items" },
             names.join(", ")
+        );
+    }
+    if !converted.other_size.is_empty() {
+        println!(
+            "warning: the annotation file's width and height differ from the photo for {}; \
+             their boxes and masks cannot line up",
+            converted.other_size.join(", ")
         );
     }
     if let (Some(other), Some(dir)) = (&other, &args.compare) {

@@ -3,19 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use super::dataset::{Dataset, Detection, Segmentation};
+use super::dataset::{Dataset, Detection, Image, Segmentation};
 use crate::document::Item;
 
-/// Detections of one image, and the items left out because the annotation file has no
-/// category of their name (counted per name).
+/// Detections, the items left out because the annotation file has no category of their
+/// name (counted per name), and the images whose items were computed on another size
+/// than the annotation file gives (their coordinates cannot line up).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Converted {
     pub detections: Vec<Detection>,
     pub unknown: BTreeMap<String, usize>,
+    pub other_size: Vec<String>,
 }
 
-/// Converts the items found on image `image_id`, adding to `into`.
-pub fn add_items(dataset: &Dataset, image_id: i64, items: &[Item], into: &mut Converted) {
+/// Converts the items found on `image`, adding to `into`.
+pub fn add_items(dataset: &Dataset, image: &Image, items: &[Item], into: &mut Converted) {
+    if items.iter().any(|i| i.size != [image.width, image.height]) {
+        into.other_size.push(image.file_name.clone());
+    }
     for item in items {
         let Some(category) = dataset
             .categories
@@ -32,7 +37,7 @@ pub fn add_items(dataset: &Dataset, image_id: i64, items: &[Item], into: &mut Co
             .map(|p| p.iter().flat_map(|&[x, y]| [x, y]).collect())
             .collect();
         into.detections.push(Detection {
-            image_id,
+            image_id: image.id,
             category_id: category.id,
             bbox: item.bbox,
             score: item.score,
@@ -44,7 +49,7 @@ pub fn add_items(dataset: &Dataset, image_id: i64, items: &[Item], into: &mut Co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::dataset::{Category, Image};
+    use crate::eval::dataset::Category;
 
     fn item(name: &str) -> Item {
         Item {
@@ -63,13 +68,14 @@ mod tests {
 
     #[test]
     fn items_map_by_category_name_and_unknown_ones_are_counted() {
+        let image = Image {
+            id: 3,
+            width: 10,
+            height: 10,
+            file_name: "a.jpg".into(),
+        };
         let dataset = Dataset {
-            images: vec![Image {
-                id: 3,
-                width: 10,
-                height: 10,
-                file_name: "a.jpg".into(),
-            }],
+            images: vec![image.clone()],
             categories: vec![Category {
                 id: 9,
                 name: "orange".into(),
@@ -79,7 +85,7 @@ mod tests {
         let mut out = Converted::default();
         add_items(
             &dataset,
-            3,
+            &image,
             &[item("orange"), item("cup"), item("cup")],
             &mut out,
         );
@@ -93,5 +99,10 @@ mod tests {
             ]]))
         );
         assert_eq!(out.unknown.get("cup"), Some(&2));
+        assert!(out.other_size.is_empty());
+        let mut moved = item("orange");
+        moved.size = [20, 10];
+        add_items(&dataset, &image, &[moved], &mut out);
+        assert_eq!(out.other_size, vec!["a.jpg".to_string()]);
     }
 }

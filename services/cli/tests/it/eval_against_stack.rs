@@ -151,6 +151,7 @@ async fn eval_writes_detections_and_metrics_and_compares_runs(pool: PgPool) -> a
         text(&out.stderr)
     );
     assert!(stdout.contains("2 of 2 images evaluated"), "{stdout}");
+    assert!(!stdout.contains("cannot line up"), "{stdout}");
     for row in ["AP50", "AR100", "AP orange", "AP cup"] {
         assert!(
             stdout.lines().any(|l| l.starts_with(row)),
