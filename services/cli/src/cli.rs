@@ -62,6 +62,13 @@ pub enum Command {
     ///
     /// Exit status 0 when every webhook since then was delivered, 1 otherwise.
     Reconcile(ReconcileArgs),
+    /// Evaluate a model on annotated photos with the standard COCO metrics.
+    ///
+    /// Submits every image of a COCO instances file, writes the items found as COCO
+    /// results (OUT/detections.json) and the box and mask metrics (OUT/metrics.json),
+    /// and prints them; with --compare, also the change against an earlier run. Items
+    /// are matched to the file's categories by name; others are counted and left out.
+    Eval(EvalArgs),
 }
 
 /// Options shared by the submitting commands.
@@ -116,6 +123,37 @@ pub struct SubmitDirArgs {
     /// Print one JSON object per image instead of the summary table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// COCO instances file: images, categories and annotations of the photos.
+    #[arg(long, value_name = "JSON")]
+    pub annotations: PathBuf,
+
+    /// Directory holding the photos (each image's file_name is relative to it).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+
+    /// Model id or alias; the API's default model when omitted.
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Jobs in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Seconds to wait for each job to finish.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+
+    /// Directory for detections.json and metrics.json (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The output directory of an earlier run to compare with.
+    #[arg(long, value_name = "DIR")]
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +220,32 @@ mod tests {
         assert_eq!(args.job.model.as_deref(), Some("124096"));
         assert_eq!(args.job.timeout, 120);
         assert!(args.json);
+    }
+
+    #[test]
+    fn parses_eval() {
+        let cli = Cli::try_parse_from([
+            "foodseg",
+            "eval",
+            "--annotations",
+            "gt.json",
+            "--images",
+            "photos",
+            "--out",
+            "run",
+            "--compare",
+            "old",
+            "--concurrency",
+            "2",
+        ])
+        .unwrap();
+        let Command::Eval(args) = cli.command else {
+            panic!("not eval")
+        };
+        assert_eq!(args.annotations, PathBuf::from("gt.json"));
+        assert_eq!(args.compare, Some(PathBuf::from("old")));
+        assert_eq!(args.concurrency, 2);
+        assert!(Cli::try_parse_from(["foodseg", "eval", "--annotations", "gt.json"]).is_err());
     }
 
     #[test]

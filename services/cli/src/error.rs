@@ -104,6 +104,18 @@ pub enum CliError {
     #[error("{failed} of {total} images failed")]
     SomeFailed { failed: usize, total: usize },
 
+    #[error("{path}: {source}")]
+    Evaluation {
+        path: PathBuf,
+        source: crate::eval::EvalError,
+    },
+
+    #[error("{path} is not a metrics file written by `foodseg eval`: {source}")]
+    BadMetrics {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+
     #[error("the bundled font is unreadable: {0}")]
     Font(ab_glyph::InvalidFont),
 }

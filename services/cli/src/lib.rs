@@ -1,8 +1,9 @@
 //! The `foodseg` command-line client. It talks to the API like any other client (the v1
 //! contract: `POST /enqueue`, `GET /status/{job_id}`, plus the upload endpoint when the
 //! server has it): `submit` an image file or URL and wait for the result, `submit-dir`
-//! for a whole folder, `status` of a job, and `overlay` to draw a job's masks, boxes and
-//! labels onto its picture.
+//! for a whole folder, `status` of a job, `overlay` to draw a job's masks, boxes and
+//! labels onto its picture, and `eval` to score a model on annotated photos with the
+//! standard COCO metrics.
 
 pub mod backoff;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod client;
 pub mod commands;
 pub mod document;
 pub mod error;
+pub mod eval;
 pub mod local_server;
 pub mod picture;
 pub mod render;

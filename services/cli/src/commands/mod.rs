@@ -1,6 +1,7 @@
 //! One function per subcommand; each writes its results to stdout and returns an error
 //! for the exit status.
 
+mod eval;
 mod overlay;
 mod reconcile;
 mod status;
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => status::run(client, args).await,
         Command::Overlay(args) => overlay::run(client, args).await,
         Command::Reconcile(args) => reconcile::run(client, args).await,
+        Command::Eval(args) => eval::run(client, args).await,
     }
 }
 

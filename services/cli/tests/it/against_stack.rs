@@ -12,19 +12,19 @@ use sqlx::PgPool;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pipeline/tests/fixtures")
         .join(name)
 }
 
-fn scratch_dir() -> PathBuf {
+pub(crate) fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("foodseg-cli-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
 
-async fn foodseg(api: &TestApi, args: &[&str]) -> anyhow::Result<Output> {
+pub(crate) async fn foodseg(api: &TestApi, args: &[&str]) -> anyhow::Result<Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_foodseg"))
         .arg("--api")
         .arg(&api.base_url)
@@ -34,12 +34,15 @@ async fn foodseg(api: &TestApi, args: &[&str]) -> anyhow::Result<Output> {
         .await?)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A worker for this test's database and streams.
-fn worker_config(pool: &PgPool, bus: &TestBus) -> anyhow::Result<foodseg_worker::Config> {
+pub(crate) fn worker_config(
+    pool: &PgPool,
+    bus: &TestBus,
+) -> anyhow::Result<foodseg_worker::Config> {
     let db = pool
         .connect_options()
         .get_database()
