@@ -293,42 +293,42 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_and_hide_secrets() {
-        let e = env(&[("FOODSEG_X", "zero")]);
-        let err = e.positive_or::<u32>("FOODSEG_X", 1).unwrap_err();
-        assert_eq!(err.var, "FOODSEG_X");
-        assert!(err.to_string().contains("FOODSEG_X=\"zero\""), "{err}");
-        let err = e.secret("FOODSEG_X", |v| v.parse::<u32>()).unwrap_err();
+        let e = env(&[("EXAMPLE_X", "zero")]);
+        let err = e.positive_or::<u32>("EXAMPLE_X", 1).unwrap_err();
+        assert_eq!(err.var, "EXAMPLE_X");
+        assert!(err.to_string().contains("EXAMPLE_X=\"zero\""), "{err}");
+        let err = e.secret("EXAMPLE_X", |v| v.parse::<u32>()).unwrap_err();
         assert_eq!(err.value, None);
         assert!(!err.to_string().contains("zero"), "{err}");
-        let err = env(&[("FOODSEG_X", "0")])
-            .positive_or::<u32>("FOODSEG_X", 1)
+        let err = env(&[("EXAMPLE_X", "0")])
+            .positive_or::<u32>("EXAMPLE_X", 1)
             .unwrap_err();
         assert_eq!(err.reason, "must be at least 1");
-        let err = env(&[("FOODSEG_X", "0s")])
-            .duration_or("FOODSEG_X", Unit::Seconds, Duration::from_secs(1))
+        let err = env(&[("EXAMPLE_X", "0s")])
+            .duration_or("EXAMPLE_X", Unit::Seconds, Duration::from_secs(1))
             .unwrap_err();
         assert_eq!(err.reason, "must be more than zero");
     }
 
     #[test]
     fn empty_values_count_as_unset() {
-        let e = env(&[("DATABASE_URL", "  "), ("FOODSEG_LIST", " a, ,b ")]);
+        let e = env(&[("DATABASE_URL", "  "), ("EXAMPLE_LIST", " a, ,b ")]);
         assert_eq!(e.get("DATABASE_URL"), None);
-        assert_eq!(e.list("FOODSEG_LIST"), ["a", "b"]);
-        assert!(e.list("FOODSEG_NONE").is_empty());
+        assert_eq!(e.list("EXAMPLE_LIST"), ["a", "b"]);
+        assert!(e.list("EXAMPLE_NONE").is_empty());
     }
 
     #[test]
     fn listen_addresses_can_be_off() {
         let default = Some(SocketAddr::from(([0, 0, 0, 0], 8001)));
-        let read = |v: &str| env(&[("FOODSEG_ADDR", v)]).listen_addr_or("FOODSEG_ADDR", default);
+        let read = |v: &str| env(&[("EXAMPLE_ADDR", v)]).listen_addr_or("EXAMPLE_ADDR", default);
         assert_eq!(read("off"), Ok(None));
         assert_eq!(read(""), Ok(default));
         assert_eq!(
             read("127.0.0.1:9"),
             Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9))))
         );
-        assert_eq!(read("port 9").unwrap_err().var, "FOODSEG_ADDR");
+        assert_eq!(read("port 9").unwrap_err().var, "EXAMPLE_ADDR");
     }
 
     #[test]
