@@ -17,7 +17,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::jobs::{JobDocumentSchema, with_deadline};
-use super::middleware::state;
+use super::middleware::ready_state;
 use crate::error::ApiError;
 
 /// Changes younger than this are left for the next page (see [`Store::jobs_changed`]).
@@ -94,35 +94,52 @@ async fn job_feed(
         .map(|s| parse_statuses(&s))
         .transpose()?
         .unwrap_or_default();
-    let limit = limit
-        .into_inner()
-        .map(|l| parse_limit(&l))
-        .transpose()?
-        .unwrap_or(DEFAULT_LIMIT);
-    let after = after.into_inner();
-    let cursor = after.as_deref().map(decode_cursor).transpose()?;
-    let state = state(depot)
-        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
-        .clone();
-    if !state.schema_ready() {
-        return Err(ApiError::DatabaseUnavailable(None));
-    }
-    let jobs = with_deadline(
-        state
-            .store
-            .jobs_changed(since, cursor, &statuses, SETTLE, limit),
-    )
-    .await?;
-    let has_more = jobs.len() as i64 == limit;
-    let cursor = jobs
-        .last()
-        .map(|job| encode_cursor(Cursor::after_job(job)))
-        .or(after);
+    let page = Page::parse(limit.into_inner(), after.into_inner())?;
+    let state = ready_state(depot)?;
+    let jobs =
+        with_deadline(
+            state
+                .store
+                .jobs_changed(since, page.cursor, &statuses, SETTLE, page.limit),
+        )
+        .await?;
+    let (cursor, has_more) = page.next(&jobs, Cursor::after_job);
     Ok(JobFeed {
         jobs: jobs.iter().map(JobDocument::from).collect(),
         cursor,
         has_more,
     })
+}
+
+/// One page of a keyset-paged list: its size (`limit`, default [`DEFAULT_LIMIT`]) and
+/// where the previous page stopped (`after`, a cursor this api returned).
+pub(crate) struct Page {
+    pub limit: i64,
+    pub cursor: Option<Cursor>,
+    after: Option<String>,
+}
+
+impl Page {
+    pub fn parse(limit: Option<String>, after: Option<String>) -> Result<Self, ApiError> {
+        Ok(Page {
+            limit: limit
+                .map(|l| parse_limit(&l))
+                .transpose()?
+                .unwrap_or(DEFAULT_LIMIT),
+            cursor: after.as_deref().map(decode_cursor).transpose()?,
+            after,
+        })
+    }
+
+    /// The cursor to read on from (after the last row, or the one given when the page is
+    /// empty) and whether the page was full.
+    pub fn next<T>(self, rows: &[T], cursor_of: impl Fn(&T) -> Cursor) -> (Option<String>, bool) {
+        let cursor = rows
+            .last()
+            .map(|row| encode_cursor(cursor_of(row)))
+            .or(self.after);
+        (cursor, rows.len() as i64 == self.limit)
+    }
 }
 
 /// An RFC 3339 time.
@@ -168,7 +185,7 @@ pub(crate) fn parse_limit(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// The opaque form of a cursor: base64url of `<microseconds since 1970>.<uuid>`.
-pub(crate) fn encode_cursor(cursor: Cursor) -> String {
+fn encode_cursor(cursor: Cursor) -> String {
     URL_SAFE_NO_PAD.encode(format!(
         "{}.{}",
         cursor.at.timestamp_micros(),
@@ -176,7 +193,7 @@ pub(crate) fn encode_cursor(cursor: Cursor) -> String {
     ))
 }
 
-pub(crate) fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     let invalid = || ApiError::InvalidParameter {
         param: "after",
         reason: "is not a cursor this api returned".into(),

@@ -3,7 +3,7 @@
 use salvo::prelude::*;
 use tracing::Instrument;
 
-use crate::error::status_body;
+use crate::error::{ApiError, status_body};
 use crate::state::AppState;
 
 /// Puts the [`AppState`] into each request's depot.
@@ -25,6 +25,18 @@ impl Handler for Inject {
 /// The state injected by [`Inject`].
 pub fn state(depot: &Depot) -> Option<&AppState> {
     depot.get_typed::<AppState>().ok()
+}
+
+/// The injected state once the migrations have been applied (503 until then): how a
+/// handler that reads the database starts.
+pub fn ready_state(depot: &Depot) -> Result<AppState, ApiError> {
+    let state = state(depot)
+        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
+        .clone();
+    if !state.schema_ready() {
+        return Err(ApiError::DatabaseUnavailable(None));
+    }
+    Ok(state)
 }
 
 /// Runs the rest of the chain inside an HTTP server span (continuing a caller's

@@ -11,7 +11,7 @@ use salvo::prelude::*;
 use serde::Serialize;
 
 use super::jobs::with_deadline;
-use super::middleware::state;
+use super::middleware::ready_state;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
 
@@ -158,7 +158,7 @@ async fn job_events(
     job_id: PathParam<String>,
     depot: &mut Depot,
 ) -> Result<Json<JobEvents>, OperatorError> {
-    let state = app_state(depot)?;
+    let state = ready_state(depot)?;
     let job = find_job(&state, &job_id.into_inner()).await?;
     let events = with_deadline(state.store.events(job.id)).await?;
     let trace_id = job.trace_id.clone();
@@ -181,7 +181,7 @@ async fn job_deliveries(
     job_id: PathParam<String>,
     depot: &mut Depot,
 ) -> Result<Json<JobDeliveries>, OperatorError> {
-    let state = app_state(depot)?;
+    let state = ready_state(depot)?;
     let job = find_job(&state, &job_id.into_inner()).await?;
     let deliveries = with_deadline(state.store.deliveries(job.id)).await?;
     Ok(Json(JobDeliveries {
@@ -205,7 +205,7 @@ async fn redeliver(
     depot: &mut Depot,
     res: &mut Response,
 ) -> Result<Json<Delivery>, OperatorError> {
-    let state = app_state(depot)?;
+    let state = ready_state(depot)?;
     let job = find_job(&state, &job_id.into_inner()).await?;
     let caller = crate::auth::caller(depot);
     state
@@ -226,16 +226,6 @@ async fn redeliver(
         Redelivery::NoWebhook => Err(OperatorError::NoWebhook(job.id)),
         Redelivery::Pending => Err(OperatorError::DeliveryPending(job.id)),
     }
-}
-
-fn app_state(depot: &Depot) -> Result<AppState, ApiError> {
-    let state = state(depot)
-        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
-        .clone();
-    if !state.schema_ready() {
-        return Err(ApiError::DatabaseUnavailable(None));
-    }
-    Ok(state)
 }
 
 async fn find_job(state: &AppState, raw: &str) -> Result<Job, ApiError> {

@@ -8,11 +8,10 @@ use salvo::oapi::extract::QueryParam;
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::feed::{decode_cursor, encode_cursor, parse_limit, parse_time};
+use super::feed::{Page, parse_limit, parse_time};
 use super::jobs::with_deadline;
-use super::middleware::state;
+use super::middleware::ready_state;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Reports listed by `GET /reconciliations` unless `limit` says otherwise.
 const DEFAULT_REPORTS: i64 = 30;
@@ -115,7 +114,7 @@ async fn reconciliations(
         .map(|l| parse_limit(&l))
         .transpose()?
         .unwrap_or(DEFAULT_REPORTS);
-    let state = app_state(depot)?;
+    let state = ready_state(depot)?;
     let rows = with_deadline(state.store.reconciliations(limit)).await?;
     Ok(KeyedJson(Reconciliations {
         reports: rows.into_iter().map(Reconciliation::from).collect(),
@@ -135,20 +134,10 @@ async fn undelivered(
     depot: &mut Depot,
 ) -> Result<KeyedJson<Undelivered>, ApiError> {
     let since = parse_time("since", &since.into_inner())?;
-    let limit = limit
-        .into_inner()
-        .map(|l| parse_limit(&l))
-        .transpose()?
-        .unwrap_or(super::feed::DEFAULT_LIMIT);
-    let after = after.into_inner();
-    let cursor = after.as_deref().map(decode_cursor).transpose()?;
-    let state = app_state(depot)?;
-    let rows = with_deadline(state.store.undelivered(since, cursor, limit)).await?;
-    let has_more = rows.len() as i64 == limit;
-    let cursor = rows
-        .last()
-        .map(|d| encode_cursor(Cursor::after_delivery(d)))
-        .or(after);
+    let page = Page::parse(limit.into_inner(), after.into_inner())?;
+    let state = ready_state(depot)?;
+    let rows = with_deadline(state.store.undelivered(since, page.cursor, page.limit)).await?;
+    let (cursor, has_more) = page.next(&rows, Cursor::after_delivery);
     Ok(KeyedJson(Undelivered {
         webhooks: rows.into_iter().map(UndeliveredWebhook::from).collect(),
         cursor,
@@ -170,16 +159,5 @@ impl<T: ToSchema + Serialize + Send + 'static> salvo::oapi::EndpointOutRegister 
     fn register(components: &mut salvo::oapi::Components, operation: &mut salvo::oapi::Operation) {
         Json::<T>::register(components, operation);
         crate::error::register_key_answers(components, operation);
-    }
-}
-
-fn app_state(depot: &Depot) -> Result<AppState, ApiError> {
-    let state = state(depot)
-        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
-        .clone();
-    if state.schema_ready() {
-        Ok(state)
-    } else {
-        Err(ApiError::DatabaseUnavailable(None))
     }
 }
