@@ -8,6 +8,7 @@
 mod api;
 mod bus;
 mod files;
+mod jobs;
 mod models;
 mod nats;
 mod serve;
@@ -16,6 +17,7 @@ mod wait;
 pub use api::{TestApi, api_key, api_parts, start_api, start_api_with};
 pub use bus::{TestBus, nats_url, unique_subjects};
 pub use files::FileServer;
+pub use jobs::{finished_job, new_job};
 pub use models::{TestModels, repo_models_dir};
 pub use nats::{NatsServer, free_port};
 pub use serve::serve_router;

@@ -1,5 +1,7 @@
 //! Helpers shared by the api's integration tests.
 
+use std::path::{Path, PathBuf};
+
 use foodseg_testkit::{TestApi, TestBus, start_api};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -23,4 +25,11 @@ pub async fn json_of(res: reqwest::Response) -> anyhow::Result<(StatusCode, Valu
         .to_string();
     assert!(ct.starts_with("application/json"), "content-type {ct:?}");
     Ok((status, res.json().await?))
+}
+
+/// A photo of the pipeline's test fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pipeline/tests/fixtures")
+        .join(name)
 }

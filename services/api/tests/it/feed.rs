@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use foodseg_engine::store::NewJob;
-use foodseg_engine::{Attempt, JobId, Scope};
-use foodseg_testkit::{TestApi, api_key, api_parts, repo_models_dir, start_api_with, wait_until};
+use foodseg_engine::Scope;
+use foodseg_testkit::{
+    TestApi, api_key, api_parts, finished_job, repo_models_dir, start_api_with, wait_until,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -16,17 +17,8 @@ use crate::common::{json_of, setup};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn new_job(n: usize) -> NewJob {
-    NewJob {
-        id: JobId::new(),
-        model_id: "124096".into(),
-        model_name: "yolov5s-seg-coco".into(),
-        image_url: format!("https://img.example.org/{n}.jpg"),
-        webhook_url: Some("https://mfr.example.org/hook".into()),
-        max_attempts: Attempt::new(4),
-        trace_id: None,
-        traceparent: None,
-    }
+fn new_job(n: usize) -> foodseg_engine::store::NewJob {
+    foodseg_testkit::new_job(&format!("https://img.example.org/{n}.jpg"))
 }
 
 async fn get(
@@ -227,15 +219,7 @@ async fn operators_read_reconciliations_and_undelivered_webhooks(
 
     // A finished job's webhook is pending until the scheduler delivers it.
     let start = since(Utc::now() - chrono::Duration::seconds(1));
-    let job = api.store.enqueue(&new_job(1), "test").await?;
-    let claimed = api
-        .store
-        .claim(job.id, "w", Duration::from_secs(60))
-        .await?;
-    let foodseg_engine::store::ClaimOutcome::Claimed { fence, .. } = claimed else {
-        anyhow::bail!("not claimed: {claimed:?}");
-    };
-    api.store.succeed(&fence, &json!([])).await?;
+    let job = finished_job(&api.store).await?;
     let unfinished = api.store.enqueue(&new_job(2), "test").await?;
     let path = format!("/undelivered?since={start}");
     assert_eq!(
@@ -246,7 +230,7 @@ async fn operators_read_reconciliations_and_undelivered_webhooks(
     assert_eq!(status, StatusCode::OK, "{body}");
     let webhooks = body["webhooks"].as_array().cloned().unwrap_or_default();
     assert_eq!(webhooks.len(), 1, "{body}");
-    assert_eq!(webhooks[0]["job_id"], job.id.to_string());
+    assert_eq!(webhooks[0]["job_id"], job.to_string());
     assert_eq!(webhooks[0]["status"], "pending");
     assert!(webhooks[0]["next_attempt_at"].is_string());
     assert_ne!(webhooks[0]["job_id"], unfinished.id.to_string());

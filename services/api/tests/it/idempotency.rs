@@ -2,7 +2,6 @@
 //! request's job, a different request with the key is refused, concurrent requests with
 //! one key create one job, and keys outlive the api process.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use foodseg_engine::Scope;
@@ -11,13 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{json_of, setup};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pipeline/tests/fixtures")
-        .join(name)
-}
+use crate::common::{fixture, json_of, setup};
 
 fn body(image: &str) -> String {
     json!({"image_url": format!("https://img.example.org/{image}"), "model_id": "124096"})

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use foodseg_engine::store::{ClaimOutcome, NewJob};
-use foodseg_engine::{Attempt, JobId, Scope};
+use foodseg_engine::{JobId, Scope};
 use foodseg_testkit::{
-    TestApi, TestBus, api_key, api_parts, repo_models_dir, start_api_with, wait_until,
+    TestApi, TestBus, api_key, api_parts, finished_job, repo_models_dir, start_api_with, wait_until,
 };
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -17,30 +16,6 @@ use sqlx::PgPool;
 use crate::common::{json_of, setup};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A finished job with a webhook URL, made through the store (no worker, no scheduler).
-async fn finished_job(api: &TestApi) -> anyhow::Result<JobId> {
-    let job = NewJob {
-        id: JobId::new(),
-        model_id: "124096".into(),
-        model_name: "yolov5s-seg-coco".into(),
-        image_url: "https://img.example.org/dish.jpg".into(),
-        webhook_url: Some("https://mfr.example.org/hook".into()),
-        max_attempts: Attempt::new(1),
-        trace_id: None,
-        traceparent: None,
-    };
-    api.store.enqueue(&job, "test").await?;
-    let ClaimOutcome::Claimed { fence, .. } = api
-        .store
-        .claim(job.id, "w", Duration::from_secs(60))
-        .await?
-    else {
-        anyhow::bail!("not claimed");
-    };
-    api.store.succeed(&fence, &serde_json::json!([])).await?;
-    Ok(job.id)
-}
 
 /// The operator routes of job `id`: (method, path).
 fn operator_routes(id: JobId) -> [(reqwest::Method, String); 3] {
@@ -76,7 +51,7 @@ async fn operator_routes_answer_401_without_a_key_403_to_submit_keys_and_work_fo
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let (tb, api) = setup(&pool).await?;
-    let job = finished_job(&api).await?;
+    let job = finished_job(&api.store).await?;
     let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
     let submitter = api_key(&api.store, "mfr", &[Scope::Submit]).await?;
 
@@ -132,7 +107,7 @@ async fn ten_thousand_unauthenticated_redeliveries_create_no_delivery(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let (tb, api) = setup(&pool).await?;
-    let job = finished_job(&api).await?;
+    let job = finished_job(&api.store).await?;
     sqlx::query!(
         "UPDATE deliveries SET status = 'delivered', finished_at = now() WHERE job_id = $1",
         job as JobId
@@ -300,7 +275,7 @@ async fn keys_are_created_listed_and_revoked_from_the_command_line(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let (tb, api) = setup(&pool).await?;
-    let job = finished_job(&api).await?;
+    let job = finished_job(&api.store).await?;
 
     let created = keys_command(&pool, &["create", "--name", "sre", "--scope", "operator"]).await?;
     assert!(created.status.success(), "{created:?}");

@@ -2,10 +2,9 @@
 //! (streams per test): raw and multipart bodies, the size cap, type sniffing, every
 //! rejection writing nothing, and the OpenAPI description the CLI looks for.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{json_of, setup};
+use crate::common::{fixture, json_of, setup};
 use foodseg_testkit::{TestApi, TestBus, api_parts, repo_models_dir, start_api_with, wait_until};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -22,12 +21,6 @@ type RejectCase = (
     &'static str,
     Option<&'static str>,
 );
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pipeline/tests/fixtures")
-        .join(name)
-}
 
 async fn post_raw(
     api: &TestApi,

@@ -2,11 +2,9 @@
 //! operator route with an operator key.
 
 use std::process::Output;
-use std::time::Duration;
 
-use foodseg_engine::store::{ClaimOutcome, NewJob};
-use foodseg_engine::{Attempt, JobId, Scope};
-use foodseg_testkit::{TestApi, TestBus, api_key, start_api};
+use foodseg_engine::Scope;
+use foodseg_testkit::{TestApi, TestBus, api_key, finished_job, start_api};
 use sqlx::PgPool;
 use tokio::process::Command;
 
@@ -44,35 +42,12 @@ async fn reconcile_lists_finished_jobs_whose_webhook_is_pending(
         text(&out.stdout)
     );
 
-    let job = api
-        .store
-        .enqueue(
-            &NewJob {
-                id: JobId::new(),
-                model_id: "124096".into(),
-                model_name: "yolov5s-seg-coco".into(),
-                image_url: "https://img.example.org/a.jpg".into(),
-                webhook_url: Some("https://mfr.example.org/hook".into()),
-                max_attempts: Attempt::new(4),
-                trace_id: None,
-                traceparent: None,
-            },
-            "test",
-        )
-        .await?;
-    let ClaimOutcome::Claimed { fence, .. } = api
-        .store
-        .claim(job.id, "w", Duration::from_secs(60))
-        .await?
-    else {
-        anyhow::bail!("job not claimed");
-    };
-    api.store.fail(&fence, "image not found").await?;
+    let job = finished_job(&api.store).await?;
 
     let out = reconcile(&api, Some(&operator)).await?;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains(&job.id.to_string()), "{stdout}");
+    assert!(stdout.contains(&job.to_string()), "{stdout}");
     assert!(stdout.contains("pending"), "{stdout}");
     assert!(stdout.contains("1 undelivered"), "{stdout}");
 
