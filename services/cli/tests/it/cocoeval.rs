@@ -19,7 +19,7 @@ fn scripts() -> PathBuf {
 }
 
 /// The python of the pycocotools environment, installing it when missing.
-fn reference_python() -> anyhow::Result<PathBuf> {
+pub(crate) fn reference_python() -> anyhow::Result<PathBuf> {
     let out = Command::new("bash")
         .arg(scripts().join("pycocotools-venv.sh"))
         .output()
@@ -31,6 +31,26 @@ fn reference_python() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// pycocotools' numbers (`scripts/cocoeval.py`) for an annotation and a results file.
+pub(crate) fn reference_numbers(
+    python: &Path,
+    truth: &Path,
+    detections: &Path,
+) -> anyhow::Result<Value> {
+    let out = Command::new(python)
+        .arg(scripts().join("cocoeval.py"))
+        .arg(truth)
+        .arg(detections)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "cocoeval.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// One evaluation scenario: an instances file and a results file.
@@ -51,19 +71,8 @@ fn compare(python: &Path, case: &Case) -> anyhow::Result<Vec<String>> {
     let dets_text = serde_json::to_string(&case.detections)?;
     std::fs::write(dir.join("gt.json"), &truth_text)?;
     std::fs::write(dir.join("dets.json"), &dets_text)?;
-    let out = Command::new(python)
-        .arg(scripts().join("cocoeval.py"))
-        .arg(dir.join("gt.json"))
-        .arg(dir.join("dets.json"))
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "{}: cocoeval.py failed: {}",
-            case.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let reference: Value = serde_json::from_slice(&out.stdout)?;
+    let reference = reference_numbers(python, &dir.join("gt.json"), &dir.join("dets.json"))
+        .with_context(|| case.name.clone())?;
     std::fs::remove_dir_all(&dir)?;
 
     let dataset = Dataset::from_json(&truth_text)?;

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::against_stack::{fixture, foodseg, scratch_dir, text, worker_config};
+use crate::cocoeval::{reference_numbers, reference_python};
 
 /// Rough outlines of the fixture photos' objects, drawn by hand.
 fn ground_truth() -> Value {
@@ -95,23 +96,6 @@ fn ground_truth() -> Value {
     })
 }
 
-/// pycocotools' numbers for the annotation and detections files.
-fn reference(truth: &Path, detections: &Path) -> anyhow::Result<Value> {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
-    let venv = std::process::Command::new("bash")
-        .arg(scripts.join("pycocotools-venv.sh"))
-        .output()?;
-    anyhow::ensure!(venv.status.success(), "{}", text(&venv.stderr));
-    let python = String::from_utf8(venv.stdout)?;
-    let out = std::process::Command::new(python.trim())
-        .arg(scripts.join("cocoeval.py"))
-        .arg(truth)
-        .arg(detections)
-        .output()?;
-    anyhow::ensure!(out.status.success(), "{}", text(&out.stderr));
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
 #[sqlx::test(migrations = "../../migrations")]
 async fn eval_writes_detections_and_metrics_and_compares_runs(pool: PgPool) -> anyhow::Result<()> {
     let bus = TestBus::new().await?;
@@ -177,7 +161,7 @@ async fn eval_writes_detections_and_metrics_and_compares_runs(pool: PgPool) -> a
     }
     let metrics: MetricsFile =
         serde_json::from_str(&std::fs::read_to_string(first.join("metrics.json"))?)?;
-    let expected = reference(&truth, &dets_path)?;
+    let expected = reference_numbers(&reference_python()?, &truth, &dets_path)?;
     for (kind, stats) in [("bbox", metrics.bbox), ("segm", metrics.segm)] {
         for (name, value) in stats.named() {
             let theirs = expected[kind][name].as_f64().unwrap_or(f64::NAN);
