@@ -76,6 +76,10 @@ pub enum Transition {
     Release,
     /// The sweeper found the lease expired and attempts left.
     Redrive,
+    /// An operator cancelled a queued job: it ends failed, with its webhook.
+    Cancel,
+    /// An operator sent a failed job back to the queue with a new attempt budget.
+    Resubmit,
 }
 
 impl Transition {
@@ -88,6 +92,8 @@ impl Transition {
             Transition::Retry => "retry",
             Transition::Release => "release",
             Transition::Redrive => "redrive",
+            Transition::Cancel => "cancel",
+            Transition::Resubmit => "resubmit",
         }
     }
 }
@@ -115,6 +121,8 @@ pub fn next_status(
         (Some(Running), Retry) => Queued,
         (Some(Running), Release) => Queued,
         (Some(Running), Redrive) => Queued,
+        (Some(Queued), Cancel) => Failed,
+        (Some(Failed), Resubmit) => Queued,
         _ => return Err(IllegalTransition { from, transition }),
     };
     Ok(to)
@@ -176,16 +184,22 @@ mod tests {
         for t in [Retry, Release, Redrive] {
             assert_eq!(next_status(Some(Running), t), Ok(Queued));
         }
+        assert_eq!(next_status(Some(Queued), Cancel), Ok(Failed));
+        assert_eq!(next_status(Some(Failed), Resubmit), Ok(Queued));
     }
 
     #[test]
-    fn terminal_states_accept_nothing() {
+    fn terminal_states_accept_only_an_operators_resubmit() {
         use Transition::*;
         for from in [JobStatus::Succeeded, JobStatus::Failed] {
-            for t in [Enqueue, Claim, Succeed, Fail, Retry, Release, Redrive] {
+            for t in [
+                Enqueue, Claim, Succeed, Fail, Retry, Release, Redrive, Cancel,
+            ] {
                 assert!(next_status(Some(from), t).is_err(), "{from} {t:?}");
             }
         }
+        assert!(next_status(Some(JobStatus::Succeeded), Resubmit).is_err());
+        assert!(next_status(Some(JobStatus::Running), Cancel).is_err());
         assert!(next_status(Some(JobStatus::Queued), Transition::Succeed).is_err());
         assert!(next_status(None, Transition::Claim).is_err());
     }

@@ -394,8 +394,11 @@ impl Store {
     }
 
     /// Finishes the fenced attempt: the job row, its event, the finished-job message for
-    /// the outbox and the webhook delivery, in one statement. The only place a job
-    /// finishes; `actor` is who the event names.
+    /// the outbox and the webhook delivery, in one statement. The only place a running job
+    /// finishes; `actor` is who the event names. A job's first webhook carries
+    /// `webhook-id` `msg_<job id>`; the result of a job an operator resubmitted is a new
+    /// message and gets a new id (`msg_<job id>_<random>`), so receivers that
+    /// deduplicate on the id do not drop it.
     pub(crate) async fn finish_on<'c>(
         &self,
         executor: impl sqlx::PgExecutor<'c>,
@@ -415,15 +418,19 @@ impl Store {
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
                    SELECT id, $9, status, attempt, $10, $7 FROM d), \
              o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $8 || status, id::text || '.' || status, \
+                   SELECT $8 || status, id::text || '.' || status || '.' || attempt, \
                           jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt), \
                           CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
                                ELSE jsonb_build_object('traceparent', traceparent) END \
                    FROM d), \
              w AS (INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
-                   SELECT gen_random_uuid(), id, 'msg_' || replace(id::text, '-', ''), \
-                          webhook_url, $11, traceparent \
-                   FROM d WHERE webhook_url IS NOT NULL) \
+                   SELECT gen_random_uuid(), d.id, \
+                          CASE WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.job_id = d.id) \
+                               THEN 'msg_' || replace(d.id::text, '-', '') || '_' \
+                                    || left(replace(gen_random_uuid()::text, '-', ''), 8) \
+                               ELSE 'msg_' || replace(d.id::text, '-', '') END, \
+                          d.webhook_url, $11, d.traceparent \
+                   FROM d WHERE d.webhook_url IS NOT NULL) \
              SELECT ",
             " FROM d",
             fence.job_id as JobId,

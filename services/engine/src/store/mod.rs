@@ -6,17 +6,23 @@
 #[macro_use]
 mod row;
 mod api_keys;
+mod console;
 #[macro_use]
 mod deliveries;
 mod error;
 mod feed;
 mod idempotency;
 mod jobs;
+mod operator;
 mod outbox;
 mod sweeps;
 mod uploads;
+mod workers;
 
 pub use api_keys::{ApiKeyRow, CreateKeyError};
+pub use console::{
+    ConsoleSession, FinishedStats, JobFilter, JobSummary, StateCount, WebhookBacklog,
+};
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryRow, DeliveryView, Redelivery,
 };
@@ -26,6 +32,7 @@ pub use idempotency::{IdempotencyKey, Idempotent};
 pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };
+pub use operator::{Action, CANCELLED_BY_OPERATOR};
 pub use outbox::{OutboxBatch, OutboxRow};
 pub use row::{Job, JobEventRow};
 pub use sweeps::{
@@ -35,6 +42,7 @@ pub use sweeps::{
 pub use uploads::{
     NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,
 };
+pub use workers::{ModelLoad, WORKER_LIVE_WITHIN, WorkerInfo, WorkerRow};
 
 use std::time::Duration;
 

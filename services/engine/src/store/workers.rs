@@ -1,0 +1,127 @@
+//! The worker registry: each worker process keeps a row with the models it serves and a
+//! heartbeat, so operators (and the alerts) can see which models have a live worker.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::domain::JobStatus;
+
+/// A worker counts as live while its heartbeat is younger than this (three of its
+/// heartbeats).
+pub const WORKER_LIVE_WITHIN: Duration = Duration::from_secs(30);
+
+/// What a worker says about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub id: String,
+    /// Registry names of the models it serves.
+    pub models: Vec<String>,
+    /// Jobs it runs at once.
+    pub concurrency: i32,
+    /// The worker's version (the crate version).
+    pub version: String,
+}
+
+/// A row of `workers`, with whether its heartbeat is recent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub models: Vec<String>,
+    pub concurrency: i32,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// The heartbeat is younger than the liveness window asked for.
+    pub live: bool,
+}
+
+/// Queued jobs and live workers of one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelLoad {
+    pub model: String,
+    pub queued: i64,
+    pub live_workers: i64,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Store {
+    /// Registers the worker or refreshes its heartbeat (and what it serves). Called on
+    /// start and then periodically, so a worker that lost Postgres for a while is back in
+    /// the registry with its first heartbeat after.
+    pub async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), StoreError> {
+        sqlx::query!(
+            "INSERT INTO workers (id, models, concurrency, version) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET models = EXCLUDED.models,
+                 concurrency = EXCLUDED.concurrency, version = EXCLUDED.version,
+                 heartbeat_at = now()",
+            &worker.id,
+            &worker.models,
+            worker.concurrency,
+            &worker.version,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a worker that stops cleanly.
+    pub async fn deregister_worker(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query!("DELETE FROM workers WHERE id = $1", id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every registered worker, live ones (heartbeat within `live_within`) first.
+    pub async fn workers(&self, live_within: Duration) -> Result<Vec<WorkerRow>, StoreError> {
+        let rows = sqlx::query_as!(
+            WorkerRow,
+            r#"SELECT id, models, concurrency, version, started_at, heartbeat_at,
+                      heartbeat_at > now() - make_interval(secs => $1) AS "live!"
+               FROM workers ORDER BY 7 DESC, id"#,
+            secs(live_within),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Per model: jobs queued now and workers live (heartbeat within `live_within`) that
+    /// serve it; every model with queued jobs or a registered worker, live or not.
+    pub async fn model_load(&self, live_within: Duration) -> Result<Vec<ModelLoad>, StoreError> {
+        let rows = sqlx::query_as!(
+            ModelLoad,
+            r#"WITH q AS (SELECT model_name AS model, count(*) AS n FROM jobs
+                          WHERE status = $2 GROUP BY model_name),
+                    w AS (SELECT m AS model,
+                                 count(*) FILTER
+                                   (WHERE heartbeat_at > now() - make_interval(secs => $1)) AS n
+                          FROM workers, unnest(models) AS m GROUP BY m)
+               SELECT coalesce(q.model, w.model) AS "model!",
+                      coalesce(q.n, 0) AS "queued!", coalesce(w.n, 0) AS "live_workers!"
+               FROM q FULL JOIN w ON q.model = w.model ORDER BY 1"#,
+            secs(live_within),
+            JobStatus::Queued as JobStatus,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Deletes the rows of workers silent for longer than `older_than` (they died).
+    pub async fn purge_workers(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let done = sqlx::query!(
+            "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)",
+            secs(older_than),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
