@@ -26,6 +26,7 @@ const AGES: [&str; 5] = ["lt_1m", "lt_1h", "lt_1d", "lt_7d", "ge_7d"];
 pub fn describe() {
     crate::maintenance::uploads::describe();
     crate::maintenance::idempotency::describe();
+    crate::maintenance::workers::describe();
     metrics::describe_counter!(
         DELIVERIES_FAILED_TOTAL,
         "Webhook deliveries that failed for good (schedule exhausted, 410 Gone, refused URL)"

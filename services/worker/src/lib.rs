@@ -8,6 +8,7 @@ pub mod config;
 mod consumer;
 pub mod error;
 pub mod failure;
+mod heartbeat;
 mod image_source;
 mod job;
 mod lease;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use foodseg_engine::store::WorkerInfo;
 use foodseg_engine::{Bus, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
@@ -48,6 +50,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let runtimes = segment::load_models(&config).await?;
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
     tracing::info!(worker_id = %config.worker_id, models = ?names, "models loaded");
+    let models: Vec<String> = names.iter().map(|n| n.to_string()).collect();
 
     let common = &config.common;
     let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
@@ -119,6 +122,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         };
         loops.push(tokio::spawn(model_consumer.run()));
     }
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat::run(
+        store.clone(),
+        WorkerInfo {
+            id: config.worker_id.clone(),
+            models,
+            concurrency: i32::try_from(config.concurrency).unwrap_or(i32::MAX),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        heartbeat_stop.clone(),
+    ));
     consuming.store(true, Ordering::Relaxed);
     tracing::info!(concurrency = config.concurrency, lease = ?config.lease, "worker running");
 
@@ -147,6 +161,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             );
         }
     }
+    heartbeat_stop.cancel();
+    let _ = heartbeat.await;
     server_stop.cancel();
     if let Some(server) = server {
         let _ = server.await;

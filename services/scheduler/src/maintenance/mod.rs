@@ -5,3 +5,4 @@ pub mod idempotency;
 pub mod reconcile;
 pub mod sweeper;
 pub mod uploads;
+pub mod workers;

@@ -102,14 +102,19 @@ impl Sweeper {
         // Last, so a failing purge never holds up job recovery.
         super::uploads::purge(&self.store, self.upload_retention).await?;
         super::idempotency::purge(&self.store).await?;
+        super::workers::purge(&self.store).await?;
         Ok(counts)
     }
 
-    /// Oldest QUEUED age and JetStream consumer backlogs, as gauges.
+    /// Oldest QUEUED age, per-model queue and live workers, and JetStream consumer
+    /// backlogs, as gauges.
     async fn export_lag(&self) {
         match self.store.oldest_queued_age().await {
             Ok(age) => foodseg_telemetry::metrics::queue_oldest_queued(age.unwrap_or_default()),
             Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read queue age"),
+        }
+        if let Err(e) = super::workers::export(&self.store).await {
+            tracing::debug!(error = %error_chain(&e), "cannot read the worker registry");
         }
         if !self.bus.is_connected() {
             return;

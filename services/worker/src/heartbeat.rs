@@ -1,0 +1,31 @@
+//! The worker's entry in the worker registry: registered at start, refreshed every
+//! [`HEARTBEAT_EVERY`], removed on a clean stop. A Postgres outage only delays the next
+//! heartbeat; the first one after it puts the worker back.
+
+use std::time::Duration;
+
+use foodseg_engine::store::WorkerInfo;
+use foodseg_engine::{Store, error_chain};
+use tokio_util::sync::CancellationToken;
+
+/// How often a worker refreshes its heartbeat. Readers count a worker live while its
+/// heartbeat is younger than [`WORKER_LIVE_WITHIN`](foodseg_engine::store::WORKER_LIVE_WITHIN).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps the worker's row fresh until `stop`, then deletes it.
+pub async fn run(store: Store, info: WorkerInfo, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.heartbeat(&info).await {
+            tracing::warn!(error = %error_chain(&e), "cannot refresh the worker's heartbeat; retrying");
+        }
+    }
+    if let Err(e) = store.deregister_worker(&info.id).await {
+        tracing::warn!(error = %error_chain(&e), "cannot remove the worker from the registry; its entry goes stale");
+    }
+}
