@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod enqueue;
 pub mod error;
 pub mod idempotency;

@@ -30,6 +30,23 @@ pub fn client_ip(req: &Request, config: &AccessConfig) -> Option<IpAddr> {
     Some(resolve(peer, &forwarded, &config.trusted_proxies))
 }
 
+/// Whether the client reached us over TLS: directly, or through a trusted proxy that
+/// says so in `X-Forwarded-Proto`.
+pub fn is_https(req: &Request, config: &AccessConfig) -> bool {
+    if req.scheme() == &salvo::http::uri::Scheme::HTTPS {
+        return true;
+    }
+    let Some(peer) = req.remote_addr().ip() else {
+        return false;
+    };
+    config.trusted_proxies.iter().any(|net| net.contains(&peer))
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
 /// Walks `X-Forwarded-For` from the nearest hop while the hop is trusted; the first
 /// untrusted address is the client. Anything unparsable ends the walk at the last
 /// trusted hop (a client cannot forge its way past a proxy that appends).

@@ -9,7 +9,7 @@ mod guard;
 mod keys;
 mod token;
 
-pub use client::{AccessConfig, client_ip};
+pub use client::{AccessConfig, client_ip, is_https};
 pub use guard::{Caller, RequireScope, V1Access, caller};
 pub use keys::{AuthKey, KeyRing};
 pub use token::{TOKEN_PREFIX, generate_token, hash_token};

@@ -185,7 +185,7 @@ pub(crate) fn parse_limit(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// The opaque form of a cursor: base64url of `<microseconds since 1970>.<uuid>`.
-fn encode_cursor(cursor: Cursor) -> String {
+pub(crate) fn encode_cursor(cursor: Cursor) -> String {
     URL_SAFE_NO_PAD.encode(format!(
         "{}.{}",
         cursor.at.timestamp_micros(),
@@ -193,7 +193,7 @@ fn encode_cursor(cursor: Cursor) -> String {
     ))
 }
 
-fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+pub(crate) fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     let invalid = || ApiError::InvalidParameter {
         param: "after",
         reason: "is not a cursor this api returned".into(),

@@ -10,9 +10,10 @@ mod operator;
 mod reports;
 mod uploads;
 
+pub(crate) use feed::{decode_cursor, encode_cursor};
 pub use jobs::JobDocumentSchema;
 pub(crate) use jobs::with_deadline;
-pub(crate) use middleware::state;
+pub(crate) use middleware::{ready_state, state};
 
 use salvo::catcher::Catcher;
 use salvo::prelude::*;
@@ -29,7 +30,8 @@ pub fn router(state: AppState) -> Router {
         .push(operator::router().hoop(auth::RequireScope::operator()))
         .push(reports::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
-        .push(feed::router().hoop(auth::RequireScope::submit_when_required()));
+        .push(feed::router().hoop(auth::RequireScope::submit_when_required()))
+        .push(crate::console::router());
     let router = Router::new()
         .hoop(middleware::Inject(state))
         .hoop(middleware::trace_request)

@@ -1,8 +1,10 @@
-//! Operator reports: the daily reconciliation reports and the finished jobs whose webhook
-//! has not been delivered.
+//! Operator reports: the daily reconciliation reports, the finished jobs whose webhook
+//! has not been delivered, and the worker registry.
 
 use foodseg_engine::document::format_time;
-use foodseg_engine::store::{Cursor, DeliveryRow, ReconciliationRow};
+use foodseg_engine::store::{
+    Cursor, DeliveryRow, ReconciliationRow, WORKER_LIVE_WITHIN, WorkerRow,
+};
 use salvo::oapi::ToSchema;
 use salvo::oapi::extract::QueryParam;
 use salvo::prelude::*;
@@ -20,6 +22,57 @@ pub fn router() -> Router {
     Router::new()
         .push(Router::with_path("reconciliations").get(reconciliations))
         .push(Router::with_path("undelivered").get(undelivered))
+        .push(Router::with_path("workers").get(workers))
+}
+
+/// The worker registry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Workers {
+    /// Live workers first, then silent ones (dead, or cut off from Postgres) until they
+    /// are forgotten a day after their last heartbeat.
+    pub workers: Vec<Worker>,
+}
+
+/// One registered worker process.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Worker {
+    /// `FOODSEG_WORKER_ID` (or the host name).
+    pub id: String,
+    /// Registry names of the models it serves.
+    pub models: Vec<String>,
+    /// Jobs it runs at once.
+    pub concurrency: i32,
+    pub version: String,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    /// Its last heartbeat is recent (within 30 s; workers beat every 10 s).
+    pub live: bool,
+}
+
+impl From<WorkerRow> for Worker {
+    fn from(w: WorkerRow) -> Self {
+        Worker {
+            id: w.id,
+            models: w.models,
+            concurrency: w.concurrency,
+            version: w.version,
+            started_at: format_time(w.started_at),
+            heartbeat_at: format_time(w.heartbeat_at),
+            live: w.live,
+        }
+    }
+}
+
+/// The registered workers: the models each serves and whether its heartbeat is recent.
+///
+/// Needs an API key with scope `operator`.
+#[endpoint(tags("operator"), security(("bearer" = [])))]
+async fn workers(depot: &mut Depot) -> Result<KeyedJson<Workers>, ApiError> {
+    let state = ready_state(depot)?;
+    let rows = with_deadline(state.store.workers(WORKER_LIVE_WITHIN)).await?;
+    Ok(KeyedJson(Workers {
+        workers: rows.into_iter().map(Worker::from).collect(),
+    }))
 }
 
 /// The daily reconciliation reports.

@@ -2,6 +2,7 @@
 //! per test).
 
 mod common;
+mod console;
 mod feed;
 mod idempotency;
 mod keys;

@@ -1,0 +1,100 @@
+//! How console pages are answered: rendered templates with the console's security
+//! headers, and [`ConsoleError`], every way a console request can fail, shown as a page
+//! with the status code an API client would get.
+
+use askama::Template;
+use salvo::http::HeaderValue;
+use salvo::prelude::*;
+
+use super::views::ErrorPage;
+use crate::error::ApiError;
+
+/// Why a console request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("log in first")]
+    NotLoggedIn,
+    #[error("this form is stale or did not come from the console; reload the page and try again")]
+    Csrf,
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the image cannot be shown: {0}")]
+    Image(String),
+}
+
+impl From<foodseg_engine::StoreError> for ConsoleError {
+    fn from(e: foodseg_engine::StoreError) -> Self {
+        ConsoleError::Api(e.into())
+    }
+}
+
+impl ConsoleError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ConsoleError::Api(e) => e.status(),
+            ConsoleError::NotLoggedIn => StatusCode::UNAUTHORIZED,
+            ConsoleError::Csrf => StatusCode::FORBIDDEN,
+            ConsoleError::BadInput(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::Conflict(_) => StatusCode::CONFLICT,
+            ConsoleError::Image(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Answers with the error page.
+    pub fn write_to(self, res: &mut Response) {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "console request failed");
+        }
+        render(
+            res,
+            status,
+            &ErrorPage {
+                status: status.as_u16(),
+                reason: status.canonical_reason().unwrap_or("Error"),
+                message: self.to_string(),
+            },
+        );
+    }
+}
+
+/// Renders `page` with `status`.
+pub fn render(res: &mut Response, status: StatusCode, page: &impl Template) {
+    match page.render() {
+        Ok(html) => {
+            res.status_code(status);
+            res.render(Text::Html(html));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console template failed");
+            res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
+            res.render(Text::Plain("console page could not be rendered"));
+        }
+    }
+}
+
+/// The console's answers: no caching, no framing, scripts and styles only from the
+/// console itself.
+#[handler]
+pub async fn security_headers(res: &mut Response) {
+    let headers = res.headers_mut();
+    let set = |headers: &mut salvo::http::HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        "content-security-policy",
+        "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "same-origin");
+    if !headers.contains_key("cache-control") {
+        set(headers, "cache-control", "no-store");
+    }
+}
