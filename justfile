@@ -16,13 +16,17 @@ demo:
 ort:
     @scripts/fetch-onnxruntime.sh >/dev/null
 
+# Chromium (apt) and Playwright (PyPI, in .cache/browser-venv) for the console's browser test.
+browser:
+    @scripts/browser-venv.sh >/dev/null
+
 # Start the local PostgreSQL and NATS if they are installed but not running.
 services:
     @scripts/ensure-services.sh
 
 # Run every test against the real Postgres, NATS and ONNX Runtime, then Schemathesis
 # against a live api (no 5xx; every answer matches the OpenAPI document).
-test: ort services
+test: ort services browser
     cargo test --workspace --no-fail-fast
     scripts/schemathesis.sh 50
 

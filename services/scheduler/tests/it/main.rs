@@ -3,6 +3,7 @@
 //! operator routes, and one trace per job across the three services as processes.
 
 mod common;
+mod console;
 mod operator;
 mod recovery;
 mod trace_e2e;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod stack;
 
 use std::collections::HashMap;
 use std::time::Duration;

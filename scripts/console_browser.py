@@ -1,0 +1,135 @@
+"""Drives the operator console in a real headless Chromium, as an operator would.
+
+Run by the scheduler's integration test `console` against the real api, worker and
+scheduler (see services/scheduler/tests/it/console.rs), with the python of
+scripts/browser-venv.sh:
+
+    python scripts/console_browser.py --base http://127.0.0.1:PORT --key fsk_... \
+        --finished JOB_ID --items N --queued JOB_ID --screenshots DIR
+
+Steps: a wrong key is refused; the key logs in; the overview shows the models and the
+workers; the job list shows both seeded jobs; the finished job's page draws one SVG group
+per result item, each with its polygon, over the loaded photo (an orange among them), and
+its toggles hide and show items; redelivering adds a delivery; cancelling the queued job
+ends it MFR.Job.ERROR "cancelled by operator". Screenshots of the overview and the job
+page go to DIR. Prints a JSON summary; exits non-zero with the reason on any failure.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+TIMEOUT_MS = 30_000
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    sys.exit("no Chromium on PATH: run scripts/browser-venv.sh (installs the chromium package)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--finished", required=True)
+    parser.add_argument("--items", type=int, required=True)
+    parser.add_argument("--queued", required=True)
+    parser.add_argument("--screenshots", required=True, type=Path)
+    args = parser.parse_args()
+    args.screenshots.mkdir(parents=True, exist_ok=True)
+    base = args.base.rstrip("/")
+    summary = {}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path(),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: d.accept())
+
+        # Not logged in: the console sends to the login page; a wrong key is refused.
+        page.goto(f"{base}/console")
+        expect(page).to_have_url(f"{base}/console/login")
+        page.fill("#key", "fsk_this-is-not-a-key")
+        page.click("button[type=submit]")
+        expect(page.locator("#login-error")).to_contain_text("Unknown or revoked API key")
+        summary["wrong_key_refused"] = True
+
+        # The key logs in; the overview shows the models and the live worker.
+        page.fill("#key", args.key)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/console")
+        expect(page.locator("h1")).to_contain_text("Overview")
+        expect(page.locator("#models")).to_contain_text("yolov5s-seg-coco")
+        expect(page.locator("#workers")).to_contain_text("live")
+        page.screenshot(path=str(args.screenshots / "console-overview.png"), full_page=True)
+
+        # The job list shows both seeded jobs.
+        page.goto(f"{base}/console/jobs")
+        for job in (args.finished, args.queued):
+            expect(page.locator(f'a.job-link:has-text("{job}")')).to_have_count(1)
+
+        # The finished job: one SVG group per item, each with a polygon, over the photo.
+        page.click(f'a.job-link:has-text("{args.finished}")')
+        expect(page.locator("#job-status")).to_have_text("MFR.Job.SUCCESS")
+        groups = page.locator("#overlay g.item")
+        expect(groups).to_have_count(args.items)
+        for i in range(args.items):
+            if groups.nth(i).locator("polygon").count() < 1:
+                raise SystemExit(f"item {i} has no polygon")
+        expect(page.locator('#overlay g.item[data-label="orange"]').first).to_be_attached()
+        # The photo has loaded (polled with evaluate: the console's CSP forbids the
+        # eval that wait_for_function would need).
+        photo = page.locator("#photo")
+        expect(photo).to_have_js_property("complete", True)
+        summary["photo_width"] = photo.evaluate("img => img.naturalWidth")
+        if summary["photo_width"] == 0:
+            answer = page.request.get(base + photo.get_attribute("src"))
+            raise SystemExit(
+                f"the photo did not load: its URL answers {answer.status} "
+                f"{answer.headers.get('content-type')} {answer.text()[answer.text().find('error-message'):][:300]}"
+            )
+        first = page.locator('input[data-toggle="0"]')
+        first.uncheck()
+        expect(groups.nth(0)).to_have_class("item c0 hidden")
+        first.check()
+        expect(groups.nth(0)).not_to_have_class("item c0 hidden")
+        summary["polygons"] = page.locator("#overlay polygon").count()
+        page.screenshot(path=str(args.screenshots / "console-job.png"), full_page=True)
+
+        # Redeliver: a new delivery with a new webhook-id appears.
+        before = page.locator(".delivery").count()
+        page.click("#redeliver")
+        expect(page.locator("#notice")).to_contain_text("Webhook redelivery queued")
+        expect(page.locator(".delivery")).to_have_count(before + 1)
+        summary["deliveries"] = before + 1
+
+        # Cancel the queued job (the page asks to confirm; the test accepts).
+        page.goto(f"{base}/console/jobs/{args.queued}")
+        expect(page.locator("#job-status")).to_have_text("MFR.Job.QUEUED")
+        page.click("#cancel")
+        expect(page.locator("#job-status")).to_have_text("MFR.Job.ERROR")
+        expect(page.locator("#job-message")).to_have_text("cancelled by operator")
+        summary["cancelled"] = True
+
+        if errors:
+            raise SystemExit(f"JavaScript errors on the pages: {errors}")
+        browser.close()
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
