@@ -10,9 +10,10 @@ mod operator;
 mod reports;
 mod uploads;
 
-pub use jobs::JobDocumentSchema;
 pub(crate) use jobs::with_deadline;
+pub use jobs::{IDEMPOTENT_REPLAYS_TOTAL, JobDocumentSchema};
 pub(crate) use middleware::state;
+pub use uploads::{UPLOAD_BYTES, UPLOADS_TOTAL};
 
 use salvo::catcher::Catcher;
 use salvo::prelude::*;
@@ -30,14 +31,14 @@ pub fn router(state: AppState) -> Router {
         .push(reports::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
         .push(feed::router().hoop(auth::RequireScope::submit_when_required()));
-    let router = Router::new()
-        .hoop(middleware::Inject(state))
-        .hoop(middleware::trace_request)
-        .push(api);
+    let router = Router::new().hoop(middleware::Inject(state)).push(api);
     docs::with_docs(router)
 }
 
-/// The router wrapped in a service whose catcher answers unmatched routes with JSON.
+/// The router wrapped in a service that traces and measures every request (matched or
+/// not) and whose catcher answers unmatched routes with JSON.
 pub fn service(state: AppState) -> Service {
-    Service::new(router(state)).catcher(Catcher::default().hoop(middleware::json_errors))
+    Service::new(router(state))
+        .hoop(middleware::trace_request)
+        .catcher(Catcher::default().hoop(middleware::json_errors))
 }

@@ -5,5 +5,6 @@ mod common;
 mod feed;
 mod idempotency;
 mod keys;
+mod metrics;
 mod uploads;
 mod v1;

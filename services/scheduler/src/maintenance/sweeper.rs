@@ -111,6 +111,10 @@ impl Sweeper {
             Ok(age) => foodseg_telemetry::metrics::queue_oldest_queued(age.unwrap_or_default()),
             Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read queue age"),
         }
+        match self.store.outbox_pending().await {
+            Ok(rows) => metrics::outbox_pending(rows),
+            Err(e) => tracing::debug!(error = %error_chain(&e), "cannot count the outbox"),
+        }
         if !self.bus.is_connected() {
             return;
         }
