@@ -31,7 +31,7 @@ test: ort services browser
     scripts/schemathesis.sh 50
 
 # Formatting, lints and the checked queries' offline data, as CI checks them.
-lint: deploy-check sqlx-check
+lint: deploy-check alerts-check sqlx-check
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
@@ -69,6 +69,23 @@ bench: bench-enqueue bench-worker bench-e2e
 # Run one service locally (api, worker or scheduler).
 run SERVICE: ort services
     cargo run --release -p foodseg-{{SERVICE}}
+
+# The alert rules parse, their unit tests pass, and the compose Prometheus config loads them.
+alerts-check: promtool
+    promtool check rules deploy/prometheus/alerts.yaml
+    promtool test rules deploy/prometheus/alerts.test.yaml
+    promtool check config deploy/prometheus/prometheus.yaml
+
+# Install promtool (Debian package `prometheus`) when missing.
+promtool:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v promtool >/dev/null 2>&1 && exit 0
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends prometheus
+    # The package starts a Prometheus server where systemd runs; only promtool is wanted.
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
 
 # deploy/ agrees with the code: env vars, ports, probes, entrypoints, KEDA names (no Docker).
 deploy-check:

@@ -14,7 +14,13 @@ checks, against the Rust sources and Cargo manifests:
   - compose build targets, Dockerfiles and bind mounts exist; Kubernetes selectors,
     Services, PDBs, the HPA and the KEDA ScaledObject point at real Deployments;
   - KEDA's stream and consumer are the names the code creates for the registered model;
-  - ORT_DYLIB_PATH, the ONNX Runtime version and the models folder match the images.
+  - ORT_DYLIB_PATH, the ONNX Runtime version and the models folder match the images;
+  - compose runs without a GPU by default: a worker without a profile runs on the CPU,
+    and every GPU worker sits under the opt-in `gpu` profile;
+  - Kubernetes pods meet Pod Security "restricted" (non-root, no privilege escalation,
+    all capabilities dropped, RuntimeDefault seccomp); no `replicas` where a KEDA
+    ScaledObject or an HPA owns the scale; images are pinned (no `latest`, untagged
+    images get their tag from kustomization `images:`).
 Prints every disagreement and exits non-zero if there is one.
 """
 
@@ -373,16 +379,24 @@ def check_compose(stages_by_file: dict[str, dict[str, Stage]]) -> dict[str, Stag
         check_unit(where, stage, env, ports, health)
         if "worker" in name:
             check_worker_variant(where, svc)
+    default_cpu_workers = [n for n, s in services.items()
+                           if "worker" in n and not s.get("profiles") and not uses_gpu(s)]
+    R.check(bool(default_cpu_workers), "compose: no CPU worker runs by default (without a profile)")
     check_infra(services)
     return images
 
 
+def uses_gpu(svc: dict) -> bool:
+    devices = svc.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+    return any("gpu" in d.get("capabilities", []) for d in devices)
+
+
 def check_worker_variant(where: str, svc: dict) -> None:
     provider = svc["environment"].get("FOODSEG_EXECUTION_PROVIDER", "")
-    devices = svc.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
-    gpu = any("gpu" in d.get("capabilities", []) for d in devices)
+    gpu = uses_gpu(svc)
     R.check(provider.startswith("cuda") == gpu, f"{where}: FOODSEG_EXECUTION_PROVIDER={provider} but GPU reservation is {gpu}")
-    R.check(bool(svc.get("profiles")), f"{where}: worker variants should sit under a compose profile")
+    if gpu:
+        R.check("gpu" in (svc.get("profiles") or []), f"{where}: a GPU worker must sit under the opt-in profile gpu")
 
 
 def check_infra(services: dict) -> None:
@@ -466,6 +480,38 @@ def check_k8s(images: dict[str, Stage]) -> None:
     for name, h in kinds.get("HorizontalPodAutoscaler", {}).items():
         R.check(h["spec"]["scaleTargetRef"]["name"] in deployments, f"k8s HPA {name}: target is not a Deployment")
     check_keda(kinds.get("ScaledObject", {}), worker_deployments)
+    autoscaled = {o["spec"]["scaleTargetRef"]["name"]
+                  for kind in ("HorizontalPodAutoscaler", "ScaledObject") for o in kinds.get(kind, {}).values()}
+    pinned = {i["name"]: i for k in kust.values() for i in k.get("images", [])}
+    for name, d in deployments.items():
+        where = f"k8s Deployment {name}"
+        if name in autoscaled:
+            R.check("replicas" not in d["spec"], f"{where}: sets replicas but an autoscaler owns its scale")
+        check_restricted(where, d["spec"]["template"]["spec"])
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            check_pinned(f"{where} container {c['name']}", c["image"], pinned)
+
+
+def check_restricted(where: str, pod: dict) -> None:
+    """Pod Security Standards, profile "restricted"."""
+    psc = pod.get("securityContext") or {}
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        w = f"{where} container {c['name']}"
+        csc = c.get("securityContext") or {}
+        R.check(csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, f"{w}: runAsNonRoot is not true (Pod Security restricted)")
+        R.check(csc.get("allowPrivilegeEscalation") is False, f"{w}: allowPrivilegeEscalation is not false (Pod Security restricted)")
+        R.check("ALL" in ((csc.get("capabilities") or {}).get("drop") or []), f"{w}: capabilities.drop lacks ALL (Pod Security restricted)")
+        seccomp = (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        R.check(seccomp in ("RuntimeDefault", "Localhost"), f"{w}: seccompProfile.type is {seccomp}, not RuntimeDefault (Pod Security restricted)")
+
+
+def check_pinned(where: str, image: str, pinned: dict[str, dict]) -> None:
+    name, _, tag = image.partition("@")[0].rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    R.check(tag != "latest", f"{where}: image {image} uses the moving tag latest")
+    if not tag and "@" not in image:
+        entry = pinned.get(name)
+        R.check(entry is not None and (entry.get("digest") or entry.get("newTag") not in (None, "", "latest")),
+                f"{where}: image {image} has no tag and kustomization images: pins none")
 
 
 def check_deployment(name: str, d: dict, images: dict[str, Stage], kinds: dict) -> bool:

@@ -85,6 +85,35 @@ class CheckCatchesBreakage(unittest.TestCase):
         fails = self.broken("k8s/worker.yaml", "nvidia.com/gpu: 1", "example.com/other: 1")
         self.assert_new_failure(fails, "FOODSEG_EXECUTION_PROVIDER=cuda but nvidia.com/gpu limit is None")
 
+    def test_gpu_worker_that_runs_by_default(self):
+        fails = self.broken("compose.yaml", 'profiles: ["gpu"]', 'profiles: []')
+        self.assert_new_failure(fails, "a GPU worker must sit under the opt-in profile gpu")
+
+    def test_no_cpu_worker_by_default(self):
+        fails = self.broken("compose.yaml", "    # The default worker: runs anywhere (no profile needed).\n",
+                            '    profiles: ["cpu"]\n')
+        self.assert_new_failure(fails, "no CPU worker runs by default")
+
+    def test_container_keeping_its_capabilities(self):
+        fails = self.broken("k8s/api.yaml", "drop: [ALL]", "drop: [NET_RAW]")
+        self.assert_new_failure(fails, "capabilities.drop lacks ALL")
+
+    def test_pod_without_seccomp(self):
+        fails = self.broken("k8s/scheduler.yaml", "              type: RuntimeDefault", "              type: Unconfined")
+        self.assert_new_failure(fails, "not RuntimeDefault")
+
+    def test_replicas_on_a_keda_scaled_deployment(self):
+        fails = self.broken("k8s/worker.yaml", "spec:\n  # No `replicas`", "spec:\n  replicas: 2\n  # No `replicas`")
+        self.assert_new_failure(fails, "sets replicas but an autoscaler owns its scale")
+
+    def test_latest_image_tag(self):
+        fails = self.broken("k8s/api.yaml", "image: foodseg-api\n", "image: foodseg-api:latest\n")
+        self.assert_new_failure(fails, "uses the moving tag latest")
+
+    def test_unpinned_image(self):
+        fails = self.broken("k8s/kustomization.yaml", 'newTag: "0.1.0"', "newTag: latest")
+        self.assert_new_failure(fails, "pins none")
+
 
 if __name__ == "__main__":
     unittest.main()

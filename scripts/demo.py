@@ -4,8 +4,10 @@
 Uses the Postgres at DATABASE_URL and the NATS at NATS_URL when they answer, otherwise
 starts throwaway ones under .demo/. Builds and runs foodseg-api, foodseg-worker and
 foodseg-scheduler, submits the fixture photos with a local webhook receiver, prints what
-was found, renders overlay pictures with the `foodseg` CLI, and stops what it started.
-Standard library only.
+was found, renders overlay pictures with the `foodseg` CLI, then checks each service's
+/metrics (promtool clean; every metric the alerts and the dashboard use is exported:
+deploy/check_metrics.py) and stops what it started. Standard library only (PyYAML and
+promtool for the metrics check).
 """
 
 import http.server
@@ -20,6 +22,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,6 +260,8 @@ def main() -> int:
                FOODSEG_API_ADDR=f"127.0.0.1:{api_port}",
                FOODSEG_WORKER_ADDR=f"127.0.0.1:{worker_port}",
                FOODSEG_SCHEDULER_ADDR=f"127.0.0.1:{sched_port}",
+               # The daily reconciliation, due in the next minute, so its metrics show.
+               FOODSEG_RECONCILE_AT=reconcile_soon(),
                RUST_LOG=os.environ.get("RUST_LOG", "info"))
     for service in ["api", "worker", "scheduler"]:
         spawn([str(target / f"foodseg-{service}")], env=env, log=DEMO / "logs" / f"{service}.log")
@@ -302,7 +307,47 @@ def main() -> int:
         subprocess.run([str(target / "foodseg"), "--api", api, "overlay", job_id,
                         "--image", str(FIXTURES / photo), "-o", str(png)], check=True)
         say(f"overlay written: {png.relative_to(ROOT)}")
+
+    sched_metrics = f"http://127.0.0.1:{sched_port}/metrics"
+    wait_for("the daily reconciliation's metrics",
+             lambda: "foodseg_reconcile_last_success_timestamp_seconds" in scrape(sched_metrics), timeout=120)
+    if not check_metrics([f"{api}/metrics", f"http://127.0.0.1:{worker_port}/metrics", sched_metrics]):
+        failed = True
     return 1 if failed else 0
+
+
+def reconcile_soon() -> str:
+    """A FOODSEG_RECONCILE_AT (UTC HH:MM) 20 to 80 seconds from now: after the scheduler
+    has started, before the demo's jobs are done."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=80)).strftime("%H:%M")
+
+
+def scrape(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def check_metrics(urls: list[str]) -> bool:
+    """deploy/check_metrics.py on the running services: promtool-clean, and every metric
+    the alerts and the dashboard use is exported."""
+    if not shutil.which("promtool"):
+        subprocess.run(["just", "promtool"], cwd=ROOT, check=True)
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "pyyaml"], check=True)
+    out = subprocess.run([sys.executable, str(ROOT / "deploy" / "check_metrics.py"), *urls],
+                         capture_output=True, text=True)
+    print(out.stdout, end="")
+    if out.returncode != 0:
+        print("demo: the metrics check failed (above): a metric used by deploy/prometheus/alerts.yaml or "
+              "deploy/grafana/dashboards is missing, or a /metrics page has promtool findings", file=sys.stderr)
+        return False
+    say("metrics check passed")
+    return True
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keys_command;
 pub mod limits;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 pub mod upload;
@@ -99,6 +100,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
+    // Before the relay and the routes, so every series is described and registered
+    // before anything records into it.
+    crate::metrics::install(&parts.registry);
     let tasks = shutdown.child_token();
     let schema_ready = Arc::new(AtomicBool::new(false));
     match parts.store.migrate().await {

@@ -21,6 +21,26 @@ use crate::bus::{Bus, BusError};
 use crate::chain::error_chain;
 use crate::store::{Store, StoreError};
 
+/// Dispatch messages published from the outbox.
+pub const OUTBOX_PUBLISHED_TOTAL: &str = "foodseg_outbox_published_total";
+/// Outbox rows whose publish failed (they stay in the outbox and are retried).
+pub const OUTBOX_PUBLISH_FAILURES_TOTAL: &str = "foodseg_outbox_publish_failures_total";
+
+/// Describes the relay's counters and registers them at zero, so `/metrics` shows them
+/// (and alerts can use them) before the first publish or failure.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        OUTBOX_PUBLISHED_TOTAL,
+        "Dispatch messages published from the outbox to JetStream"
+    );
+    metrics::describe_counter!(
+        OUTBOX_PUBLISH_FAILURES_TOTAL,
+        "Outbox rows whose publish to JetStream failed (kept and retried)"
+    );
+    metrics::counter!(OUTBOX_PUBLISHED_TOTAL).increment(0);
+    metrics::counter!(OUTBOX_PUBLISH_FAILURES_TOTAL).increment(0);
+}
+
 /// Tuning of one relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -76,7 +96,9 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay; also registers its metrics (see [`describe_metrics`]).
     pub fn new(store: Store, bus: Bus, config: RelayConfig) -> Self {
+        describe_metrics();
         Relay {
             store,
             bus,
@@ -193,9 +215,9 @@ impl Relay {
         let full = i64::try_from(total).unwrap_or(i64::MAX) >= self.config.batch_size;
         let failures = failed.len();
         batch.finish(&published, &failed).await?;
-        metrics::counter!("foodseg_outbox_published_total").increment(published.len() as u64);
+        metrics::counter!(OUTBOX_PUBLISHED_TOTAL).increment(published.len() as u64);
         if failures > 0 {
-            metrics::counter!("foodseg_outbox_publish_failures_total").increment(failures as u64);
+            metrics::counter!(OUTBOX_PUBLISH_FAILURES_TOTAL).increment(failures as u64);
             return Err(RelayError::Partial {
                 failed: failures,
                 total,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tracing::Instrument;
 use url::Url;
 
 /// Limits for one image download.
@@ -64,6 +65,18 @@ impl FetchError {
             Self::Request(e) => e.is_builder() || e.is_redirect(),
         }
     }
+
+    /// A short class for a span's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Status { .. } => "status",
+            Self::TooLarge { .. } => "too_large",
+            Self::Timeout => "timeout",
+            Self::Redirects(_) => "redirects",
+            Self::Refused(_) => "refused",
+            Self::Request(_) => "transport",
+        }
+    }
 }
 
 /// A client suitable for image downloads: connect timeout, total timeout, at most three
@@ -99,9 +112,22 @@ pub async fn fetch(
         bytes = tracing::field::Empty,
         status = tracing::field::Empty
     );
+    // The request itself is a CLIENT span (url.full redacted, server.address, status)
+    // inside the `fetch` stage span.
+    let request = span.in_scope(|| foodseg_telemetry::spans::http_client("GET", url.as_str()));
     let work = async {
-        let response = client.get(url.clone()).send().await.map_err(classify)?;
+        let response = client
+            .get(url.clone())
+            .send()
+            .instrument(request.clone())
+            .await
+            .map_err(|e| {
+                let e = classify(e);
+                foodseg_telemetry::spans::record_error(&request, e.error_type());
+                e
+            })?;
         let status = response.status();
+        foodseg_telemetry::spans::record_http_status(&request, status.as_u16());
         tracing::Span::current().record("status", status.as_u16());
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -130,10 +156,13 @@ pub async fn fetch(
             final_url,
         })
     };
-    let work = tracing::Instrument::instrument(work, span);
+    let work = work.instrument(span);
     match tokio::time::timeout(limits.total_timeout, work).await {
         Ok(result) => result,
-        Err(_) => Err(FetchError::Timeout),
+        Err(_) => {
+            foodseg_telemetry::spans::record_error(&request, "timeout");
+            Err(FetchError::Timeout)
+        }
     }
 }
 

@@ -13,6 +13,14 @@ pub const ATTEMPT_SECONDS: &str = "foodseg_webhook_attempt_seconds";
 pub const RECONCILE_JOBS: &str = "foodseg_reconcile_jobs";
 /// Other counts of the last reconciliation, by `count`.
 pub const RECONCILE_COUNTS: &str = "foodseg_reconcile_counts";
+/// When the last daily reconciliation succeeded (Unix time).
+pub const RECONCILE_LAST_SUCCESS: &str = "foodseg_reconcile_last_success_timestamp_seconds";
+/// Outbox rows not yet published to JetStream.
+pub const OUTBOX_PENDING: &str = "foodseg_outbox_pending_messages";
+/// Webhook deliveries not yet delivered nor given up.
+pub const WEBHOOKS_PENDING: &str = "foodseg_webhook_deliveries_pending";
+/// Pending webhook deliveries whose next attempt is already due.
+pub const WEBHOOKS_OVERDUE: &str = "foodseg_webhook_deliveries_overdue";
 
 const STATES: [JobStatus; 4] = [
     JobStatus::Queued,
@@ -44,6 +52,46 @@ pub fn describe() {
         RECONCILE_COUNTS,
         "Recoveries and delivery counts over the 24 h before the last daily reconciliation"
     );
+    metrics::describe_gauge!(
+        RECONCILE_LAST_SUCCESS,
+        metrics::Unit::Seconds,
+        "Unix time of the last daily reconciliation that completed (any scheduler's, as stored)"
+    );
+    metrics::describe_gauge!(
+        OUTBOX_PENDING,
+        "Dispatch messages written to the outbox and not yet published to JetStream"
+    );
+    metrics::describe_gauge!(
+        WEBHOOKS_PENDING,
+        "Webhook deliveries pending (not yet delivered nor given up)"
+    );
+    metrics::describe_gauge!(
+        WEBHOOKS_OVERDUE,
+        "Pending webhook deliveries whose next attempt is already due (no scheduler keeps up)"
+    );
+    // Registered at zero so alerts and dashboards see the series before the first event.
+    metrics::counter!(DELIVERIES_FAILED_TOTAL).increment(0);
+    for kind in ["lease_expired", "republished", "failed_exhausted"] {
+        let name = foodseg_telemetry::metrics::names::SWEEP_RECOVERIES;
+        metrics::counter!(name, "kind" => kind).increment(0);
+    }
+    let _ = metrics::histogram!(ATTEMPT_SECONDS);
+}
+
+/// The last daily reconciliation completed at `at`.
+pub fn reconcile_succeeded(at: chrono::DateTime<chrono::Utc>) {
+    metrics::gauge!(RECONCILE_LAST_SUCCESS).set(at.timestamp() as f64);
+}
+
+/// Outbox rows waiting to be published.
+pub fn outbox_pending(rows: i64) {
+    metrics::gauge!(OUTBOX_PENDING).set(rows as f64);
+}
+
+/// The webhook backlog now.
+pub fn webhook_backlog(pending: i64, overdue: i64) {
+    metrics::gauge!(WEBHOOKS_PENDING).set(pending as f64);
+    metrics::gauge!(WEBHOOKS_OVERDUE).set(overdue as f64);
 }
 
 /// One attempt finished with `outcome`.

@@ -13,6 +13,12 @@
 //! | `foodseg_worker_stage_seconds` | histogram | `stage` (`fetch`, `decode`, `preprocess`, `inference`, `postprocess`) | worker |
 //! | `foodseg_webhook_attempts_total` | counter | `outcome` (`delivered`, `retry`, `gone`, `failed`) | scheduler |
 //! | `foodseg_sweep_recoveries_total` | counter | `kind` (`lease_expired`, `republished`, `failed_exhausted`) | scheduler |
+//! | `foodseg_http_server_request_duration_seconds` | histogram | `http_route`, `http_request_method`, `http_response_status_code` | api (request hoop) |
+//!
+//! Conventions: counters end in `_total`, durations are in seconds (`_seconds`), sizes in
+//! bytes, timestamps are `_timestamp_seconds` (Unix time); every series has HELP text,
+//! registered at startup by the service that records it, and label values are bounded
+//! sets (route templates, not paths).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -29,6 +35,7 @@ pub mod names {
     pub const WORKER_STAGE: &str = "foodseg_worker_stage_seconds";
     pub const WEBHOOK_ATTEMPTS: &str = "foodseg_webhook_attempts_total";
     pub const SWEEP_RECOVERIES: &str = "foodseg_sweep_recoveries_total";
+    pub const HTTP_SERVER_DURATION: &str = "foodseg_http_server_request_duration_seconds";
 }
 
 /// Buckets for pipeline stage latencies: milliseconds (decode of a small photo) to tens
@@ -40,6 +47,12 @@ pub const STAGE_BUCKETS: &[f64] = &[
 /// Buckets for queue lag: from an idle system (tens of ms) to a backlog of an hour.
 pub const QUEUE_WAIT_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Buckets for HTTP server latency: the api answers most requests in milliseconds; an
+/// upload of a large image takes seconds.
+pub const HTTP_SERVER_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The metrics recorder could not be installed.
@@ -92,7 +105,11 @@ pub fn install() -> Result<Handle, MetricsError> {
 fn builder() -> Result<PrometheusBuilder, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(names::WORKER_STAGE.into()), STAGE_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(names::QUEUE_WAIT.into()), QUEUE_WAIT_BUCKETS)
+        .set_buckets_for_metric(Matcher::Full(names::QUEUE_WAIT.into()), QUEUE_WAIT_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::HTTP_SERVER_DURATION.into()),
+            HTTP_SERVER_BUCKETS,
+        )
 }
 
 fn describe() {
@@ -126,6 +143,11 @@ fn describe() {
     metrics::describe_counter!(
         names::SWEEP_RECOVERIES,
         "Jobs recovered by the sweeper, by kind."
+    );
+    metrics::describe_histogram!(
+        names::HTTP_SERVER_DURATION,
+        Unit::Seconds,
+        "Duration of HTTP requests served, by route template, method and status code."
     );
 }
 
@@ -170,6 +192,17 @@ pub fn worker_stage(stage: &str, took: Duration) {
 /// (`delivered`, `retry`, `gone`, `failed`).
 pub fn webhook_attempt(outcome: &str) {
     metrics::counter!(names::WEBHOOK_ATTEMPTS, "outcome" => outcome.to_owned()).increment(1);
+}
+
+/// One HTTP request served: `route` is the matched route template (a bounded set).
+pub fn http_server_request(route: &str, method: &str, status: u16, took: Duration) {
+    metrics::histogram!(
+        names::HTTP_SERVER_DURATION,
+        "http_route" => route.to_owned(),
+        "http_request_method" => method.to_owned(),
+        "http_response_status_code" => status.to_string(),
+    )
+    .record(took.as_secs_f64());
 }
 
 /// The sweeper recovered a job (`lease_expired`, `republished`, `failed_exhausted`).

@@ -11,8 +11,15 @@ use tracing::field::Empty;
 use crate::trace::{set_parent, set_parent_from_http, set_parent_from_nats};
 
 /// SERVER span for an incoming HTTP request, continuing the caller's `traceparent` if
-/// it sent one (MFR sends none, so an enqueue is the root of its job's trace).
-pub fn http_server(method: &str, route: &str, headers: &http::HeaderMap) -> tracing::Span {
+/// it sent one (MFR sends none, so an enqueue is the root of its job's trace). `route`
+/// is the matched route template (`/status/{job_id}`), `path` the request's path.
+pub fn http_server(
+    method: &str,
+    route: &str,
+    scheme: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> tracing::Span {
     let span = tracing::info_span!(
         "http.server",
         otel.name = %format_args!("{method} {route}"),
@@ -20,6 +27,8 @@ pub fn http_server(method: &str, route: &str, headers: &http::HeaderMap) -> trac
         otel.status_code = Empty,
         http.request.method = %method,
         http.route = %route,
+        url.path = %path,
+        url.scheme = %scheme,
         http.response.status_code = Empty,
         "error.type" = Empty,
     );
@@ -47,13 +56,14 @@ pub fn http_client(method: &str, url: &str) -> tracing::Span {
     )
 }
 
-/// PRODUCER span for publishing to a NATS subject. `parent` is the stored
+/// PRODUCER span for publishing to a NATS subject, named after the operation
+/// (`publish <subject>`, as the messaging conventions name spans). `parent` is the stored
 /// `traceparent` of the job when publishing outside the request (outbox relay, sweeper);
 /// `None` keeps the current span as parent.
 pub fn nats_publish(subject: &str, parent: Option<&str>) -> tracing::Span {
     let span = tracing::info_span!(
         "messaging.publish",
-        otel.name = %format_args!("send {subject}"),
+        otel.name = %format_args!("publish {subject}"),
         otel.kind = "producer",
         otel.status_code = Empty,
         messaging.system = "nats",

@@ -76,7 +76,10 @@ pub async fn run_claimed(
             .await
             .unwrap_or(Outcome::Abandoned)
         }
-        Some(Err(failure)) => record_failure(&ctx, &fence, &lost, failure).await,
+        Some(Err(failure)) => {
+            metrics::failure(&job.model_name, failure.is_permanent());
+            record_failure(&ctx, &fence, &lost, failure).await
+        }
     };
     metrics::in_flight(-1.0);
     metrics::job_finished(&job.model_name, outcome);

@@ -46,9 +46,9 @@ const RELEASE_GRACE: Duration = Duration::from_secs(10);
 /// CUDA asked for but unavailable) is an error before any message is consumed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let metrics_handle = foodseg_telemetry::metrics::install()?;
-    metrics::describe();
     let runtimes = segment::load_models(&config).await?;
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
+    metrics::register(&names, config.concurrency);
     tracing::info!(worker_id = %config.worker_id, models = ?names, "models loaded");
     let models: Vec<String> = names.iter().map(|n| n.to_string()).collect();
 

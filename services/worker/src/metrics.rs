@@ -12,6 +12,10 @@ pub const JOBS_TOTAL: &str = "foodseg_worker_jobs_total";
 pub const JOBS_IN_FLIGHT: &str = "foodseg_worker_jobs_in_flight";
 /// Dispatch messages handled without running a job, by reason.
 pub const MESSAGES_SKIPPED_TOTAL: &str = "foodseg_worker_messages_skipped_total";
+/// Jobs this worker may hold at once (`FOODSEG_WORKER_CONCURRENCY`).
+pub const CONCURRENCY: &str = "foodseg_worker_concurrency";
+/// Failed attempts, by model and class (`permanent`, `transient`).
+pub const FAILURES_TOTAL: &str = "foodseg_worker_failures_total";
 
 /// How a claimed job ended on this worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +53,21 @@ impl Outcome {
     }
 }
 
-/// Registers descriptions so `/metrics` explains each series.
-pub fn describe() {
+/// Registers descriptions so `/metrics` explains each series, and the series of the
+/// served `models` at zero, so dashboards and alerts see them before the first job.
+pub fn register(models: &[&str], concurrency: usize) {
+    describe();
+    metrics::gauge!(CONCURRENCY).set(concurrency as f64);
+    metrics::gauge!(JOBS_IN_FLIGHT).increment(0.0);
+    for model in models {
+        for class in ["permanent", "transient"] {
+            metrics::counter!(FAILURES_TOTAL, "model" => model.to_string(), "class" => class)
+                .increment(0);
+        }
+    }
+}
+
+fn describe() {
     metrics::describe_counter!(
         JOBS_TOTAL,
         "Jobs finished by this worker, by model and outcome"
@@ -60,6 +77,20 @@ pub fn describe() {
         MESSAGES_SKIPPED_TOTAL,
         "Dispatch messages handled without running a job, by reason"
     );
+    metrics::describe_gauge!(
+        CONCURRENCY,
+        "Jobs this worker may hold at once (FOODSEG_WORKER_CONCURRENCY)"
+    );
+    metrics::describe_counter!(
+        FAILURES_TOTAL,
+        "Failed attempts, by model and class (permanent: not retried; transient: retried while attempts remain)"
+    );
+}
+
+/// An attempt failed; `permanent` failures are not retried.
+pub fn failure(model: &str, permanent: bool) {
+    let class = if permanent { "permanent" } else { "transient" };
+    metrics::counter!(FAILURES_TOTAL, "model" => model.to_string(), "class" => class).increment(1);
 }
 
 pub fn job_finished(model: &str, outcome: Outcome) {

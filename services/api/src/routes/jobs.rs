@@ -174,7 +174,7 @@ async fn enqueue_job(
     };
     let (job, reply) = store_job(&state, &job, None, key).await?;
     if !reply.is_replay() {
-        metrics::counter!("foodseg_jobs_enqueued_total", "model" => job.model_name.clone())
+        metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "model" => job.model_name.clone())
             .increment(1);
         tracing::info!(job_id = %job.id, model = %job.model_name, trace_id = job.trace_id.as_deref().unwrap_or(""), "job queued");
     }

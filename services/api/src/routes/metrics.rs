@@ -1,16 +1,13 @@
 //! `GET /metrics`: the process's Prometheus metrics (shared recorder of
-//! `foodseg_telemetry::metrics`, installed when the router is built so nothing recorded
-//! at startup is lost).
+//! `foodseg_telemetry::metrics`, installed and described by `crate::metrics::install`
+//! when the api starts; `install` here only fetches the same recorder).
 
 use foodseg_telemetry::metrics::{CONTENT_TYPE, Handle};
 use salvo::prelude::*;
 
 pub fn router() -> Router {
     match foodseg_telemetry::metrics::install() {
-        Ok(handle) => {
-            crate::limits::describe();
-            Router::with_path("metrics").get(Metrics(Some(handle)))
-        }
+        Ok(handle) => Router::with_path("metrics").get(Metrics(Some(handle))),
         Err(e) => {
             tracing::warn!(error = %e, "metrics recorder unavailable; /metrics answers 503");
             Router::with_path("metrics").get(Metrics(None))

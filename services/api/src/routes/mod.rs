@@ -11,9 +11,10 @@ mod reports;
 mod uploads;
 
 pub(crate) use feed::{decode_cursor, encode_cursor};
-pub use jobs::JobDocumentSchema;
 pub(crate) use jobs::with_deadline;
+pub use jobs::{IDEMPOTENT_REPLAYS_TOTAL, JobDocumentSchema};
 pub(crate) use middleware::{ready_state, state};
+pub use uploads::{UPLOAD_BYTES, UPLOADS_TOTAL};
 
 use salvo::catcher::Catcher;
 use salvo::prelude::*;
@@ -32,14 +33,14 @@ pub fn router(state: AppState) -> Router {
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
         .push(feed::router().hoop(auth::RequireScope::submit_when_required()))
         .push(crate::console::router());
-    let router = Router::new()
-        .hoop(middleware::Inject(state))
-        .hoop(middleware::trace_request)
-        .push(api);
+    let router = Router::new().hoop(middleware::Inject(state)).push(api);
     docs::with_docs(router)
 }
 
-/// The router wrapped in a service whose catcher answers unmatched routes with JSON.
+/// The router wrapped in a service that traces and measures every request (matched or
+/// not) and whose catcher answers unmatched routes with JSON.
 pub fn service(state: AppState) -> Service {
-    Service::new(router(state)).catcher(Catcher::default().hoop(middleware::json_errors))
+    Service::new(router(state))
+        .hoop(middleware::trace_request)
+        .catcher(Catcher::default().hoop(middleware::json_errors))
 }

@@ -144,7 +144,7 @@ async fn upload_image(
     if reply.is_replay() {
         return Ok(reply);
     }
-    metrics::counter!("foodseg_jobs_enqueued_total", "model" => job.model_name.clone())
+    metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "model" => job.model_name.clone())
         .increment(1);
     metrics::counter!(UPLOADS_TOTAL, "model" => job.model_name.clone()).increment(1);
     metrics::histogram!(UPLOAD_BYTES).record(size as f64);

@@ -6,5 +6,6 @@ mod console;
 mod feed;
 mod idempotency;
 mod keys;
+mod metrics;
 mod uploads;
 mod v1;

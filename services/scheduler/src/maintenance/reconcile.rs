@@ -22,6 +22,16 @@ pub fn next_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
 
 /// Runs the pass every day at `at` until `shutdown`.
 pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
+    // A restarted scheduler reports the last stored pass, so the freshness alert does
+    // not wait a day to know.
+    match store.reconciliations(1).await {
+        Ok(rows) => {
+            if let Some(last) = rows.first() {
+                metrics::reconcile_succeeded(last.started_at);
+            }
+        }
+        Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read the last reconciliation"),
+    }
     loop {
         let now = Utc::now();
         let next = next_run(now, at);
@@ -62,6 +72,7 @@ pub async fn reconcile(
         "daily reconciliation"
     );
     metrics::reconciled(&report);
+    metrics::reconcile_succeeded(Utc::now());
     // Published dispatch messages are only kept for inspection; JetStream's duplicate
     // window is minutes, so a day is plenty and the outbox stays small.
     let pruned = store.outbox_prune(OUTBOX_KEEP).await?;

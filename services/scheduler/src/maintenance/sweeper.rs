@@ -106,8 +106,8 @@ impl Sweeper {
         Ok(counts)
     }
 
-    /// Oldest QUEUED age, per-model queue and live workers, and JetStream consumer
-    /// backlogs, as gauges.
+    /// Oldest QUEUED age, per-model queue and live workers, the outbox and webhook
+    /// backlogs, and JetStream consumer backlogs, as gauges.
     async fn export_lag(&self) {
         match self.store.oldest_queued_age().await {
             Ok(age) => foodseg_telemetry::metrics::queue_oldest_queued(age.unwrap_or_default()),
@@ -115,6 +115,14 @@ impl Sweeper {
         }
         if let Err(e) = super::workers::export(&self.store).await {
             tracing::debug!(error = %error_chain(&e), "cannot read the worker registry");
+        }
+        match self.store.outbox_pending().await {
+            Ok(rows) => metrics::outbox_pending(rows),
+            Err(e) => tracing::debug!(error = %error_chain(&e), "cannot count the outbox"),
+        }
+        match self.store.webhook_backlog(Duration::from_secs(3600)).await {
+            Ok(b) => metrics::webhook_backlog(b.pending, b.overdue),
+            Err(e) => tracing::debug!(error = %error_chain(&e), "cannot count pending webhooks"),
         }
         if !self.bus.is_connected() {
             return;

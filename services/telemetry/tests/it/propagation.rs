@@ -78,7 +78,7 @@ fn nats_headers_carry_the_trace_from_producer_to_consumer() {
     });
     let producer = spans
         .iter()
-        .find(|s| s.name.starts_with("send "))
+        .find(|s| s.name.starts_with("publish "))
         .expect("producer span");
     let consumer = spans
         .iter()
@@ -103,7 +103,15 @@ fn nats_headers_carry_the_trace_from_producer_to_consumer() {
         Some("send")
     );
     assert_eq!(
+        attr(producer, "messaging.operation.name").as_deref(),
+        Some("publish")
+    );
+    assert_eq!(
         attr(consumer, "messaging.operation.type").as_deref(),
+        Some("process")
+    );
+    assert_eq!(
+        attr(consumer, "messaging.operation.name").as_deref(),
         Some("process")
     );
 }
@@ -125,7 +133,13 @@ fn http_headers_carry_the_trace_and_client_spans_record_status() {
         foodseg_telemetry::spans::record_http_status(&client, 503);
         drop(client);
 
-        let server = foodseg_telemetry::spans::http_server("POST", "/hook", &headers);
+        let server = foodseg_telemetry::spans::http_server(
+            "POST",
+            "/hooks/{name}",
+            "http",
+            "/hooks/mfr",
+            &headers,
+        );
         set_parent_from_http(&server, &headers);
         foodseg_telemetry::spans::record_http_status(&server, 404);
         let _ = traceparent_of(&server);
@@ -163,6 +177,11 @@ fn http_headers_carry_the_trace_and_client_spans_record_status() {
         client.status,
         opentelemetry::trace::Status::Error { .. }
     ));
+    assert_eq!(attr(client, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(server.name, "POST /hooks/{name}");
+    assert_eq!(attr(server, "http.route").as_deref(), Some("/hooks/{name}"));
+    assert_eq!(attr(server, "url.path").as_deref(), Some("/hooks/mfr"));
+    assert_eq!(attr(server, "url.scheme").as_deref(), Some("http"));
     // A 404 answered by a server is the caller's problem, not a server error.
     assert_eq!(
         attr(server, "http.response.status_code").as_deref(),
