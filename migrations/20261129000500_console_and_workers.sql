@@ -23,7 +23,10 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 
--- The console's job list: newest first, keyset-paged, optionally by status; and the
--- search by exact image URL (a hash index: URLs can be longer than a btree entry).
+-- The console's job list: newest first, keyset-paged on (created_at, id), optionally by
+-- status (the status index gains the id, so a page boundary is an index condition); and
+-- the search by exact image URL (a hash index: URLs can be longer than a btree entry).
 CREATE INDEX jobs_created ON jobs (created_at, id);
+DROP INDEX jobs_status_created;
+CREATE INDEX jobs_status_created ON jobs (status, created_at, id);
 CREATE INDEX jobs_image_url ON jobs USING hash (image_url);

@@ -1,7 +1,5 @@
 //! The console's pages: the overview, the job list and a job's page.
 
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 use foodseg_engine::store::{Cursor, JobFilter, WORKER_LIVE_WITHIN};
 use foodseg_engine::{Job, JobId, JobStatus};
@@ -16,10 +14,6 @@ use super::views::{
 use crate::routes::{decode_cursor, encode_cursor, ready_state, with_deadline};
 use crate::state::AppState;
 
-/// The window of the overview's "last hour" figures.
-const RECENT: Duration = Duration::from_secs(3600);
-/// The window of the "given up" webhook count.
-const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Jobs per page of the list.
 const PAGE: i64 = 50;
 
@@ -46,9 +40,9 @@ async fn overview_page(depot: &Depot) -> Result<OverviewPage, ConsoleError> {
     let state = ready_state(depot)?;
     let store = &state.store;
     let (counts, stats, backlog, workers, load) = tokio::try_join!(
-        with_deadline(store.state_counts(RECENT)),
-        with_deadline(store.finished_stats(RECENT)),
-        with_deadline(store.webhook_backlog(DAY)),
+        with_deadline(store.state_counts()),
+        with_deadline(store.finished_stats()),
+        with_deadline(store.webhook_backlog()),
         with_deadline(store.workers(WORKER_LIVE_WITHIN)),
         with_deadline(store.model_load(WORKER_LIVE_WITHIN)),
     )?;

@@ -272,3 +272,46 @@ async fn the_worker_registry_is_an_operator_route_and_on_the_overview(
     tb.cleanup().await;
     Ok(())
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_job_list_pages_by_key_without_gaps_or_repeats(pool: PgPool) -> anyhow::Result<()> {
+    let (tb, api) = setup(&pool).await?;
+    let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
+    let cookie = session(&api, &operator).await?;
+    let mut ids = Vec::new();
+    for i in 0..55 {
+        let job = new_job(&format!("https://img.example.org/{i}.jpg"));
+        ids.push(api.store.enqueue(&job, "test").await?.id.to_string());
+    }
+    let links = |html: &str| -> Vec<String> {
+        html.split("class=\"job-link\" href=\"/console/jobs/")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (_, first) = page(&api, &cookie, "/console/jobs?status=queued").await?;
+    let mut seen = links(&first);
+    assert_eq!(seen.len(), 50);
+    let older = first
+        .split("id=\"older\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to older jobs")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(older.contains("status=queued"), "{older}");
+    let (status, second) = page(&api, &cookie, &older).await?;
+    assert_eq!(status, StatusCode::OK);
+    seen.extend(links(&second));
+    assert!(!second.contains("id=\"older\""), "{older}");
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, every job once");
+    let (status, html) = page(&api, &cookie, "/console/jobs?before=bm9wZQ").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("not one the console made"), "{html}");
+
+    api.stop().await?;
+    tb.cleanup().await;
+    Ok(())
+}

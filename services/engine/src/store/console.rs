@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::feed::Cursor;
 use super::{Store, StoreError};
@@ -50,7 +51,7 @@ pub struct WebhookBacklog {
     pub pending: i64,
     /// Pending deliveries whose next attempt is already due.
     pub overdue: i64,
-    /// Deliveries given up in the window.
+    /// Deliveries given up in the last 24 hours.
     pub failed: i64,
 }
 
@@ -68,13 +69,36 @@ pub struct JobSummary {
     pub processing_time: Option<f64>,
 }
 
-/// Which jobs the list shows. Time bounds apply to `created_at`.
+/// Which jobs the list shows. Time bounds apply to `created_at` (`from` inclusive, `to`
+/// exclusive).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub model: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+}
+
+impl JobFilter {
+    /// The list's bounds: rows strictly before the returned cursor (the page cursor or
+    /// the `to` time, whichever is earlier) and created at or after the returned time.
+    fn bounds(&self, before: Option<Cursor>) -> (Cursor, DateTime<Utc>) {
+        let end = Cursor {
+            at: DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::UNIX_EPOCH),
+            id: Uuid::max(),
+        };
+        // `(created_at, id) < (to, nil)` is exactly `created_at < to`.
+        let to = self.to.map(|at| Cursor {
+            at,
+            id: Uuid::nil(),
+        });
+        let upper = [Some(end), to, before]
+            .into_iter()
+            .flatten()
+            .min_by_key(|c| (c.at, c.id))
+            .unwrap_or(end);
+        (upper, self.from.unwrap_or(DateTime::UNIX_EPOCH))
+    }
 }
 
 impl JobSummary {
@@ -146,17 +170,21 @@ impl Store {
     }
 
     /// Jobs per model and state: every queued and running job, and the jobs that
-    /// finished within `window`.
-    pub async fn state_counts(&self, window: Duration) -> Result<Vec<StateCount>, StoreError> {
+    /// finished in the last hour.
+    pub async fn state_counts(&self) -> Result<Vec<StateCount>, StoreError> {
+        // Three index scans, not one OR: the literal states pick the partial indexes
+        // `jobs_queued_updated` and `jobs_running_lease`; the literal window lets even a
+        // cached generic plan see how few rows the last hour holds (`jobs_updated`).
         let rows = sqlx::query_as!(
             StateCount,
             r#"SELECT model_name AS "model!", status AS "status!: JobStatus", count(*) AS "jobs!"
-               FROM jobs
-               WHERE status = ANY($1)
-                  OR (updated_at > now() - make_interval(secs => $2) AND status = ANY($3))
+               FROM (SELECT model_name, status FROM jobs WHERE status = 'queued'
+                     UNION ALL
+                     SELECT model_name, status FROM jobs WHERE status = 'running'
+                     UNION ALL
+                     SELECT model_name, status FROM jobs
+                     WHERE updated_at > now() - interval '1 hour' AND status = ANY($1)) j
                GROUP BY 1, 2 ORDER BY 1, 2"#,
-            &[JobStatus::Queued, JobStatus::Running] as &[JobStatus],
-            window.as_secs_f64(),
             &[JobStatus::Succeeded, JobStatus::Failed] as &[JobStatus],
         )
         .fetch_all(&self.pool)
@@ -164,12 +192,13 @@ impl Store {
         Ok(rows)
     }
 
-    /// How the jobs that finished within `window` went.
-    pub async fn finished_stats(&self, window: Duration) -> Result<FinishedStats, StoreError> {
+    /// How the jobs that finished in the last hour went.
+    pub async fn finished_stats(&self) -> Result<FinishedStats, StoreError> {
+        // A literal window, as in `state_counts`.
         let row = sqlx::query_as!(
             FinishedStats,
             r#"SELECT count(*) AS "finished!",
-                      count(*) FILTER (WHERE status = $2) AS "failed!",
+                      count(*) FILTER (WHERE status = $1) AS "failed!",
                       percentile_cont(0.5) WITHIN GROUP
                         (ORDER BY EXTRACT(EPOCH FROM started_at - created_at)::float8) AS queue_wait_p50,
                       percentile_cont(0.95) WITHIN GROUP
@@ -177,8 +206,7 @@ impl Store {
                       percentile_cont(0.5) WITHIN GROUP (ORDER BY processing_time) AS processing_p50,
                       percentile_cont(0.95) WITHIN GROUP (ORDER BY processing_time) AS processing_p95
                FROM jobs
-               WHERE updated_at > now() - make_interval(secs => $1) AND status = ANY($3)"#,
-            window.as_secs_f64(),
+               WHERE updated_at > now() - interval '1 hour' AND status = ANY($2)"#,
             JobStatus::Failed as JobStatus,
             &[JobStatus::Succeeded, JobStatus::Failed] as &[JobStatus],
         )
@@ -187,18 +215,18 @@ impl Store {
         Ok(row)
     }
 
-    /// Pending webhook deliveries, and those given up within `window`.
-    pub async fn webhook_backlog(&self, window: Duration) -> Result<WebhookBacklog, StoreError> {
+    /// Pending webhook deliveries, and those given up in the last 24 hours.
+    pub async fn webhook_backlog(&self) -> Result<WebhookBacklog, StoreError> {
         let row = sqlx::query_as!(
             WebhookBacklog,
-            // The literal 'pending' lets every plan use the partial index `deliveries_due`.
+            // The literal 'pending' lets every plan use a partial index on pending
+            // deliveries; the literal window, the index `deliveries_created`.
             r#"SELECT
                  (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
                  (SELECT count(*) FROM deliveries
                   WHERE status = 'pending' AND next_attempt_at < now()) AS "overdue!",
                  (SELECT count(*) FROM deliveries
-                  WHERE created_at > now() - make_interval(secs => $1) AND status = $2) AS "failed!""#,
-            window.as_secs_f64(),
+                  WHERE created_at > now() - interval '24 hours' AND status = $1) AS "failed!""#,
             DeliveryStatus::Failed as DeliveryStatus,
         )
         .fetch_one(&self.pool)
@@ -213,9 +241,10 @@ impl Store {
         before: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<JobSummary>, StoreError> {
-        let (before_at, before_id) = before.map(|c| (c.at, c.id)).unzip();
-        // Two statements rather than one with `$1 IS NULL OR status = $1`: a cached
-        // generic plan could not use the (status, created_at) index for that.
+        // The page's bounds are always bound values, never `$n IS NULL OR …`, so a cached
+        // generic plan still walks the index from the boundary: a page deep in a table
+        // of millions costs what the first one does.
+        let (upper, lower) = filter.bounds(before);
         let rows = match filter.status {
             Some(status) => {
                 sqlx::query_as!(
@@ -223,18 +252,14 @@ impl Store {
                     r#"SELECT id AS "id: JobId", status AS "status: JobStatus", model_name,
                               image_url, message, attempt, created_at, finished_at, processing_time
                        FROM jobs
-                       WHERE status = $1
-                         AND ($2::text IS NULL OR model_name = $2)
-                         AND ($3::timestamptz IS NULL OR created_at >= $3)
-                         AND ($4::timestamptz IS NULL OR created_at < $4)
-                         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
-                       ORDER BY created_at DESC, id DESC LIMIT $7"#,
+                       WHERE status = $1 AND (created_at, id) < ($2, $3) AND created_at >= $4
+                         AND ($5::text IS NULL OR model_name = $5)
+                       ORDER BY created_at DESC, id DESC LIMIT $6"#,
                     status as JobStatus,
+                    upper.at,
+                    upper.id,
+                    lower,
                     filter.model.as_deref(),
-                    filter.from,
-                    filter.to,
-                    before_at,
-                    before_id,
                     limit,
                 )
                 .fetch_all(&self.pool)
@@ -246,16 +271,13 @@ impl Store {
                     r#"SELECT id AS "id: JobId", status AS "status: JobStatus", model_name,
                               image_url, message, attempt, created_at, finished_at, processing_time
                        FROM jobs
-                       WHERE ($1::text IS NULL OR model_name = $1)
-                         AND ($2::timestamptz IS NULL OR created_at >= $2)
-                         AND ($3::timestamptz IS NULL OR created_at < $3)
-                         AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
-                       ORDER BY created_at DESC, id DESC LIMIT $6"#,
+                       WHERE (created_at, id) < ($1, $2) AND created_at >= $3
+                         AND ($4::text IS NULL OR model_name = $4)
+                       ORDER BY created_at DESC, id DESC LIMIT $5"#,
+                    upper.at,
+                    upper.id,
+                    lower,
                     filter.model.as_deref(),
-                    filter.from,
-                    filter.to,
-                    before_at,
-                    before_id,
                     limit,
                 )
                 .fetch_all(&self.pool)
@@ -283,5 +305,45 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_upper_bound_is_the_earlier_of_cursor_and_to() {
+        let open = JobFilter::default();
+        let (upper, lower) = open.bounds(None);
+        assert_eq!(upper.id, Uuid::max());
+        assert!(upper.at > Utc::now());
+        assert_eq!(lower, DateTime::UNIX_EPOCH);
+
+        let cursor = Cursor {
+            at: at(1_000),
+            id: Uuid::from_u128(7),
+        };
+        let to_later = JobFilter {
+            to: Some(at(2_000)),
+            from: Some(at(10)),
+            ..JobFilter::default()
+        };
+        assert_eq!(to_later.bounds(Some(cursor)), (cursor, at(10)));
+        let to_earlier = JobFilter {
+            to: Some(at(500)),
+            ..JobFilter::default()
+        };
+        assert_eq!(
+            to_earlier.bounds(Some(cursor)).0,
+            Cursor {
+                at: at(500),
+                id: Uuid::nil()
+            }
+        );
     }
 }

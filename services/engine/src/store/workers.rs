@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Store, StoreError};
-use crate::domain::JobStatus;
 
 /// A worker counts as live while its heartbeat is younger than this (three of its
 /// heartbeats).
@@ -97,8 +96,9 @@ impl Store {
     pub async fn model_load(&self, live_within: Duration) -> Result<Vec<ModelLoad>, StoreError> {
         let rows = sqlx::query_as!(
             ModelLoad,
+            // The literal 'queued' picks the partial index `jobs_queued_updated`.
             r#"WITH q AS (SELECT model_name AS model, count(*) AS n FROM jobs
-                          WHERE status = $2 GROUP BY model_name),
+                          WHERE status = 'queued' GROUP BY model_name),
                     w AS (SELECT m AS model,
                                  count(*) FILTER
                                    (WHERE heartbeat_at > now() - make_interval(secs => $1)) AS n
@@ -107,7 +107,6 @@ impl Store {
                       coalesce(q.n, 0) AS "queued!", coalesce(w.n, 0) AS "live_workers!"
                FROM q FULL JOIN w ON q.model = w.model ORDER BY 1"#,
             secs(live_within),
-            JobStatus::Queued as JobStatus,
         )
         .fetch_all(&self.pool)
         .await?;

@@ -120,7 +120,7 @@ impl Sweeper {
             Ok(rows) => metrics::outbox_pending(rows),
             Err(e) => tracing::debug!(error = %error_chain(&e), "cannot count the outbox"),
         }
-        match self.store.webhook_backlog(Duration::from_secs(3600)).await {
+        match self.store.webhook_backlog().await {
             Ok(b) => metrics::webhook_backlog(b.pending, b.overdue),
             Err(e) => tracing::debug!(error = %error_chain(&e), "cannot count pending webhooks"),
         }
