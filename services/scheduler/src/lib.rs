@@ -114,6 +114,7 @@ pub async fn serve(
     let wake = Arc::new(Notify::new());
     let relay = Relay::new(store.clone(), bus.clone(), RelayConfig::default());
     let sweeper = Sweeper {
+        models: served_models(&config.common.models_dir),
         store: store.clone(),
         bus: bus.clone(),
         relay: relay.waker(),
@@ -203,6 +204,24 @@ async fn migrate(store: &Store, shutdown: &CancellationToken) -> Result<bool, Er
         }
         if !retries.wait(shutdown).await {
             return Ok(false);
+        }
+    }
+}
+
+/// The models of the registry (`FOODSEG_MODELS_DIR`): the per-model worker gauges cover
+/// each of them from the start, so "no live worker for a model" is visible even before
+/// any job or worker names it. Without a readable registry, only the models the database
+/// names are covered.
+fn served_models(dir: &std::path::Path) -> Vec<String> {
+    match foodseg_models::Registry::load(dir) {
+        Ok(registry) => registry
+            .models()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %error_chain(&e), "no model registry; worker gauges cover only the models the database names");
+            Vec::new()
         }
     }
 }

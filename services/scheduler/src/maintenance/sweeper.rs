@@ -25,6 +25,8 @@ pub struct SweepCounts {
 /// Runs the sweeps.
 #[derive(Debug, Clone)]
 pub struct Sweeper {
+    /// The models of the registry (each gets the per-model gauges, zero or not).
+    pub models: Vec<String>,
     pub store: Store,
     pub bus: Bus,
     pub relay: RelayWaker,
@@ -113,7 +115,7 @@ impl Sweeper {
             Ok(age) => foodseg_telemetry::metrics::queue_oldest_queued(age.unwrap_or_default()),
             Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read queue age"),
         }
-        if let Err(e) = super::workers::export(&self.store).await {
+        if let Err(e) = super::workers::export(&self.store, &self.models).await {
             tracing::debug!(error = %error_chain(&e), "cannot read the worker registry");
         }
         match self.store.outbox_pending().await {

@@ -29,9 +29,17 @@ pub fn describe() {
     );
 }
 
-/// Sets the per-model gauges from the registry and the queue.
-pub async fn export(store: &Store) -> Result<(), StoreError> {
-    for load in store.model_load(WORKER_LIVE_WITHIN).await? {
+/// Sets the per-model gauges from the worker registry and the queue: for every model of
+/// `models` (zero when nothing names it) and every model the database names.
+pub async fn export(store: &Store, models: &[String]) -> Result<(), StoreError> {
+    let loads = store.model_load(WORKER_LIVE_WITHIN).await?;
+    for model in models {
+        if !loads.iter().any(|l| &l.model == model) {
+            metrics::gauge!(WORKERS_LIVE, "model" => model.clone()).set(0.0);
+            metrics::gauge!(JOBS_QUEUED, "model" => model.clone()).set(0.0);
+        }
+    }
+    for load in loads {
         metrics::gauge!(WORKERS_LIVE, "model" => load.model.clone()).set(load.live_workers as f64);
         metrics::gauge!(JOBS_QUEUED, "model" => load.model).set(load.queued as f64);
     }
