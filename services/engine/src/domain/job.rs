@@ -98,6 +98,15 @@ impl Transition {
     }
 }
 
+impl Transition {
+    /// Whether the attempt that ends with this transition counts against the job's
+    /// budget. A worker that hands a job back because it is shutting down (scale-in, a
+    /// deploy) did not fail it: the budget is for failures and lost workers.
+    pub fn spends_attempt(self) -> bool {
+        !matches!(self, Transition::Release)
+    }
+}
+
 /// A transition that the state machine does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("illegal transition {transition:?} from {from:?}")]
@@ -186,6 +195,15 @@ mod tests {
         }
         assert_eq!(next_status(Some(Queued), Cancel), Ok(Failed));
         assert_eq!(next_status(Some(Failed), Resubmit), Ok(Queued));
+    }
+
+    #[test]
+    fn only_a_release_gives_the_attempt_back() {
+        use Transition::*;
+        for t in [Claim, Succeed, Fail, Retry, Redrive, Cancel, Resubmit] {
+            assert!(t.spends_attempt(), "{t:?}");
+        }
+        assert!(!Release.spends_attempt());
     }
 
     #[test]

@@ -335,7 +335,9 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Hands a running job back to the queue (worker shutting down).
+    /// Hands a running job back to the queue (worker shutting down). The attempt does not
+    /// count: the budget grows by one, since the next claim takes a new attempt number
+    /// (the fence must never repeat).
     pub async fn release(&self, fence: &Fence) -> Result<Job, StoreError> {
         let requeue = Requeue {
             transition: Transition::Release,
@@ -349,7 +351,8 @@ impl Store {
     }
 
     /// Back to the queue with a new dispatch message (unique `Nats-Msg-Id` per attempt),
-    /// fenced on `fence`; `actor` is who the event names.
+    /// fenced on `fence`; `actor` is who the event names. A transition that does not
+    /// spend the attempt gives the budget one back.
     pub(crate) async fn requeue_on<'c>(
         &self,
         executor: impl sqlx::PgExecutor<'c>,
@@ -363,7 +366,8 @@ impl Store {
             "WITH q AS ( \
                UPDATE jobs SET status = $4, lease_owner = NULL, lease_expires_at = NULL, \
                       not_before = now() + make_interval(secs => $5), message = $6, \
-                      last_error = COALESCE($7, last_error), updated_at = now() \
+                      last_error = COALESCE($7, last_error), updated_at = now(), \
+                      max_attempts = max_attempts + $13 \
                WHERE id = $1 AND status = $11 AND attempt = $2 AND lease_owner = $3 \
                RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
@@ -387,6 +391,7 @@ impl Store {
             redispatch_msg_id(fence.job_id, fence.attempt),
             from as JobStatus,
             actor,
+            i32::from(!r.transition.spends_attempt()),
         )
         .fetch_optional(executor)
         .await?;

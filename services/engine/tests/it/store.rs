@@ -264,6 +264,44 @@ async fn release_hands_the_job_back_at_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../../migrations")]
+async fn releases_do_not_spend_the_attempt_budget(pool: PgPool) {
+    let store = store(pool.clone());
+    let new = new_job(None);
+    assert_eq!(new.max_attempts, Attempt::new(2));
+    store.enqueue(&new, "api").await.unwrap();
+    // Three scale-ins in a row: every worker hands the job back while shutting down.
+    for n in 1..=3 {
+        let (_, f) = claimed(&store, new.id, &format!("w{n}")).await;
+        let job = store.release(&f).await.unwrap();
+        assert_eq!(job.max_attempts, Attempt::new(2 + n));
+    }
+    // The job still has its two real attempts: a transient failure is retried...
+    let (_, f) = claimed(&store, new.id, "w4").await;
+    let retried = store
+        .retry(&f, "image host answered 503", &RetryPolicy::default(), 0.0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(retried, RetryOutcome::Requeued { .. }),
+        "{retried:?}"
+    );
+    sqlx::query!(
+        "UPDATE jobs SET not_before = NULL WHERE id = $1",
+        new.id as JobId
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // ...and the second failure is the last.
+    let (_, f) = claimed(&store, new.id, "w5").await;
+    let failed = store
+        .retry(&f, "image host answered 503", &RetryPolicy::default(), 0.0)
+        .await
+        .unwrap();
+    assert!(matches!(failed, RetryOutcome::Failed(_)), "{failed:?}");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
 async fn claim_of_unknown_job_is_not_found(pool: PgPool) {
     let store = store(pool);
     assert_eq!(
