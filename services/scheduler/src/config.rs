@@ -36,6 +36,10 @@ pub struct Config {
     /// A QUEUED job untouched this long may have lost its dispatch message
     /// (`FOODSEG_STALE_QUEUED_AFTER`, 60 s).
     pub stale_queued_after: Duration,
+    /// A job queued this long for a model no worker has served in that time ends
+    /// `MFR.Job.ERROR` "no worker serves model X", with its webhook
+    /// (`FOODSEG_MAX_QUEUE_WAIT`, 1 h).
+    pub max_queue_wait: Duration,
     /// Daily reconciliation time, UTC (`FOODSEG_RECONCILE_AT`, `03:00`).
     pub reconcile_at: NaiveTime,
     /// Actor name in job events and logs (`FOODSEG_SCHEDULER_ID`).
@@ -72,6 +76,7 @@ impl Config {
             poll_interval: secs("FOODSEG_SCHEDULER_POLL", Duration::from_secs(1))?,
             sweep_interval: secs("FOODSEG_SWEEP_INTERVAL", Duration::from_secs(5))?,
             stale_queued_after: secs("FOODSEG_STALE_QUEUED_AFTER", Duration::from_secs(60))?,
+            max_queue_wait: secs("FOODSEG_MAX_QUEUE_WAIT", Duration::from_secs(3600))?,
             reconcile_at: env
                 .with("FOODSEG_RECONCILE_AT", |v| {
                     NaiveTime::parse_from_str(v, "%H:%M")
@@ -116,6 +121,7 @@ mod tests {
         assert_eq!(c.retry_schedule, RetrySchedule::default());
         assert_eq!(c.common.subjects, Subjects::default());
         assert_eq!(c.upload_retention, DEFAULT_UPLOAD_RETENTION);
+        assert_eq!(c.max_queue_wait, Duration::from_secs(3600));
     }
 
     #[test]
@@ -128,8 +134,10 @@ mod tests {
             ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8"),
             ("FOODSEG_WEBHOOK_RETRY_SCHEDULE", "1s,2s"),
             ("FOODSEG_UPLOAD_RETENTION_HOURS", "0.5"),
+            ("FOODSEG_MAX_QUEUE_WAIT", "20m"),
         ])
         .unwrap();
+        assert_eq!(c.max_queue_wait, Duration::from_secs(1200));
         assert_eq!(c.http_addr, None);
         assert_eq!(c.reconcile_at, NaiveTime::from_hms_opt(23, 45, 0).unwrap());
         assert_eq!(c.attempt_timeout, Duration::from_millis(250));

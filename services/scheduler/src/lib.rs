@@ -120,6 +120,7 @@ pub async fn serve(
         relay: relay.waker(),
         actor: config.scheduler_id.clone(),
         stale_queued_after: config.stale_queued_after,
+        max_queue_wait: config.max_queue_wait,
         upload_retention: config.upload_retention,
     };
     let mut handles = vec![

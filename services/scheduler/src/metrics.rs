@@ -71,7 +71,12 @@ pub fn describe() {
     );
     // Registered at zero so alerts and dashboards see the series before the first event.
     metrics::counter!(DELIVERIES_FAILED_TOTAL).increment(0);
-    for kind in ["lease_expired", "republished", "failed_exhausted"] {
+    for kind in [
+        "lease_expired",
+        "republished",
+        "failed_exhausted",
+        "unserved",
+    ] {
         let name = foodseg_telemetry::metrics::names::SWEEP_RECOVERIES;
         metrics::counter!(name, "kind" => kind).increment(0);
     }

@@ -1,5 +1,5 @@
 //! The worker's entry in the worker registry: registered at start, refreshed every
-//! [`HEARTBEAT_EVERY`], removed on a clean stop. A Postgres outage only delays the next
+//! [`HEARTBEAT_EVERY`], marked stopped on a clean stop. A Postgres outage only delays the next
 //! heartbeat; the first one after it puts the worker back.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// heartbeat is younger than [`WORKER_LIVE_WITHIN`](foodseg_engine::store::WORKER_LIVE_WITHIN).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
-/// Keeps the worker's row fresh until `stop`, then deletes it.
+/// Keeps the worker's row fresh until `stop`, then marks it stopped.
 pub async fn run(store: Store, info: WorkerInfo, stop: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -25,7 +25,7 @@ pub async fn run(store: Store, info: WorkerInfo, stop: CancellationToken) {
             tracing::warn!(error = %error_chain(&e), "cannot refresh the worker's heartbeat; retrying");
         }
     }
-    if let Err(e) = store.deregister_worker(&info.id).await {
-        tracing::warn!(error = %error_chain(&e), "cannot remove the worker from the registry; its entry goes stale");
+    if let Err(e) = store.worker_stopped(&info.id).await {
+        tracing::warn!(error = %error_chain(&e), "cannot mark the worker stopped in the registry; its entry goes silent");
     }
 }

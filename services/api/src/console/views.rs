@@ -142,6 +142,7 @@ pub struct WorkerView {
     pub started: String,
     pub heartbeat: String,
     pub live: bool,
+    pub stopped: bool,
 }
 
 impl From<WorkerRow> for WorkerView {
@@ -154,6 +155,7 @@ impl From<WorkerRow> for WorkerView {
             started: when(w.started_at),
             heartbeat: when(w.heartbeat_at),
             live: w.live,
+            stopped: w.stopped_at.is_some(),
         }
     }
 }

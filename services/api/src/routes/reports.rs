@@ -28,8 +28,8 @@ pub fn router() -> Router {
 /// The worker registry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Workers {
-    /// Live workers first, then silent ones (dead, or cut off from Postgres) until they
-    /// are forgotten a day after their last heartbeat.
+    /// Live workers first, then stopped and silent ones (dead, or cut off from Postgres)
+    /// until they are forgotten a day after their last heartbeat.
     pub workers: Vec<Worker>,
 }
 
@@ -45,7 +45,10 @@ pub struct Worker {
     pub version: String,
     pub started_at: String,
     pub heartbeat_at: String,
-    /// Its last heartbeat is recent (within 30 s; workers beat every 10 s).
+    /// When it stopped cleanly, if it did.
+    pub stopped_at: Option<String>,
+    /// Not stopped, and its last heartbeat is recent (within 30 s; workers beat every
+    /// 10 s).
     pub live: bool,
 }
 
@@ -58,6 +61,7 @@ impl From<WorkerRow> for Worker {
             version: w.version,
             started_at: format_time(w.started_at),
             heartbeat_at: format_time(w.heartbeat_at),
+            stopped_at: w.stopped_at.map(format_time),
             live: w.live,
         }
     }

@@ -80,6 +80,9 @@ pub enum Transition {
     Cancel,
     /// An operator sent a failed job back to the queue with a new attempt budget.
     Resubmit,
+    /// The sweeper gave up on a queued job: no worker has served its model for
+    /// `FOODSEG_MAX_QUEUE_WAIT`. It ends failed, with its webhook.
+    Expire,
 }
 
 impl Transition {
@@ -94,6 +97,7 @@ impl Transition {
             Transition::Redrive => "redrive",
             Transition::Cancel => "cancel",
             Transition::Resubmit => "resubmit",
+            Transition::Expire => "expire",
         }
     }
 }
@@ -132,6 +136,7 @@ pub fn next_status(
         (Some(Running), Redrive) => Queued,
         (Some(Queued), Cancel) => Failed,
         (Some(Failed), Resubmit) => Queued,
+        (Some(Queued), Expire) => Failed,
         _ => return Err(IllegalTransition { from, transition }),
     };
     Ok(to)
@@ -195,12 +200,15 @@ mod tests {
         }
         assert_eq!(next_status(Some(Queued), Cancel), Ok(Failed));
         assert_eq!(next_status(Some(Failed), Resubmit), Ok(Queued));
+        assert_eq!(next_status(Some(Queued), Expire), Ok(Failed));
     }
 
     #[test]
     fn only_a_release_gives_the_attempt_back() {
         use Transition::*;
-        for t in [Claim, Succeed, Fail, Retry, Redrive, Cancel, Resubmit] {
+        for t in [
+            Claim, Succeed, Fail, Retry, Redrive, Cancel, Resubmit, Expire,
+        ] {
             assert!(t.spends_attempt(), "{t:?}");
         }
         assert!(!Release.spends_attempt());
@@ -211,7 +219,7 @@ mod tests {
         use Transition::*;
         for from in [JobStatus::Succeeded, JobStatus::Failed] {
             for t in [
-                Enqueue, Claim, Succeed, Fail, Retry, Release, Redrive, Cancel,
+                Enqueue, Claim, Succeed, Fail, Retry, Release, Redrive, Cancel, Expire,
             ] {
                 assert!(next_status(Some(from), t).is_err(), "{from} {t:?}");
             }

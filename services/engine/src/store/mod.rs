@@ -42,7 +42,7 @@ pub use sweeps::{
 pub use uploads::{
     NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,
 };
-pub use workers::{ModelLoad, WORKER_LIVE_WITHIN, WorkerInfo, WorkerRow};
+pub use workers::{ModelLoad, WORKER_LIVE_WITHIN, WorkerInfo, WorkerRow, unserved_message};
 
 use std::time::Duration;
 

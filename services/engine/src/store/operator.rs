@@ -30,19 +30,46 @@ impl Store {
     /// message goes to the outbox and its webhook (if any) is queued, in one statement.
     /// A worker that receives its dispatch message later finds nothing to claim.
     pub async fn cancel(&self, job_id: JobId, actor: &str) -> Result<Action, StoreError> {
+        let ended = self
+            .fail_queued(
+                &self.pool,
+                &[job_id],
+                Transition::Cancel,
+                CANCELLED_BY_OPERATOR,
+                actor,
+            )
+            .await?;
+        match ended.into_iter().next() {
+            Some(job) => Ok(Action::Done(Box::new(job))),
+            None => self.why_not(job_id).await,
+        }
+    }
+
+    /// Ends the queued jobs among `ids` as failed with `message` through `transition`
+    /// (cancel, expire): each with its event, its finished message in the outbox and its
+    /// webhook delivery, in one statement. Jobs no longer queued are left alone. The one
+    /// place a job that never ran finishes.
+    pub(crate) async fn fail_queued<'c>(
+        &self,
+        executor: impl sqlx::PgExecutor<'c>,
+        ids: &[JobId],
+        transition: Transition,
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<Job>, StoreError> {
         let from = JobStatus::Queued;
-        let to = next_status(Some(from), Transition::Cancel)?;
-        let detail = format!("{}: {CANCELLED_BY_OPERATOR}", Transition::Cancel.as_str());
-        let row = query_job!(
+        let to = next_status(Some(from), transition)?;
+        let detail = format!("{}: {message}", transition.as_str());
+        let rows = query_job!(
             "WITH c AS ( \
                UPDATE jobs SET status = $2, message = $3, last_error = $3, not_before = NULL, \
                       finished_at = now(), updated_at = now() \
-               WHERE id = $1 AND status = $4 \
+               WHERE id = ANY($1) AND status = $4 \
                RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
                    SELECT id, $4, status, attempt, $5, $6 FROM c), \
              o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $7 || status, id::text || '.cancel.' || $9, \
+                   SELECT $7 || status, id::text || '.' || $9 || '.' || gen_random_uuid(), \
                           jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt), \
                           CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
                                ELSE jsonb_build_object('traceparent', traceparent) END \
@@ -50,29 +77,27 @@ impl Store {
              w AS (INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
                    SELECT gen_random_uuid(), c.id, \
                           CASE WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.job_id = c.id) \
-                               THEN 'msg_' || replace(c.id::text, '-', '') || '_' || left($9, 8) \
+                               THEN 'msg_' || replace(c.id::text, '-', '') || '_' \
+                                    || left(replace(gen_random_uuid()::text, '-', ''), 8) \
                                ELSE 'msg_' || replace(c.id::text, '-', '') END, \
                           c.webhook_url, $8, c.traceparent \
                    FROM c WHERE c.webhook_url IS NOT NULL \
                    ON CONFLICT (job_id) WHERE status = 'pending' DO NOTHING) \
              SELECT ",
             " FROM c",
-            job_id as JobId,
+            ids as &[JobId],
             to as JobStatus,
-            CANCELLED_BY_OPERATOR,
+            message,
             from as JobStatus,
             actor,
             detail,
             self.subjects.job_event(""),
             DeliveryStatus::Pending as DeliveryStatus,
-            Uuid::new_v4().simple().to_string(),
+            transition.as_str(),
         )
-        .fetch_optional(&self.pool)
+        .fetch_all(executor)
         .await?;
-        match row {
-            Some(job) => Ok(Action::Done(Box::new(job))),
-            None => self.why_not(job_id).await,
-        }
+        Ok(rows)
     }
 
     /// Sends a failed job back to the queue with `budget` more attempts: its result and

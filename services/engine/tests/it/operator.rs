@@ -229,11 +229,104 @@ async fn workers_register_beat_and_leave(pool: PgPool) {
         1
     );
 
+    // A clean stop keeps the row, marked stopped and not live; a new beat revives it.
     store.heartbeat(&a).await.unwrap();
-    store.deregister_worker("w-a").await.unwrap();
+    store.worker_stopped("w-a").await.unwrap();
+    let workers = store.workers(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        !workers[0].live && workers[0].stopped_at.is_some(),
+        "{workers:?}"
+    );
+    store.heartbeat(&a).await.unwrap();
+    let workers = store.workers(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        workers[0].live && workers[0].stopped_at.is_none(),
+        "{workers:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn queued_jobs_of_a_model_nobody_served_for_the_max_wait_end_with_their_webhook(
+    pool: PgPool,
+) {
+    let store = store(pool.clone());
+    let hour = Duration::from_secs(3600);
+    let mut ids = Vec::new();
+    for model in [
+        "nobody-serves-me",
+        "scaled-to-zero",
+        "yolov5s-seg-coco",
+        "nobody-serves-me",
+    ] {
+        let mut job = new_job("https://img.example.org/a.jpg");
+        job.model_name = model.into();
+        ids.push(store.enqueue(&job, "api").await.unwrap().id);
+    }
+    let [unserved, stopped_recently, served, young] = ids[..] else {
+        unreachable!()
+    };
+    // Every job but `young` has waited two hours.
+    sqlx::query!(
+        "UPDATE jobs SET updated_at = now() - interval '2 hours' WHERE id <> $1",
+        young as JobId
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, model) in [("w-live", "yolov5s-seg-coco"), ("w-gone", "scaled-to-zero")] {
+        let info = WorkerInfo {
+            id: id.into(),
+            models: vec![model.into()],
+            concurrency: 1,
+            version: "1".into(),
+        };
+        store.heartbeat(&info).await.unwrap();
+    }
+    // The scaled-to-zero model's worker last beat 3 hours ago but stopped 10 minutes ago.
+    store.worker_stopped("w-gone").await.unwrap();
+    sqlx::query!(
+        "UPDATE workers SET heartbeat_at = now() - interval '3 hours',
+                            stopped_at = now() - interval '10 minutes'
+         WHERE id = 'w-gone'"
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let ended = store.expire_unserved(hour, "sweeper", 100).await.unwrap();
+    assert_eq!(ended.iter().map(|j| j.id).collect::<Vec<_>>(), [unserved]);
+    let job = store.get(unserved).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.message, "no worker serves model nobody-serves-me");
+    let last = store.events(unserved).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.to_status, last.actor.as_str(), last.detail.as_deref()),
+        (
+            JobStatus::Failed,
+            "sweeper",
+            Some("expire: no worker serves model nobody-serves-me")
+        )
+    );
+    assert_eq!(store.deliveries(unserved).await.unwrap().len(), 1);
+    for id in [stopped_recently, served, young] {
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().status,
+            JobStatus::Queued
+        );
+    }
+    // Once the stop is older than the wait too, that model's job ends as well.
+    sqlx::query!("UPDATE workers SET stopped_at = now() - interval '2 hours' WHERE id = 'w-gone'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ended = store.expire_unserved(hour, "sweeper", 100).await.unwrap();
+    assert_eq!(
+        ended.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [stopped_recently]
+    );
     assert!(
         store
-            .workers(Duration::from_secs(30))
+            .expire_unserved(hour, "sweeper", 100)
             .await
             .unwrap()
             .is_empty()

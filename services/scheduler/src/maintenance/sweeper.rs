@@ -20,6 +20,8 @@ pub struct SweepCounts {
     pub redriven: usize,
     pub failed: usize,
     pub republished: usize,
+    /// Queued jobs ended because no worker served their model.
+    pub unserved: usize,
 }
 
 /// Runs the sweeps.
@@ -32,6 +34,8 @@ pub struct Sweeper {
     pub relay: RelayWaker,
     pub actor: String,
     pub stale_queued_after: Duration,
+    /// Queued jobs of a model no worker served for this long end failed.
+    pub max_queue_wait: Duration,
     /// Uploaded images are purged this long after their job finished.
     pub upload_retention: Duration,
 }
@@ -46,6 +50,7 @@ impl Sweeper {
                         redriven = c.redriven,
                         failed = c.failed,
                         republished = c.republished,
+                        unserved = c.unserved,
                         "sweep recovered jobs"
                     );
                 }
@@ -92,12 +97,27 @@ impl Sweeper {
                 break;
             }
         }
+        loop {
+            let ended = self
+                .store
+                .expire_unserved(self.max_queue_wait, &self.actor, SWEEP_BATCH)
+                .await?;
+            counts.unserved += ended.len();
+            for job in &ended {
+                tracing::warn!(job_id = %job.id, model = %job.model_name, "no worker served the job's model for the maximum queue wait; job failed");
+            }
+            if (ended.len() as i64) < SWEEP_BATCH {
+                break;
+            }
+        }
         metrics::recovered("lease_expired", counts.redriven);
         metrics::recovered("failed_exhausted", counts.failed);
         metrics::recovered("republished", counts.republished);
+        metrics::recovered("unserved", counts.unserved);
         // The sweeper's transitions, beside the workers' in the shared counter.
         foodseg_telemetry::metrics::job_transitions("running", "queued", counts.redriven as u64);
         foodseg_telemetry::metrics::job_transitions("running", "failed", counts.failed as u64);
+        foodseg_telemetry::metrics::job_transitions("queued", "failed", counts.unserved as u64);
         if counts != SweepCounts::default() {
             self.relay.wake();
         }

@@ -1,6 +1,6 @@
 //! The worker registry seen from the scheduler: per model, queued jobs and live workers
 //! as gauges (so an alert can fire when a model has work and nobody to do it), and the
-//! purge of entries of workers that died without deregistering.
+//! purge of the entries of workers silent for a day (stopped, or dead).
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use foodseg_engine::{Store, StoreError};
 pub const WORKERS_LIVE: &str = "foodseg_workers_live";
 /// Jobs queued per model.
 pub const JOBS_QUEUED: &str = "foodseg_jobs_queued";
-/// Entries of dead workers deleted.
+/// Entries of workers silent for a day, deleted.
 pub const WORKERS_PURGED_TOTAL: &str = "foodseg_workers_purged_total";
 
 /// A worker silent this long is forgotten.
@@ -25,7 +25,7 @@ pub fn describe() {
     metrics::describe_gauge!(JOBS_QUEUED, "Jobs waiting in the queue, per model");
     metrics::describe_counter!(
         WORKERS_PURGED_TOTAL,
-        "Registry entries of workers that stopped without deregistering, deleted a day later"
+        "Registry entries of workers silent (stopped or dead) for a day, deleted"
     );
 }
 
@@ -46,12 +46,15 @@ pub async fn export(store: &Store, models: &[String]) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Deletes the entries of workers silent for a day.
+/// Deletes the entries of workers silent (stopped or dead) for a day.
 pub async fn purge(store: &Store) -> Result<u64, StoreError> {
     let purged = store.purge_workers(FORGET_AFTER).await?;
     if purged > 0 {
         metrics::counter!(WORKERS_PURGED_TOTAL).increment(purged);
-        tracing::info!(purged, "entries of dead workers removed from the registry");
+        tracing::info!(
+            purged,
+            "entries of long-silent workers removed from the registry"
+        );
     }
     Ok(purged)
 }
