@@ -94,7 +94,6 @@ pub async fn security_headers(res: &mut Response) {
     set(headers, "x-frame-options", "DENY");
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "referrer-policy", "same-origin");
-    if !headers.contains_key("cache-control") {
-        set(headers, "cache-control", "no-store");
-    }
+    // The photo and the static files replace this with their own.
+    set(headers, "cache-control", "no-store");
 }

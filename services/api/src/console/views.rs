@@ -2,6 +2,8 @@
 //! compiled into the binary by askama; every value is HTML-escaped) and the small view
 //! models they show.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use chrono::{DateTime, Utc};
 use foodseg_engine::JobStatus;
@@ -65,42 +67,30 @@ pub struct ModelRow {
 impl ModelRow {
     /// Pivots the per-state counts into one row per model (models sorted).
     pub fn from_counts(counts: &[StateCount], live: &[(String, i64)]) -> Vec<ModelRow> {
-        let mut rows: Vec<ModelRow> = Vec::new();
-        let mut row_of = |model: &str| -> usize {
-            match rows.iter().position(|r| r.model == model) {
-                Some(i) => i,
-                None => {
-                    rows.push(ModelRow {
-                        model: model.to_string(),
-                        queued: 0,
-                        running: 0,
-                        succeeded: 0,
-                        failed: 0,
-                        live_workers: 0,
-                    });
-                    rows.len() - 1
-                }
-            }
-        };
-        let mut updates = Vec::new();
+        fn row<'a>(rows: &'a mut BTreeMap<String, ModelRow>, model: &str) -> &'a mut ModelRow {
+            rows.entry(model.to_string()).or_insert_with(|| ModelRow {
+                model: model.to_string(),
+                queued: 0,
+                running: 0,
+                succeeded: 0,
+                failed: 0,
+                live_workers: 0,
+            })
+        }
+        let mut rows = BTreeMap::new();
         for c in counts {
-            updates.push((row_of(&c.model), Some(c.status), c.jobs));
+            let row = row(&mut rows, &c.model);
+            match c.status {
+                JobStatus::Queued => row.queued = c.jobs,
+                JobStatus::Running => row.running = c.jobs,
+                JobStatus::Succeeded => row.succeeded = c.jobs,
+                JobStatus::Failed => row.failed = c.jobs,
+            }
         }
         for (model, n) in live {
-            updates.push((row_of(model), None, *n));
+            row(&mut rows, model).live_workers = *n;
         }
-        for (i, status, n) in updates {
-            let row = &mut rows[i];
-            match status {
-                Some(JobStatus::Queued) => row.queued = n,
-                Some(JobStatus::Running) => row.running = n,
-                Some(JobStatus::Succeeded) => row.succeeded = n,
-                Some(JobStatus::Failed) => row.failed = n,
-                None => row.live_workers = n,
-            }
-        }
-        rows.sort_by(|a, b| a.model.cmp(&b.model));
-        rows
+        rows.into_values().collect()
     }
 }
 
