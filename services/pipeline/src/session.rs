@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use foodseg_models::{Model, OutputSpec};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Axis, Slice};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
@@ -89,6 +89,20 @@ pub enum SessionError {
         #[source]
         source: ort::Error,
     },
+    #[error(
+        "model {model}: category {index} is {} in model.toml but {} in the model's own label \
+         set; items must carry the model's labels character for character",
+        label(manifest.as_deref()),
+        label(own.as_deref())
+    )]
+    Labels {
+        model: String,
+        index: usize,
+        /// `None` when the manifest has fewer categories than the model.
+        manifest: Option<String>,
+        /// `None` when the model has fewer labels than the manifest.
+        own: Option<String>,
+    },
     #[error("model {model} has no {kind} tensor {name:?} (it has: {})", available.join(", "))]
     MissingTensor {
         model: String,
@@ -96,6 +110,11 @@ pub enum SessionError {
         name: String,
         available: Vec<String>,
     },
+}
+
+/// A category name as an error message shows it.
+fn label(name: Option<&str>) -> String {
+    name.map_or_else(|| "missing".to_owned(), |n| format!("{n:?}"))
 }
 
 /// Why a run failed. Runtime failures (for example device out of memory) are transient.
@@ -126,6 +145,19 @@ impl InferenceError {
 pub enum OutputTensor {
     F32(ArrayD<f32>),
     I64(ArrayD<i64>),
+}
+
+impl OutputTensor {
+    /// Image `index` of a batched output, keeping a batch axis of one.
+    fn image(&self, index: usize) -> Self {
+        fn one<T: Clone>(a: &ArrayD<T>, index: usize) -> ArrayD<T> {
+            a.slice_axis(Axis(0), Slice::from(index..=index)).to_owned()
+        }
+        match self {
+            Self::F32(a) => Self::F32(one(a, index)),
+            Self::I64(a) => Self::I64(one(a, index)),
+        }
+    }
 }
 
 /// The outputs a model's layout needs, by name.
@@ -194,6 +226,7 @@ impl ModelSession {
                 source,
             })?;
         let (input_name, output_names) = check_tensors(model, &session)?;
+        check_labels(model, &session)?;
         tracing::info!(model = %name, device = %options.device, threads, "model session ready");
         Ok(Self {
             model: model.clone(),
@@ -225,24 +258,71 @@ impl ModelSession {
             let value = outputs
                 .get(name)
                 .ok_or_else(|| InferenceError::MissingOutput { name: name.clone() })?;
-            let tensor = match value.try_extract_array::<f32>() {
-                Ok(array) => OutputTensor::F32(array.to_owned()),
-                Err(_) => match value.try_extract_array::<i64>() {
-                    Ok(array) => OutputTensor::I64(array.to_owned()),
-                    Err(_) => match value.try_extract_array::<i32>() {
-                        Ok(array) => OutputTensor::I64(array.mapv(i64::from)),
-                        Err(source) => {
-                            return Err(InferenceError::OutputType {
-                                name: name.clone(),
-                                source,
-                            });
-                        }
-                    },
-                },
-            };
-            raw.tensors.push((name.clone(), tensor));
+            raw.tensors.push((name.clone(), extract(name, value)?));
         }
         Ok(raw)
+    }
+
+    /// Whether several images can share one run: the layout reads a batch axis (YOLO-seg;
+    /// Mask R-CNN exports take one image).
+    pub fn batches(&self) -> bool {
+        matches!(self.model.manifest().output, OutputSpec::YoloSeg { .. })
+    }
+
+    /// Runs several images and returns each image's outputs (batch axis of one, as
+    /// [`ModelSession::infer`] gives). Images of the same input shape share one run
+    /// (phone photos of one orientation do); other shapes get runs of their own, so an
+    /// image's result never depends on the others in its batch. A model that does not
+    /// batch runs them one by one.
+    pub fn infer_batch(&self, inputs: &[&Preprocessed]) -> Result<Vec<RawOutputs>, InferenceError> {
+        if inputs.len() <= 1 || !self.batches() {
+            return inputs.iter().map(|input| self.infer(input)).collect();
+        }
+        let mut outputs: Vec<Option<RawOutputs>> = vec![None; inputs.len()];
+        while let Some(first) = outputs.iter().position(Option::is_none) {
+            let shape = inputs[first].shape();
+            let group: Vec<usize> = (first..inputs.len())
+                .filter(|&i| outputs[i].is_none() && inputs[i].shape() == shape)
+                .collect();
+            let run: Vec<&Preprocessed> = group.iter().map(|&i| inputs[i]).collect();
+            for (i, raw) in group.into_iter().zip(self.infer_same_shape(&run)?) {
+                outputs[i] = Some(raw);
+            }
+        }
+        Ok(outputs.into_iter().flatten().collect())
+    }
+
+    /// One run over images of one input shape.
+    fn infer_same_shape(
+        &self,
+        inputs: &[&Preprocessed],
+    ) -> Result<Vec<RawOutputs>, InferenceError> {
+        if let [input] = inputs {
+            return Ok(vec![self.infer(input)?]);
+        }
+        let [_, channels, height, width] = inputs[0].shape();
+        let batch: Vec<f32> = inputs
+            .iter()
+            .flat_map(|input| input.tensor.iter().copied())
+            .collect();
+        let shape = [inputs.len(), channels, height, width];
+        let tensor =
+            TensorRef::from_array_view((shape, batch.as_slice())).map_err(InferenceError::Input)?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(InferenceError::Run)?;
+        let mut per_image = vec![RawOutputs::default(); inputs.len()];
+        for name in &self.output_names {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| InferenceError::MissingOutput { name: name.clone() })?;
+            let tensor = extract(name, value)?;
+            for (index, raw) in per_image.iter_mut().enumerate() {
+                raw.tensors.push((name.clone(), tensor.image(index)));
+            }
+        }
+        Ok(per_image)
     }
 
     /// Runs the model and discards its outputs (a baseline for benchmarks).
@@ -258,9 +338,57 @@ impl ModelSession {
     }
 }
 
+/// Copies an output out of the session as f32 or i64 (i32 widened).
+fn extract(name: &str, value: &ort::value::DynValue) -> Result<OutputTensor, InferenceError> {
+    if let Ok(array) = value.try_extract_array::<f32>() {
+        return Ok(OutputTensor::F32(array.to_owned()));
+    }
+    if let Ok(array) = value.try_extract_array::<i64>() {
+        return Ok(OutputTensor::I64(array.to_owned()));
+    }
+    match value.try_extract_array::<i32>() {
+        Ok(array) => Ok(OutputTensor::I64(array.mapv(i64::from))),
+        Err(source) => Err(InferenceError::OutputType {
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Drops the builder an `ort` builder error carries, keeping code and message.
 fn recover<R>(error: ort::Error<R>) -> ort::Error {
     ort::Error::new_with_code(error.code(), error.message())
+}
+
+/// When the model file carries its label set (metadata `names`, a JSON list of class
+/// names in index order, as YOLO exports write it), the manifest must name every
+/// category exactly so: what clients receive is the model's own vocabulary.
+fn check_labels(model: &Model, session: &Session) -> Result<(), SessionError> {
+    let own = session
+        .metadata()
+        .ok()
+        .and_then(|metadata| metadata.custom("names"))
+        .and_then(|names| serde_json::from_str::<Vec<String>>(&names).ok());
+    let Some(own) = own else {
+        return Ok(());
+    };
+    let manifest: Vec<&str> = model
+        .manifest()
+        .categories
+        .iter()
+        .map(|c| c.category_name.as_str())
+        .collect();
+    let differs = (0..own.len().max(manifest.len()))
+        .find(|&i| own.get(i).map(String::as_str) != manifest.get(i).copied());
+    match differs {
+        None => Ok(()),
+        Some(index) => Err(SessionError::Labels {
+            model: model.name().to_owned(),
+            index,
+            manifest: manifest.get(index).map(|&n| n.to_owned()),
+            own: own.get(index).cloned(),
+        }),
+    }
 }
 
 /// Checks that the manifest's tensor names exist; returns the input name and the

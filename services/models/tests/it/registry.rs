@@ -237,7 +237,7 @@ fn repository_models_load() {
     assert_eq!(find("person"), Some(1));
     assert_eq!(find("cup"), Some(47));
     assert_eq!(find("orange"), Some(55));
-    assert_eq!(find("hot_dog"), Some(58));
-    assert_eq!(find("dining_table"), Some(67));
+    assert_eq!(find("hot dog"), Some(58));
+    assert_eq!(find("dining table"), Some(67));
     assert_eq!(find("toothbrush"), Some(90));
 }

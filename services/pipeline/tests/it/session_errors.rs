@@ -2,6 +2,7 @@
 //! once per process, so the bad paths are tried in a process of their own.
 
 use crate::common::{fixture, ran_in_child_process, repository_registry, session_options};
+use foodseg_models::Model;
 use foodseg_pipeline::{Device, RuntimeError, Segmenter, SessionError, SessionOptions};
 
 #[test]
@@ -78,4 +79,34 @@ fn bad_library_and_missing_cuda_are_clear_errors() {
             .contains("CUDA execution provider (device 0) is unavailable"),
         "{err}"
     );
+}
+
+/// A manifest whose category names differ from the label set inside the model file is
+/// refused at load: clients receive the model's own names (`sports ball`, never
+/// `sports_ball`). The repository's manifest matches its model.
+#[test]
+fn manifest_names_must_be_the_models_own_labels() {
+    let registry = repository_registry();
+    let model = registry.resolve(Some("124096")).expect("model");
+    let dir = std::env::temp_dir().join(format!("foodseg-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = std::fs::read_to_string(model.manifest_path())
+        .expect("manifest")
+        .replace("\"sports ball\"", "\"sports_ball\"");
+    std::fs::write(dir.join("model.toml"), manifest).expect("write manifest");
+    let _ = std::fs::remove_file(dir.join("model.onnx"));
+    std::os::unix::fs::symlink(model.onnx_path(), dir.join("model.onnx")).expect("link model");
+    let renamed = Model::load(&dir).expect("renamed manifest parses");
+    let err = Segmenter::load_models([&renamed], &session_options()).expect_err("labels differ");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        matches!(&err, SessionError::Labels { index: 32, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("\"sports_ball\" in model.toml but \"sports ball\""),
+        "{err}"
+    );
+    Segmenter::load_models([model], &session_options()).expect("the repository's names load");
 }
