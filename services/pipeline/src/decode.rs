@@ -1,10 +1,14 @@
 //! Image bytes to an upright RGB8 image: format sniffing, a pixel cap checked from the
 //! header before any pixel is decoded, decoder memory limits, truncation detection and
-//! EXIF orientation.
+//! EXIF orientation. A large JPEG can be decoded at a reduced DCT scale (1/2, 1/4 or
+//! 1/8) when the caller only needs a given size, which skips most of the inverse DCT
+//! and colour conversion work of a phone photo.
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
+use image::error::{DecodingError, ImageFormatHint};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::sniff::{Foreign, ImageType, sniff};
@@ -27,25 +31,33 @@ impl Default for DecodeLimits {
 /// A decoded, upright (EXIF orientation applied) RGB8 image.
 #[derive(Debug, Clone)]
 pub struct DecodedImage {
+    /// The pixels: the whole image, at full resolution or at a reduced JPEG scale.
     pub image: RgbImage,
     pub kind: ImageType,
+    /// Upright `[width, height]` of the image at full resolution: the size results are
+    /// reported in, whatever the scale of `image`.
+    pub original: [u32; 2],
     /// Time spent in [`decode`]; zero for images built from a [`DynamicImage`].
     pub decode_time: Duration,
 }
 
 impl DecodedImage {
+    /// Full-resolution upright width.
     pub fn width(&self) -> u32 {
-        self.image.width()
+        self.original[0]
     }
 
+    /// Full-resolution upright height.
     pub fn height(&self) -> u32 {
-        self.image.height()
+        self.original[1]
     }
 
-    /// Wraps an already decoded image (already upright).
+    /// Wraps an already decoded image (already upright, at full resolution).
     pub fn from_dynamic(image: DynamicImage, kind: ImageType) -> Self {
+        let image = image.into_rgb8();
         Self {
-            image: image.into_rgb8(),
+            original: [image.width(), image.height()],
+            image,
             kind,
             decode_time: Duration::ZERO,
         }
@@ -97,14 +109,35 @@ impl DecodeError {
     }
 }
 
-/// Decodes image bytes into an upright RGB8 image.
+/// Decodes image bytes into an upright RGB8 image at full resolution.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    decode_covering(bytes, limits, None)
+}
+
+/// Decodes image bytes into an upright RGB8 image whose long side is at least `cover`
+/// pixels (or the full image when it is smaller): a JPEG at least twice that size is
+/// decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers it; other
+/// formats at full resolution. [`DecodedImage::original`] keeps the full size.
+pub fn decode_to_cover(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    cover: u32,
+) -> Result<DecodedImage, DecodeError> {
+    decode_covering(bytes, limits, Some(cover))
+}
+
+fn decode_covering(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    cover: Option<u32>,
+) -> Result<DecodedImage, DecodeError> {
     let span = tracing::info_span!(
         "decode",
         bytes = bytes.len(),
         format = tracing::field::Empty,
         width = tracing::field::Empty,
-        height = tracing::field::Empty
+        height = tracing::field::Empty,
+        decoded_width = tracing::field::Empty
     );
     let _enter = span.enter();
     let start = Instant::now();
@@ -144,15 +177,93 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Decod
     decoder.set_limits(decoder_limits).map_err(corrupt)?;
 
     let orientation = decoder.orientation().map_err(corrupt)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let reduced = match (kind, cover) {
+        (ImageType::Jpeg, Some(cover)) => decode_jpeg_reduced(bytes, width, height, cover, limits)?,
+        _ => None,
+    };
+    let mut image = match reduced {
+        Some(image) => DynamicImage::ImageRgb8(image),
+        None => DynamicImage::from_decoder(decoder).map_err(corrupt)?,
+    };
     image.apply_orientation(orientation);
     let image = image.into_rgb8();
+    span.record("decoded_width", image.width());
+    let original = if swaps_axes(orientation) {
+        [height, width]
+    } else {
+        [width, height]
+    };
 
     Ok(DecodedImage {
         image,
         kind,
+        original,
         decode_time: start.elapsed(),
     })
+}
+
+/// Whether applying `orientation` turns a width × height image into height × width.
+fn swaps_axes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// A `width`x`height` JPEG decoded at the smallest DCT scale whose long side is still
+/// at least `cover`; `None` when no reduction applies (the image is under twice
+/// `cover`) or the pixel format is not 8-bit RGB or grey (CMYK, 16-bit), which the
+/// full-resolution decoder handles.
+fn decode_jpeg_reduced(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    cover: u32,
+    limits: &DecodeLimits,
+) -> Result<Option<RgbImage>, DecodeError> {
+    let long = width.max(height);
+    if cover == 0 || long < cover.saturating_mul(2) {
+        return Ok(None);
+    }
+    let corrupt = |e: jpeg_decoder::Error| {
+        let hint = ImageFormatHint::Exact(ImageFormat::Jpeg);
+        corrupt(
+            ImageType::Jpeg,
+            image::ImageError::Decoding(DecodingError::new(hint, e)),
+        )
+    };
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.set_max_decoding_buffer_size(
+        usize::try_from(limits.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX),
+    );
+    decoder.read_info().map_err(corrupt)?;
+    // Proportional request; JPEG sides fit in 16 bits, so the request does too.
+    let request = |side: u32| {
+        u16::try_from((u64::from(side) * u64::from(cover)).div_ceil(u64::from(long)))
+            .unwrap_or(u16::MAX)
+    };
+    let (w, h) = decoder
+        .scale(request(width), request(height))
+        .map_err(corrupt)?;
+    let format = decoder.info().map(|info| info.pixel_format);
+    let pixels = match format {
+        Some(jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) => {
+            decoder.decode().map_err(corrupt)?
+        }
+        _ => return Ok(None),
+    };
+    let (w, h) = (u32::from(w), u32::from(h));
+    let rgb = if format == Some(jpeg_decoder::PixelFormat::L8) {
+        pixels.iter().flat_map(|&v| [v, v, v]).collect()
+    } else {
+        pixels
+    };
+    RgbImage::from_raw(w, h, rgb)
+        .map(Some)
+        .ok_or(DecodeError::Truncated(ImageType::Jpeg))
 }
 
 /// The `image` crate's decoder for `kind`.

@@ -4,7 +4,7 @@
 use foodseg_models::Model;
 use serde::{Deserialize, Serialize};
 
-use crate::polygons::{Polygon, mask_polygons};
+use crate::polygons::{Polygon, scaled_mask_polygons};
 use crate::postprocess::Detection;
 
 /// One segmented instance, serialized exactly as the v1 contract's `response` items.
@@ -19,7 +19,7 @@ pub struct Item {
     pub score: f64,
     /// `[x, y, width, height]` in original-image pixels.
     pub bbox: [f64; 4],
-    /// Mask pixel count.
+    /// Mask area in original-image pixels.
     pub area: u64,
     pub iscrowd: u8,
     /// One `[[x, y], ...]` list per connected part, in original-image pixels.
@@ -49,7 +49,13 @@ pub fn build_items(
         let Some(category) = model.category(detection.class_index) else {
             continue;
         };
-        let polygons = mask_polygons(&detection.mask, tolerance_px, size[0], size[1]);
+        let polygons = scaled_mask_polygons(
+            &detection.mask,
+            detection.mask_scale,
+            tolerance_px,
+            size[0],
+            size[1],
+        );
         if polygons.is_empty() {
             tracing::debug!(category = %category.category_name, "detection without a usable mask dropped");
             continue;
@@ -67,7 +73,7 @@ pub fn build_items(
                 round(f64::from(x2 - x1), 2),
                 round(f64::from(y2 - y1), 2),
             ],
-            area: detection.mask.area(),
+            area: detection.area(),
             iscrowd: 0,
             polygons,
             size,

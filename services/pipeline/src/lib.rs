@@ -20,7 +20,7 @@ pub mod segmenter;
 pub mod session;
 pub mod sniff;
 
-pub use decode::{DecodeError, DecodeLimits, DecodedImage, decode};
+pub use decode::{DecodeError, DecodeLimits, DecodedImage, decode, decode_to_cover};
 pub use fetch::{AddressRefused, FetchError, FetchLimits, Fetched, fetch};
 pub use item::{Item, image_id_from_url};
 pub use preprocess::{Letterbox, Preprocessed};

@@ -31,6 +31,24 @@ impl Mask {
     }
 }
 
+/// Mask pixels per original pixel for a model that saw the image at `letterbox_scale`
+/// input pixels per original pixel: the original resolution when the image was
+/// enlarged (or kept) for the model, else the model-input resolution. A mask finer than
+/// the input would only interpolate the prototypes further at a large cost on phone
+/// photos, so contours are traced at this resolution and mapped to original pixels.
+pub fn mask_scale(letterbox_scale: f32) -> f32 {
+    letterbox_scale.clamp(f32::MIN_POSITIVE, 1.0)
+}
+
+/// Mask pixels along an original side of `len` pixels at `scale`.
+pub fn grid_len(len: u32, scale: f32) -> u32 {
+    if scale >= 1.0 {
+        len
+    } else {
+        ((len as f32 * scale).ceil() as u32).clamp(1, len.max(1))
+    }
+}
+
 /// Pixel range `[start, end)` in a dimension of `size` pixels covered by `[lo, hi]`.
 pub(crate) fn pixel_span(lo: f32, hi: f32, size: u32) -> (u32, u32) {
     let start = lo.floor().clamp(0.0, size as f32) as u32;

@@ -6,7 +6,7 @@ use imageproc::contours::{BorderType, find_contours};
 use imageproc::geometry::approximate_polygon_dp;
 use imageproc::point::Point;
 
-use crate::mask::Mask;
+use crate::mask::{Mask, grid_len};
 
 /// A polygon as `[x, y]` pixel coordinates, not repeating its first point.
 pub type Polygon = Vec<[i32; 2]>;
@@ -60,6 +60,38 @@ pub fn mask_polygons(
             distinct.sort_unstable();
             distinct.dedup();
             (distinct.len() >= 3).then_some(points)
+        })
+        .collect()
+}
+
+/// [`mask_polygons`] for a mask held at `scale` mask pixels per original pixel (see
+/// [`crate::mask::mask_scale`]): traced and simplified at the mask's own resolution
+/// (with at least one mask pixel of tolerance, which removes the grid's staircase),
+/// then mapped pixel centre to pixel centre into the `image_width`x`image_height`
+/// original.
+pub fn scaled_mask_polygons(
+    mask: &Mask,
+    scale: f32,
+    tolerance: f64,
+    image_width: u32,
+    image_height: u32,
+) -> Vec<Polygon> {
+    if scale >= 1.0 {
+        return mask_polygons(mask, tolerance, image_width, image_height);
+    }
+    let (grid_w, grid_h) = (grid_len(image_width, scale), grid_len(image_height, scale));
+    let s = f64::from(scale);
+    let max_x = image_width.saturating_sub(1) as i32;
+    let max_y = image_height.saturating_sub(1) as i32;
+    let to_original =
+        |v: i32, max: i32| (((f64::from(v) + 0.5) / s - 0.5).round() as i32).clamp(0, max);
+    mask_polygons(mask, (tolerance * s).max(1.0), grid_w, grid_h)
+        .into_iter()
+        .map(|polygon| {
+            polygon
+                .into_iter()
+                .map(|[x, y]| [to_original(x, max_x), to_original(y, max_y)])
+                .collect()
         })
         .collect()
 }
@@ -128,6 +160,28 @@ mod tests {
         assert!(
             small.contains(&[16, 21]) && small.contains(&[17, 22]),
             "{small:?}"
+        );
+    }
+
+    #[test]
+    fn masks_at_a_reduced_scale_map_into_original_pixels() {
+        // A 4x4 square at (2, 2) of a half-resolution grid over a 21x19 image.
+        let m = mask(2, 2, 4, &["####", "####", "####", "####"]);
+        let mut polygon = scaled_mask_polygons(&m, 0.5, 1.0, 21, 19).remove(0);
+        polygon.sort_unstable();
+        // Grid pixel centre g is original (g + 0.5) / 0.5 - 0.5.
+        assert_eq!(polygon, [[5, 5], [5, 11], [11, 5], [11, 11]]);
+        // Clamped into the image at its far edges; the identity at full scale.
+        let edge = mask(8, 7, 3, &["###", "###", "###"]);
+        for polygon in scaled_mask_polygons(&edge, 0.5, 1.0, 21, 19) {
+            assert!(
+                polygon.iter().all(|&[x, y]| x <= 20 && y <= 18),
+                "{polygon:?}"
+            );
+        }
+        assert_eq!(
+            scaled_mask_polygons(&m, 1.0, 1.0, 21, 19),
+            mask_polygons(&m, 1.0, 21, 19)
         );
     }
 

@@ -80,12 +80,16 @@ impl Preprocessed {
 
 /// Letterboxes `image` and converts it to the model's normalised NCHW tensor.
 ///
+/// The letterbox is that of the full-resolution `original` `[width, height]`; `image`
+/// is the whole picture at that size or smaller (a JPEG decoded at a reduced scale),
+/// so coordinates map back to the original either way.
+///
 /// Resizing is bilinear with OpenCV's `INTER_LINEAR` pixel-centre convention (what
 /// YOLO-style models are trained with), fused with normalisation and written straight
 /// into the tensor. Images shrunk by more than 2x are first reduced with a box filter
 /// to avoid aliasing.
-pub fn preprocess(image: &RgbImage, spec: &InputSpec) -> Preprocessed {
-    let letterbox = Letterbox::new(image.width(), image.height(), spec);
+pub fn preprocess(image: &RgbImage, original: [u32; 2], spec: &InputSpec) -> Preprocessed {
+    let letterbox = Letterbox::new(original[0], original[1], spec);
     let (rw, rh) = (letterbox.resized_width, letterbox.resized_height);
     let reduced;
     let source = if image.width() > 2 * rw && image.height() > 2 * rh {
@@ -236,7 +240,7 @@ mod tests {
     #[test]
     fn tensor_is_planar_normalised_and_padded() {
         let image = RgbImage::from_pixel(512, 480, image::Rgb([255, 0, 51]));
-        let out = preprocess(&image, &spec());
+        let out = preprocess(&image, [512, 480], &spec());
         assert_eq!(out.shape(), [1, 3, 608, 640]);
         let plane = 608 * 640;
         let pad = 114.0 / 255.0;

@@ -150,6 +150,7 @@ impl Segmenter {
         let _enter = span.enter();
         Ok(preprocess::preprocess(
             &image.image,
+            image.original,
             &model.manifest().input,
         ))
     }

@@ -128,6 +128,7 @@ pub(super) fn detections(
             score: scores[i],
             bbox,
             mask,
+            mask_scale: 1.0,
         });
     }
     Ok(out)

@@ -20,7 +20,23 @@ pub struct Detection {
     pub score: f32,
     /// `[x1, y1, x2, y2]`, clamped to the image.
     pub bbox: [f32; 4],
+    /// The instance mask in a grid of `mask_scale` mask pixels per original pixel.
     pub mask: Mask,
+    /// 1 when `mask` is in original pixels; below 1 for images larger than the model's
+    /// input (see [`crate::mask::mask_scale`]).
+    pub mask_scale: f32,
+}
+
+impl Detection {
+    /// Foreground area in original pixels.
+    pub fn area(&self) -> u64 {
+        if self.mask_scale >= 1.0 {
+            self.mask.area()
+        } else {
+            let per_pixel = f64::from(self.mask_scale) * f64::from(self.mask_scale);
+            (self.mask.area() as f64 / per_pixel).round() as u64
+        }
+    }
 }
 
 /// Outputs that do not match the model's manifest.
@@ -42,11 +58,33 @@ pub enum PostprocessError {
     },
 }
 
+/// The resolution instance masks are built at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MaskResolution {
+    /// The original image's, or the model input's when that is coarser (a photo larger
+    /// than the input): what the model resolves, at a cost bounded by the input size.
+    #[default]
+    Model,
+    /// Always the original image's (the reference the faster default is tested against).
+    Original,
+}
+
 /// Turns raw outputs into detections sorted by descending score.
 pub fn detections(
     model: &Model,
     outputs: &RawOutputs,
     letterbox: &Letterbox,
+) -> Result<Vec<Detection>, PostprocessError> {
+    detections_at(model, outputs, letterbox, MaskResolution::Model)
+}
+
+/// [`detections`] with masks at the given resolution (YOLO-seg; Mask R-CNN masks are
+/// always in original pixels).
+pub fn detections_at(
+    model: &Model,
+    outputs: &RawOutputs,
+    letterbox: &Letterbox,
+    resolution: MaskResolution,
 ) -> Result<Vec<Detection>, PostprocessError> {
     let manifest = model.manifest();
     let classes = manifest.categories.len();
@@ -66,6 +104,10 @@ pub fn detections(
             *mask_coefficients,
             &manifest.thresholds,
             letterbox,
+            match resolution {
+                MaskResolution::Model => crate::mask::mask_scale(letterbox.scale),
+                MaskResolution::Original => 1.0,
+            },
         ),
         OutputSpec::MaskRcnn {
             boxes,

@@ -6,7 +6,7 @@ use ndarray::ArrayD;
 
 use super::nms::{Candidate, nms};
 use super::{Detection, PostprocessError, box_to_original, contiguous};
-use crate::mask::{pixel_span, sample_mask, sample_positions};
+use crate::mask::{grid_len, pixel_span, sample_mask, sample_positions};
 use crate::preprocess::Letterbox;
 
 /// Largest number of candidates considered by NMS.
@@ -27,6 +27,7 @@ pub(super) fn detections(
     coefficients: usize,
     thresholds: &Thresholds,
     letterbox: &Letterbox,
+    scale: f32,
 ) -> Result<Vec<Detection>, PostprocessError> {
     let row_len = 5 + classes + coefficients;
     let det_shape = tensors.detections.shape();
@@ -69,12 +70,13 @@ pub(super) fn detections(
             let row = &rows[c.row * row_len..(c.row + 1) * row_len];
             let coeffs = &row[5 + classes..];
             let bbox = box_to_original(letterbox, c.bbox);
-            let mask = protos.mask(coeffs, c.bbox, bbox, letterbox, logit_threshold);
+            let mask = protos.mask(coeffs, c.bbox, bbox, letterbox, scale, logit_threshold);
             Detection {
                 class_index: c.class_index,
                 score: c.score,
                 bbox,
                 mask,
+                mask_scale: scale,
             }
         })
         .collect())
@@ -124,19 +126,24 @@ struct Prototypes<'a> {
 }
 
 impl Prototypes<'_> {
-    /// The instance mask over the box's pixels in the original image: mask logits
-    /// (coefficients · prototypes) are computed only on the prototype cells around the box,
-    /// sampled bilinearly at each original pixel centre and thresholded.
+    /// The instance mask over the box, in a grid of `scale` mask pixels per original
+    /// pixel: mask logits (coefficients · prototypes) are computed only on the prototype
+    /// cells around the box, sampled bilinearly at each mask pixel centre and thresholded.
     fn mask(
         &self,
         coeffs: &[f32],
         input_box: [f32; 4],
         original_box: [f32; 4],
         letterbox: &Letterbox,
+        scale: f32,
         logit_threshold: f32,
     ) -> crate::mask::Mask {
-        let (x0, x1) = pixel_span(original_box[0], original_box[2], letterbox.image_width);
-        let (y0, y1) = pixel_span(original_box[1], original_box[3], letterbox.image_height);
+        let (grid_w, grid_h) = (
+            grid_len(letterbox.image_width, scale),
+            grid_len(letterbox.image_height, scale),
+        );
+        let (x0, x1) = pixel_span(original_box[0] * scale, original_box[2] * scale, grid_w);
+        let (y0, y1) = pixel_span(original_box[1] * scale, original_box[3] * scale, grid_h);
 
         // Prototype cells covering the box, one cell of margin for interpolation.
         let cell =
@@ -162,9 +169,10 @@ impl Prototypes<'_> {
             }
         }
 
-        // Original pixel centre o maps to input o*scale + pad, and to prototype grid
-        // (input / 4 - 0.5) minus the crop origin.
-        let a = letterbox.scale / PROTO_STRIDE;
+        // Mask pixel centre m is original o = m / scale, which maps to input
+        // o*letterbox.scale + pad, and to prototype grid (input / 4 - 0.5) minus the
+        // crop origin.
+        let a = letterbox.scale / PROTO_STRIDE / scale;
         let cols = sample_positions(
             x0,
             x1,
