@@ -26,6 +26,7 @@ pub struct ConfigError {
 /// The unit of a bare number given for a duration (`FOODSEG_UPLOAD_RETENTION_HOURS=24`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    Milliseconds,
     Seconds,
     Hours,
     Days,
@@ -34,6 +35,7 @@ pub enum Unit {
 impl Unit {
     fn secs(self) -> f64 {
         match self {
+            Unit::Milliseconds => 0.001,
             Unit::Seconds => 1.0,
             Unit::Hours => 3600.0,
             Unit::Days => 86_400.0,

@@ -10,7 +10,7 @@
 //! | `foodseg_queue_oldest_queued_seconds` | gauge | — | scheduler (periodic Postgres scan) |
 //! | `foodseg_stream_pending_messages` | gauge | `stream`, `consumer` | scheduler (JetStream consumer info) |
 //! | `foodseg_queue_wait_seconds` | histogram | `model` | worker (enqueue → claim) |
-//! | `foodseg_worker_stage_seconds` | histogram | `stage` (`fetch`, `decode`, `preprocess`, `inference`, `postprocess`) | worker |
+//! | `foodseg_worker_stage_seconds` | histogram | `stage` (`claim`, `fetch`, `decode`, `preprocess`, `inference`, `postprocess`, `write`) | worker |
 //! | `foodseg_webhook_attempts_total` | counter | `outcome` (`delivered`, `retry`, `gone`, `failed`) | scheduler |
 //! | `foodseg_sweep_recoveries_total` | counter | `kind` (`lease_expired`, `republished`, `failed_exhausted`) | scheduler |
 //! | `foodseg_http_server_request_duration_seconds` | histogram | `http_route`, `http_request_method`, `http_response_status_code` | api (request hoop) |

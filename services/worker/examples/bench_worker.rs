@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use foodseg_engine::netguard::NetPolicy;
 use foodseg_models::Registry;
 use foodseg_pipeline::{ModelSession, SessionOptions};
-use foodseg_worker::ImageLimits;
 use foodseg_worker::segment::{ImageFetcher, ModelRuntime};
+use foodseg_worker::{BatchConfig, ImageLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const IMAGES: [&str; 2] = ["fruits.jpg", "coffee.png"];
@@ -44,7 +44,11 @@ async fn main() -> anyhow::Result<()> {
     let limits = ImageLimits::default();
     let session =
         tokio::task::spawn_blocking(move || ModelSession::load(&model, &options)).await??;
-    let runtime = Arc::new(ModelRuntime::new(session, &limits));
+    let batch = BatchConfig {
+        max: 1,
+        wait: Duration::ZERO,
+    };
+    let runtime = Arc::new(ModelRuntime::new(session, &limits, batch));
     let fetcher = ImageFetcher::new(&NetPolicy::parse_allow_list("127.0.0.0/8")?, limits)?;
 
     println!(

@@ -65,6 +65,20 @@ pub struct Config {
     /// How long in-flight jobs may run on after shutdown is asked before they are
     /// released (`FOODSEG_WORKER_DRAIN_SECS`, default 30 s).
     pub drain_timeout: Duration,
+    /// Micro-batching of each model's inference.
+    pub batch: BatchConfig,
+}
+
+/// How a model's inference gathers jobs into one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most images in one run (`FOODSEG_BATCH_MAX`; default 4 on CUDA, 1 on CPU, where
+    /// the photo benchmark shows batching does not raise throughput). Batches never
+    /// exceed the jobs in flight (`FOODSEG_WORKER_CONCURRENCY`).
+    pub max: usize,
+    /// How long a run waits for more ready images once it has one (`FOODSEG_BATCH_WAIT_MS`,
+    /// default 5 ms); images that became ready during the previous run join at once.
+    pub wait: Duration,
 }
 
 impl Config {
@@ -85,6 +99,23 @@ impl Config {
             )?,
             ..defaults
         };
+        let device = env
+            .with("FOODSEG_EXECUTION_PROVIDER", str::parse::<Device>)?
+            .unwrap_or(Device::Cpu);
+        let batch = BatchConfig {
+            max: env.positive_or(
+                "FOODSEG_BATCH_MAX",
+                match device {
+                    Device::Cpu => 1,
+                    Device::Cuda { .. } => 4,
+                },
+            )?,
+            wait: env.duration_or_zero(
+                "FOODSEG_BATCH_WAIT_MS",
+                Unit::Milliseconds,
+                Duration::from_millis(5),
+            )?,
+        };
         Ok(Config {
             common: Common::load(env)?,
             models: env.list("FOODSEG_WORKER_MODELS"),
@@ -94,9 +125,7 @@ impl Config {
                 Unit::Seconds,
                 Duration::from_secs(15),
             )?,
-            device: env
-                .with("FOODSEG_EXECUTION_PROVIDER", str::parse::<Device>)?
-                .unwrap_or(Device::Cpu),
+            device,
             intra_threads: env.with("FOODSEG_INTRA_THREADS", |v| match v.parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
                 Ok(_) => Err("must be at least 1".to_string()),
@@ -117,6 +146,7 @@ impl Config {
                 Unit::Seconds,
                 Duration::from_secs(30),
             )?,
+            batch,
         })
     }
 
@@ -154,6 +184,8 @@ mod tests {
         assert_eq!(c.lease, Duration::from_secs(15));
         assert_eq!(c.renew_every(), Duration::from_secs(5));
         assert_eq!(c.device, Device::Cpu);
+        assert_eq!(c.batch.max, 1);
+        assert_eq!(c.batch.wait, Duration::from_millis(5));
         assert_eq!(c.image.max_bytes, 20 * 1024 * 1024);
         assert_eq!(c.image.max_pixels, 50_000_000);
         assert_eq!(c.http_addr, Some("0.0.0.0:8001".parse().unwrap()));
@@ -177,8 +209,11 @@ mod tests {
             ("FOODSEG_WORKER_ID", "w1"),
             ("FOODSEG_WORKER_ADDR", "off"),
             ("FOODSEG_WORKER_MODELS", "a, b"),
+            ("FOODSEG_BATCH_WAIT_MS", "0"),
         ])
         .expect("valid");
+        assert_eq!(c.batch.max, 4, "CUDA batches by default");
+        assert_eq!(c.batch.wait, Duration::ZERO);
         assert_eq!(c.concurrency, 4);
         assert_eq!(c.lease, Duration::from_millis(1500));
         assert_eq!(c.device, Device::Cuda { device_id: 1 });
@@ -196,6 +231,8 @@ mod tests {
         for (k, v) in [
             ("FOODSEG_WORKER_CONCURRENCY", "0"),
             ("FOODSEG_WORKER_CONCURRENCY", "two"),
+            ("FOODSEG_BATCH_MAX", "0"),
+            ("FOODSEG_BATCH_WAIT_MS", "soon"),
             ("FOODSEG_WORKER_LEASE_SECS", "-1"),
             ("FOODSEG_WORKER_LEASE_SECS", "0"),
             ("FOODSEG_EXECUTION_PROVIDER", "tpu"),

@@ -1,7 +1,7 @@
 //! Pulling dispatch messages for one model and turning each into a claimed job.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, message::Acker};
@@ -131,7 +131,9 @@ async fn handle(
         }
     };
     let job_id = job_msg.job_id;
+    let claim_started = Instant::now();
     let claim = ctx.store.claim(job_id, &ctx.worker_id, ctx.lease).await;
+    let claim_time = claim_started.elapsed();
     let (job, fence) = match claim {
         Ok(ClaimOutcome::Claimed { job, fence }) => (job, fence),
         Ok(ClaimOutcome::NotFound) => {
@@ -160,6 +162,7 @@ async fn handle(
             return ack(&acker, AckKind::Nak(Some(Duration::from_secs(2)))).await;
         }
     };
+    metrics::stage("claim", claim_time);
     metrics::transition(JobStatus::Queued, JobStatus::Running);
     if job.attempt == Attempt::FIRST {
         let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
@@ -179,6 +182,7 @@ async fn handle(
         attempt = job.attempt.get(),
         trace_id = tracing::field::Empty,
         worker = %ctx.worker_id,
+        claim_ms = claim_time.as_secs_f64() * 1000.0,
     );
     if let Some(tp) = parent {
         foodseg_telemetry::trace::set_parent(&span, tp);

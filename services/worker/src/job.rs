@@ -8,6 +8,7 @@ use async_nats::jetstream::message::Acker;
 use foodseg_engine::store::{Job, RetryOutcome};
 use foodseg_engine::{Backoff, Fence, JobStatus, RetryPolicy, Store, StoreError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::failure::Failure;
 use crate::lease::{Lease, Renewer};
@@ -132,6 +133,23 @@ async fn record_failure(
 /// Performs a fenced write, retrying while Postgres is unreachable and the lease is ours.
 /// `None` when the attempt is no longer current or the write could not be made.
 async fn write<F, Fut>(
+    ctx: &JobContext,
+    lost: &CancellationToken,
+    fence: &Fence,
+    op: F,
+) -> Option<Outcome>
+where
+    F: Fn(Store, Fence) -> Fut,
+    Fut: Future<Output = Result<Outcome, StoreError>>,
+{
+    let span = tracing::info_span!("write");
+    let started = Instant::now();
+    let written = write_tries(ctx, lost, fence, op).instrument(span).await;
+    metrics::stage("write", started.elapsed());
+    written
+}
+
+async fn write_tries<F, Fut>(
     ctx: &JobContext,
     lost: &CancellationToken,
     fence: &Fence,

@@ -4,6 +4,7 @@
 //! jobs, and writes the result — or a classified failure — through the fenced store
 //! calls. Postgres decides who runs a job; NATS only rings the bell.
 
+mod batch;
 pub mod config;
 mod consumer;
 pub mod error;
@@ -26,7 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, ImageLimits};
+pub use config::{BatchConfig, Config, ImageLimits};
 pub use error::WorkerError;
 pub use failure::Failure;
 pub use foodseg_pipeline::Device;

@@ -14,33 +14,33 @@ use foodseg_pipeline::{
     DecodeLimits, DecodedImage, FetchError, FetchLimits, ModelSession, Preprocessed, SegmentError,
     Segmenter, SessionOptions,
 };
-use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::config::{Config, ImageLimits};
+use crate::batch::Batcher;
+use crate::config::{BatchConfig, Config, ImageLimits};
 use crate::error::WorkerError;
 use crate::failure::Failure;
-use crate::job::blocking;
 
 /// A model this worker serves: the pipeline's [`Segmenter`] over its session, with the
 /// worker's limits and failure classification. Inference runs one at a time per
-/// session (ONNX Runtime parallelises inside a run); the other jobs in flight fetch,
-/// decode and postprocess meanwhile.
+/// session (ONNX Runtime parallelises inside a run), over a micro-batch of the jobs
+/// ready for it ([`Batcher`]); the other jobs in flight fetch, decode and postprocess
+/// meanwhile.
 pub struct ModelRuntime {
     segmenter: Segmenter,
     session: Arc<ModelSession>,
-    /// Admits one inference at a time without parking a blocking thread on the session.
-    turn: Semaphore,
+    batcher: Batcher,
     decode_limits: DecodeLimits,
 }
 
 impl ModelRuntime {
-    pub fn new(session: ModelSession, limits: &ImageLimits) -> Self {
+    /// Serves `session`; starts its inference loop on the current Tokio runtime.
+    pub fn new(session: ModelSession, limits: &ImageLimits, batch: BatchConfig) -> Self {
         let session = Arc::new(session);
         ModelRuntime {
             segmenter: Segmenter::from_sessions([session.clone()]),
+            batcher: Batcher::start(session.clone(), batch),
             session,
-            turn: Semaphore::new(1),
             decode_limits: DecodeLimits {
                 max_pixels: limits.max_pixels,
             },
@@ -59,9 +59,13 @@ impl ModelRuntime {
         &self.session
     }
 
-    /// Bytes to an upright RGB image (blocking). Every decode failure is permanent.
+    /// Bytes to an upright RGB image (blocking), no larger than the model needs: a
+    /// large JPEG is decoded at a reduced scale that still covers the model's input.
+    /// Every decode failure is permanent.
     pub fn decode(&self, bytes: &Bytes) -> Result<DecodedImage, Failure> {
-        foodseg_pipeline::decode(bytes, &self.decode_limits).map_err(|e| classify(e.into()))
+        let cover = self.model().manifest().input.size;
+        foodseg_pipeline::decode_to_cover(bytes, &self.decode_limits, cover)
+            .map_err(|e| classify(e.into()))
     }
 
     /// Letterbox and tensor (blocking).
@@ -71,18 +75,9 @@ impl ModelRuntime {
             .map_err(classify)
     }
 
-    /// Waits for the session's turn, then runs the model off the async threads.
+    /// Runs the model on `input` in the next batch, off the async threads.
     pub async fn infer(&self, input: Arc<Preprocessed>) -> Result<RawOutputs, Failure> {
-        let _turn = self
-            .turn
-            .acquire()
-            .await
-            .map_err(|_| Failure::Transient("model session is shutting down".into()))?;
-        let (segmenter, session) = (self.segmenter.clone(), self.session.clone());
-        blocking("inference", move || {
-            segmenter.infer(session.model(), &input).map_err(classify)
-        })
-        .await
+        self.batcher.infer(input).await
     }
 
     /// Detections to v1 items (blocking).
@@ -103,7 +98,7 @@ impl ModelRuntime {
 
 /// Permanent: undecodable images and model outputs that cannot be read. Transient:
 /// runtime failures such as device out-of-memory, which may pass on a retry.
-fn classify(e: SegmentError) -> Failure {
+pub(crate) fn classify(e: SegmentError) -> Failure {
     match e {
         SegmentError::Postprocess(e) => {
             Failure::Permanent(format!("cannot read the model's output: {e}"))
@@ -137,13 +132,15 @@ pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, Work
         device: config.device,
         intra_threads: config.intra_threads,
     };
-    let limits = config.image;
+    let (limits, batch) = (config.image, config.batch);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let _runtime = runtime.enter();
         models
             .iter()
             .map(|model| {
                 ModelSession::load(model, &options)
-                    .map(|s| Arc::new(ModelRuntime::new(s, &limits)))
+                    .map(|s| Arc::new(ModelRuntime::new(s, &limits, batch)))
                     .map_err(|source| WorkerError::Model {
                         model: model.name().to_string(),
                         source,
