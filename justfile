@@ -63,8 +63,13 @@ bench-worker *ARGS: ort services
 bench-e2e *ARGS: ort services
     cargo run --release -p foodseg-scheduler --example bench_e2e -- {{ARGS}}
 
+# A job's processing_time on real photos (incl. a 12 MP JPEG) beside the plain Python
+# pipeline (OpenCV + onnxruntime, same version and threads), and jobs/s at saturation.
+bench-photos *ARGS: ort services
+    "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL' onnxruntime==1.31.1 opencv-python-headless numpy pillow)" scripts/bench_photos.py {{ARGS}}
+
 # All benchmarks.
-bench: bench-enqueue bench-worker bench-e2e
+bench: bench-enqueue bench-worker bench-e2e bench-photos
 
 # Run one service locally (api, worker or scheduler).
 run SERVICE: ort services
