@@ -135,7 +135,7 @@ class Foodseg:
                         done[job_id] = doc
             return len(done) == len(job_ids)
 
-        wait_for("jobs to finish", finished, timeout=600, poll=0.02)
+        wait_for("jobs to finish", finished, timeout=600, poll=0.1)
         for doc in done.values():
             if doc["status"] != "MFR.Job.SUCCESS":
                 raise SystemExit(f"bench-photos: job {doc['job_id']} ended {doc['status']}: {doc['message']}")

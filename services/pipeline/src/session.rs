@@ -197,7 +197,7 @@ impl ModelSession {
         });
         let mut builder = Session::builder(&env)
             .map_err(configure)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| configure(recover(e)))?
             .with_intra_threads(threads)
             .map_err(|e| configure(recover(e)))?;

@@ -47,8 +47,9 @@ async fn main() -> anyhow::Result<()> {
     let batch = BatchConfig {
         max: 1,
         wait: Duration::ZERO,
+        parallel_runs: 1,
     };
-    let runtime = Arc::new(ModelRuntime::new(session, &limits, batch));
+    let runtime = Arc::new(ModelRuntime::single(session, &limits, batch));
     let fetcher = ImageFetcher::new(&NetPolicy::parse_allow_list("127.0.0.0/8")?, limits)?;
 
     println!(

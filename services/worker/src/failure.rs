@@ -27,16 +27,20 @@ impl Failure {
     /// A blocking task that panicked or was cancelled: the job may succeed on a retry.
     pub fn from_join(stage: &str, e: tokio::task::JoinError) -> Self {
         if e.is_panic() {
-            let panic = e.into_panic();
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Failure::Transient(format!("worker crashed during {stage}: {text}"))
+            Self::from_panic(stage, e.into_panic())
         } else {
             Failure::Transient(format!("{stage} was cancelled"))
         }
+    }
+
+    /// Work that panicked: the job may succeed on a retry.
+    pub fn from_panic(stage: &str, panic: Box<dyn std::any::Any + Send>) -> Self {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Failure::Transient(format!("worker crashed during {stage}: {text}"))
     }
 }
 

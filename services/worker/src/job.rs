@@ -39,6 +39,7 @@ pub async fn run_claimed(
     acker: Arc<Acker>,
     release: CancellationToken,
 ) -> Outcome {
+    let _in_flight = runtime.job();
     let lost = CancellationToken::new();
     let _renewer = Renewer::start(
         ctx.store.clone(),

@@ -4,7 +4,7 @@
 //! jobs, and writes the result — or a classified failure — through the fenced store
 //! calls. Postgres decides who runs a job; NATS only rings the bell.
 
-mod batch;
+pub mod batch;
 pub mod config;
 mod consumer;
 pub mod error;

@@ -16,7 +16,7 @@ use foodseg_pipeline::{
 };
 use url::Url;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, InFlight, Sessions};
 use crate::config::{BatchConfig, Config, ImageLimits};
 use crate::error::WorkerError;
 use crate::failure::Failure;
@@ -34,17 +34,32 @@ pub struct ModelRuntime {
 }
 
 impl ModelRuntime {
-    /// Serves `session`; starts its inference loop on the current Tokio runtime.
-    pub fn new(session: ModelSession, limits: &ImageLimits, batch: BatchConfig) -> Self {
-        let session = Arc::new(session);
+    /// Serves a model's sessions; starts its inference loop on the current Tokio runtime.
+    pub fn new(sessions: Sessions, limits: &ImageLimits, batch: BatchConfig) -> Self {
+        let session = sessions.wide.clone();
         ModelRuntime {
             segmenter: Segmenter::from_sessions([session.clone()]),
-            batcher: Batcher::start(session.clone(), batch),
+            batcher: Batcher::start(sessions, batch),
             session,
             decode_limits: DecodeLimits {
                 max_pixels: limits.max_pixels,
             },
         }
+    }
+
+    /// Serves one session (no parallel lanes).
+    pub fn single(session: ModelSession, limits: &ImageLimits, batch: BatchConfig) -> Self {
+        let sessions = Sessions {
+            wide: Arc::new(session),
+            lanes: Vec::new(),
+        };
+        Self::new(sessions, limits, batch)
+    }
+
+    /// Counts a job of this model in flight while the guard lives (it steers inference
+    /// between the all-threads session and the parallel lanes).
+    pub fn job(&self) -> InFlight {
+        self.batcher.job()
     }
 
     pub fn name(&self) -> &str {
@@ -132,6 +147,10 @@ pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, Work
         device: config.device,
         intra_threads: config.intra_threads,
     };
+    let lane_options = SessionOptions {
+        intra_threads: Some(1),
+        ..options.clone()
+    };
     let (limits, batch) = (config.image, config.batch);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -139,12 +158,26 @@ pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, Work
         models
             .iter()
             .map(|model| {
-                ModelSession::load(model, &options)
-                    .map(|s| Arc::new(ModelRuntime::new(s, &limits, batch)))
-                    .map_err(|source| WorkerError::Model {
-                        model: model.name().to_string(),
-                        source,
-                    })
+                let load = |options: &SessionOptions| {
+                    ModelSession::load(model, options)
+                        .map(Arc::new)
+                        .map_err(|source| WorkerError::Model {
+                            model: model.name().to_string(),
+                            source,
+                        })
+                };
+                let lanes = if batch.parallel_runs > 1 {
+                    (0..batch.parallel_runs)
+                        .map(|_| load(&lane_options))
+                        .collect::<Result<_, _>>()?
+                } else {
+                    Vec::new()
+                };
+                let sessions = Sessions {
+                    wide: load(&options)?,
+                    lanes,
+                };
+                Ok(Arc::new(ModelRuntime::new(sessions, &limits, batch)))
             })
             .collect()
     })

@@ -80,6 +80,45 @@ async fn fruits_photo_succeeds_with_an_orange(pool: PgPool) -> anyhow::Result<()
     Ok(())
 }
 
+/// A burst of jobs, more than there are runs at once, through each way a model's runs
+/// are scheduled — parallel single-threaded lanes, then micro-batches — each job on its
+/// only attempt: every job succeeds with its own orange.
+#[sqlx::test(migrations = "../../migrations")]
+async fn bursts_run_through_parallel_lanes_and_batches(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let server = ImageServer::start(0).await;
+    for (name, batch_max, parallel_runs) in [("w-lanes", 1, 2), ("w-batches", 3, 1)] {
+        let mut config = env.config(name, 15.0);
+        config.concurrency = 4;
+        config.batch.max = batch_max;
+        config.batch.parallel_runs = parallel_runs;
+        let worker = env.start_worker(config);
+        let mut jobs = Vec::new();
+        for _ in 0..8 {
+            jobs.push(env.enqueue(&server.url("/img/fruits.jpg"), 1).await?);
+        }
+        for job in jobs {
+            let done = env.wait_finished(job.id, FINISH).await?;
+            assert_eq!(
+                done.status,
+                JobStatus::Succeeded,
+                "{name}: {}",
+                done.message
+            );
+            let doc = serde_json::to_value(JobDocument::from(&done))?;
+            assert!(
+                items(&doc)
+                    .iter()
+                    .any(|it| it["category_name"] == "orange" && it["score"].as_f64() >= Some(0.8)),
+                "{name}: {doc}"
+            );
+        }
+        worker.stop().await?;
+    }
+    env.cleanup().await;
+    Ok(())
+}
+
 fn near(a: f64, b: f64) -> bool {
     (a - b).abs() <= 12.0
 }
