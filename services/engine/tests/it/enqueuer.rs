@@ -14,12 +14,14 @@ fn new_job(n: usize) -> NewJob {
     NewJob {
         id: JobId::new(),
         model_id: "124096".into(),
-        model_name: if n % 2 == 0 { "m1" } else { "m2" }.into(),
+        model_name: if n.is_multiple_of(2) { "m1" } else { "m2" }.into(),
         image_url: format!("https://images.example.org/{n}.jpg"),
-        webhook_url: (n % 3 == 0).then(|| format!("https://mfr.example.org/hook/{n}")),
+        webhook_url: n
+            .is_multiple_of(3)
+            .then(|| format!("https://mfr.example.org/hook/{n}")),
         max_attempts: Attempt::new(3),
-        trace_id: (n % 2 == 1).then(|| "0af7651916cd43dd8448eb211c80319c".into()),
-        traceparent: (n % 2 == 1)
+        trace_id: (!n.is_multiple_of(2)).then(|| "0af7651916cd43dd8448eb211c80319c".into()),
+        traceparent: (!n.is_multiple_of(2))
             .then(|| "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
     }
 }
@@ -131,14 +133,15 @@ async fn one_bad_job_fails_alone(pool: PgPool) {
     let store = store(pool.clone());
     let taken = new_job(0);
     store.enqueue(&taken, "api").await.unwrap();
-    // One writer and a full queue before it starts: the duplicate shares a batch.
+    // One writer: the duplicate most likely shares a batch with the others; either way
+    // it alone fails.
     let config = EnqueueConfig {
         writers: 1,
         max_batch: 16,
         queue: 16,
     };
     let enqueuer = Enqueuer::start(store.clone(), config);
-    let jobs = vec![new_job(1), taken.clone(), new_job(2), new_job(3)];
+    let jobs = [new_job(1), taken.clone(), new_job(2), new_job(3)];
     let outcomes =
         futures::future::join_all(jobs.iter().map(|job| enqueuer.enqueue(job.clone(), "api")))
             .await;
