@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{Backoff, Bus, Relay, RelayConfig, Store};
+use foodseg_engine::{Backoff, Bus, EnqueueConfig, Enqueuer, Relay, RelayConfig, Store};
 use foodseg_models::Registry;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
@@ -133,6 +133,7 @@ pub async fn serve(
         keys: Arc::new(auth::KeyRing::new(parts.store.clone())),
         limits: Arc::new(limits::Limits::new(&parts.limits)),
         access: parts.access,
+        enqueuer: Enqueuer::start(parts.store.clone(), EnqueueConfig::default()),
         store: parts.store,
         bus: parts.bus,
         registry: Arc::new(parts.registry),

@@ -8,7 +8,7 @@ use foodseg_engine::netguard::NetPolicy;
 
 use crate::auth::{AccessConfig, KeyRing};
 use crate::limits::Limits;
-use foodseg_engine::{Bus, RelayWaker, Store};
+use foodseg_engine::{Bus, Enqueuer, RelayWaker, Store};
 use foodseg_models::Registry;
 
 /// Longest a request waits on the database in all before answering 503.
@@ -18,6 +18,8 @@ pub const DB_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Writes plain enqueues in shared batches (group commit).
+    pub enqueuer: Enqueuer,
     pub bus: Bus,
     pub registry: Arc<Registry>,
     pub waker: RelayWaker,

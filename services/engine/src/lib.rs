@@ -7,6 +7,7 @@ pub mod bus;
 mod chain;
 pub mod document;
 pub mod domain;
+pub mod enqueuer;
 pub mod message;
 pub mod netguard;
 pub mod relay;
@@ -21,6 +22,7 @@ pub use domain::{
     ApiKeyId, Attempt, AttemptOutcome, DeliveryId, DeliveryStatus, Fence, JobId, JobStatus,
     RetryPolicy, Scope, Transition,
 };
+pub use enqueuer::{EnqueueConfig, Enqueuer};
 pub use relay::{Relay, RelayConfig, RelayWaker};
 pub use store::{Job, Store, StoreConfig, StoreError};
 pub use subjects::Subjects;

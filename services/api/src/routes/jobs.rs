@@ -195,7 +195,8 @@ pub(crate) async fn store_job(
                 Some(upload) => {
                     with_deadline(state.store.enqueue_upload(job, upload, ACTOR)).await?
                 }
-                None => with_deadline(state.store.enqueue(job, ACTOR)).await?,
+                // Written together with other requests' jobs, one commit for all.
+                None => with_deadline(state.enqueuer.enqueue(job.clone(), ACTOR)).await?,
             };
             (stored, false)
         }

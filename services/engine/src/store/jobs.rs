@@ -158,6 +158,69 @@ impl Store {
         Ok(row)
     }
 
+    /// Writes several new jobs, each with its first event (naming `actors[i]`) and its
+    /// dispatch message, in one statement: all of them or none. The rows come back in no
+    /// particular order.
+    pub async fn enqueue_many(
+        &self,
+        jobs: &[NewJob],
+        actors: &[&str],
+    ) -> Result<Vec<Job>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let to = next_status(None, Transition::Enqueue)?;
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id.as_uuid()).collect();
+        let model_ids: Vec<&str> = jobs.iter().map(|j| j.model_id.as_str()).collect();
+        let model_names: Vec<&str> = jobs.iter().map(|j| j.model_name.as_str()).collect();
+        let image_urls: Vec<&str> = jobs.iter().map(|j| j.image_url.as_str()).collect();
+        let webhook_urls: Vec<Option<&str>> =
+            jobs.iter().map(|j| j.webhook_url.as_deref()).collect();
+        let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts.get()).collect();
+        let trace_ids: Vec<Option<&str>> = jobs.iter().map(|j| j.trace_id.as_deref()).collect();
+        let traceparents: Vec<Option<&str>> =
+            jobs.iter().map(|j| j.traceparent.as_deref()).collect();
+        // The first dispatch's `Nats-Msg-Id` is the job id (`dispatch_msg_id`), which is
+        // what `id::text` gives.
+        let rows = query_job!(
+            "WITH i AS ( \
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                    $6::int4[], $7::text[], $8::text[], $9::text[]) \
+                 AS i(id, model_id, model_name, image_url, webhook_url, max_attempts, \
+                      trace_id, traceparent, actor)), \
+             j AS ( \
+               INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, \
+                                 message, max_attempts, trace_id, traceparent) \
+               SELECT id, $10, model_id, model_name, image_url, webhook_url, $11, \
+                      max_attempts, trace_id, traceparent FROM i \
+               RETURNING *), \
+             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
+                   SELECT j.id, NULL, j.status, j.attempt, i.actor FROM j JOIN i ON i.id = j.id), \
+             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
+                   SELECT $12 || model_name, id::text, jsonb_build_object('job_id', id), \
+                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
+                               ELSE jsonb_build_object('traceparent', traceparent) END \
+                   FROM j) \
+             SELECT ",
+            " FROM j",
+            &ids,
+            &model_ids as &[&str],
+            &model_names as &[&str],
+            &image_urls as &[&str],
+            &webhook_urls as &[Option<&str>],
+            &max_attempts,
+            &trace_ids as &[Option<&str>],
+            &traceparents as &[Option<&str>],
+            actors as &[&str],
+            to as JobStatus,
+            MSG_QUEUED,
+            self.subjects.job(""),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// The job with this id, if any.
     pub async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let job = query_job!("SELECT ", " FROM jobs WHERE id = $1", id as JobId)
