@@ -87,8 +87,12 @@ impl RetrySchedule {
 
     /// When to retry after attempt `attempt` (1-based) failed, or `None` when it was the
     /// last. `jitter` in `[0, 1]` picks the delay within the step's maximum (clamped; NaN
-    /// counts as 1); `retry_after` is a lower bound, itself bounded by the schedule's
-    /// end. Never before `now`, and never after the end unless `now` already is.
+    /// counts as 1). A retry that would fall after the schedule's end
+    /// (`created_at + span()`) is pulled in to the end while the end is still ahead.
+    /// `retry_after` is a floor, honoured up to [`MAX_SPAN`], the end included. Once the
+    /// end has passed (the attempts ran late, say while no scheduler was up), the
+    /// remaining retries keep at least half their step's delay between them instead of
+    /// firing back to back. Never before `now`.
     pub fn next_attempt_at(
         &self,
         attempt: u32,
@@ -104,17 +108,20 @@ impl RetrySchedule {
         } else {
             jitter.clamp(0.0, 1.0)
         };
-        let mut delay = max.mul_f64(jitter);
-        if let Some(asked) = retry_after {
-            delay = delay.max(asked);
-        }
+        let after = |d: Duration| {
+            now.checked_add_signed(chrono_duration(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
         let end = created_at
             .checked_add_signed(chrono_duration(self.span()))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let at = now
-            .checked_add_signed(chrono_duration(delay))
-            .unwrap_or(end);
-        Some(at.min(end).max(now))
+        let at = if end > now {
+            after(max.mul_f64(jitter)).min(end)
+        } else {
+            after(max / 2 + (max / 2).mul_f64(jitter))
+        };
+        let floor = after(retry_after.unwrap_or_default().min(MAX_SPAN));
+        Some(at.max(floor).max(now))
     }
 }
 
@@ -250,23 +257,46 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_a_floor_bounded_by_the_schedule_end() {
+    fn retry_after_is_a_floor_of_at_most_a_day() {
         let s = RetrySchedule::default();
         let ra = Some(Duration::from_secs(600));
         assert_eq!(
             s.next_attempt_at(1, t0(), t0(), ra, 0.1),
             Some(t0() + secs(600))
         );
-        let end = t0() + chrono::Duration::from_std(s.span()).unwrap();
+        let day = t0() + secs(24 * 3600);
         let week = Some(Duration::from_secs(7 * 24 * 3600));
-        assert_eq!(s.next_attempt_at(1, t0(), t0(), week, 0.1), Some(end));
+        assert_eq!(s.next_attempt_at(1, t0(), t0(), week, 0.1), Some(day));
         assert_eq!(
             s.next_attempt_at(1, t0(), t0(), Some(Duration::MAX), 0.1),
-            Some(end)
+            Some(day)
         );
         // A schedule ending past the last representable instant ends there.
         let last = DateTime::<Utc>::MAX_UTC;
         assert_eq!(s.next_attempt_at(1, last, last, None, 1.0), Some(last));
+    }
+
+    /// Attempts that ran late (no scheduler for a day) do not fire back to back once the
+    /// schedule's end has passed: each keeps half its step or more, and Retry-After.
+    #[test]
+    fn late_attempts_past_the_end_stay_spaced() {
+        let s = RetrySchedule::default();
+        let late = t0() + secs(30 * 3600);
+        let mut now = late;
+        for attempt in 3..s.max_attempts() {
+            let at = s
+                .next_attempt_at(attempt, t0(), now, None, 0.0)
+                .expect("retry");
+            let step = s.delays[attempt as usize - 1];
+            assert_eq!(at, now + chrono::Duration::from_std(step / 2).unwrap());
+            now = at;
+        }
+        let asked = Some(Duration::from_secs(7200));
+        assert_eq!(
+            s.next_attempt_at(3, t0(), late, asked, 0.0),
+            Some(late + secs(7200)),
+            "Retry-After past the end"
+        );
     }
 
     #[test]
@@ -404,10 +434,10 @@ mod properties {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// The contract of `next_attempt_at`: a time only for attempts 1..max_attempts;
-        /// never before `now`; never after the schedule's end `created_at + span()`
-        /// unless `now` itself is past it (then `now`); no later than the step's maximum
-        /// or `Retry-After`, whichever is longer; no sooner than `Retry-After` allows
-        /// within the end; later the larger the jitter.
+        /// never before `now`, nor before `Retry-After` (up to a day); while the schedule's
+        /// end `created_at + span()` is ahead, never after it unless `Retry-After` asks;
+        /// past the end, at least half the step later; no later than the step's maximum
+        /// or `Retry-After`, whichever is longer; later the larger the jitter.
         #[test]
         fn retries_stay_between_now_and_the_schedule_end(
             schedule in any_schedule(),
@@ -423,13 +453,16 @@ mod properties {
             let Some(at) = at else { return Ok(()) };
             let end = plus(created_at, schedule.span());
             prop_assert!(at >= now, "{at} before now {now}");
-            prop_assert!(at <= now.max(end), "{at} after the end {end} (now {now})");
+            let asked = retry_after.unwrap_or_default().min(MAX_SPAN);
+            prop_assert!(at >= plus(now, asked), "{at} before Retry-After {asked:?}");
             let step = schedule.delays[attempt as usize - 1];
-            let longest = step.max(retry_after.unwrap_or_default());
-            prop_assert!(at <= plus(now, longest), "{at} later than {longest:?} after {now}");
-            if let Some(asked) = retry_after {
-                prop_assert!(at >= plus(now, asked).min(end).max(now));
+            if end > now {
+                prop_assert!(at <= end.max(plus(now, asked)), "{at} after the end {end} (now {now})");
+            } else {
+                prop_assert!(at >= plus(now, step / 2), "{at} sooner than half of {step:?} past the end");
             }
+            let longest = step.max(asked);
+            prop_assert!(at <= plus(now, longest), "{at} later than {longest:?} after {now}");
             let soonest = schedule.next_attempt_at(attempt, created_at, now, retry_after, 0.0);
             let latest = schedule.next_attempt_at(attempt, created_at, now, retry_after, 1.0);
             prop_assert!(soonest <= Some(at) && Some(at) <= latest);
