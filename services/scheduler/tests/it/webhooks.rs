@@ -197,8 +197,7 @@ async fn retry_after_is_honoured(pool: PgPool) -> anyhow::Result<()> {
     let env = Env::new(pool).await?;
     let receiver = Receiver::start(None).await;
     let mut config = env.config();
-    // The schedule alone would retry within 20 ms; the receiver asks for 1 s (well
-    // before the schedule's end, which bounds Retry-After).
+    // The schedule alone would retry within 20 ms; the receiver asks for 1 s.
     config.retry_schedule = foodseg_scheduler::webhook::schedule::RetrySchedule::parse("20ms,10s")?;
     let scheduler = env.start(config).await?;
 
