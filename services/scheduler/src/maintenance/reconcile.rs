@@ -20,7 +20,21 @@ pub fn next_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
     }
 }
 
-/// Runs the pass every day at `at` until `shutdown`.
+/// The day whose pass was missed — the latest day whose time `at` has come by `now` —
+/// when a pass of an earlier day is the last one stored (no scheduler was up at `at`).
+/// `None` when that day's pass exists, or when none was ever run.
+pub fn missed_day(now: DateTime<Utc>, at: NaiveTime, last: Option<NaiveDate>) -> Option<NaiveDate> {
+    let today = now.date_naive();
+    let due = if today.and_time(at).and_utc() <= now {
+        today
+    } else {
+        today.pred_opt()?
+    };
+    last.filter(|&last| last < due).map(|_| due)
+}
+
+/// Runs the pass every day at `at` until `shutdown`, first catching up a day whose pass
+/// no scheduler was up to run.
 pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
     // A restarted scheduler reports the last stored pass, so the freshness alert does
     // not wait a day to know.
@@ -28,6 +42,12 @@ pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
         Ok(rows) => {
             if let Some(last) = rows.first() {
                 metrics::reconcile_succeeded(last.started_at);
+            }
+            if let Some(day) = missed_day(Utc::now(), at, rows.first().map(|r| r.day)) {
+                tracing::info!(%day, "catching up a missed daily reconciliation");
+                if let Err(e) = reconcile(&store, day).await {
+                    tracing::error!(error = %error_chain(&e), "daily reconciliation failed");
+                }
             }
         }
         Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read the last reconciliation"),
@@ -84,6 +104,39 @@ pub async fn reconcile(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_missed_day_is_caught_up_once() {
+        let three = NaiveTime::from_hms_opt(3, 0, 0).expect("time");
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 3, 5, 0).unwrap();
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+        assert_eq!(
+            missed_day(now, three, Some(day(28))),
+            Some(day(29)),
+            "restart at 03:05"
+        );
+        assert_eq!(
+            missed_day(now, three, Some(day(29))),
+            None,
+            "already run today"
+        );
+        assert_eq!(
+            missed_day(now, three, None),
+            None,
+            "never run: nothing missed"
+        );
+        let before = Utc.with_ymd_and_hms(2026, 11, 29, 2, 0, 0).unwrap();
+        assert_eq!(
+            missed_day(before, three, Some(day(28))),
+            None,
+            "today's is still ahead"
+        );
+        assert_eq!(
+            missed_day(before, three, Some(day(26))),
+            Some(day(28)),
+            "down for days"
+        );
+    }
 
     #[test]
     fn next_run_is_today_or_tomorrow() {
