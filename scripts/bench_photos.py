@@ -28,7 +28,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -37,8 +36,8 @@ import uuid
 from pathlib import Path
 
 import localstack
-from localstack import (ROOT, DEMO, free_port, http_json, nats_url, ready, say, scrape, spawn, stop,
-                        stop_all, wait_for)
+from localstack import (ROOT, DEMO, free_port, http_json, nats_url, ready, run_main, say, scrape, spawn, stop,
+                        wait_for)
 
 localstack.NAME = "bench-photos"
 FIXTURES = ROOT / "services" / "pipeline" / "tests" / "fixtures"
@@ -242,7 +241,6 @@ def main() -> int:
         stop(worker)
     stop(api_process)
 
-    sys.path.insert(0, str(ROOT / "scripts"))
     import python_pipeline as baseline
 
     session = baseline.load(str(MODEL), args.threads)
@@ -297,13 +295,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = 1
-    try:
-        code = main()
-    except subprocess.CalledProcessError as e:
-        print(f"bench-photos: {' '.join(map(str, e.cmd))} failed with exit code {e.returncode}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench-photos: interrupted", file=sys.stderr)
-    finally:
-        stop_all()
-    sys.exit(code)
+    run_main(main)

@@ -22,8 +22,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from localstack import (DEMO, ROOT, cleanups, http_json, nats_url, postgres_url, ready,
-                        scrape, spawn, stop_all, wait_for, free_port, say)
+from localstack import (DEMO, ROOT, cleanups, http_json, nats_url, postgres_url, ready, run_main,
+                        scrape, spawn, wait_for, free_port, say)
 
 FIXTURES = ROOT / "services" / "pipeline" / "tests" / "fixtures"
 PHOTOS = ["fruits.jpg", "coffee.png"]
@@ -183,13 +183,4 @@ def check_metrics(urls: list[str]) -> bool:
 
 
 if __name__ == "__main__":
-    code = 1
-    try:
-        code = main()
-    except subprocess.CalledProcessError as e:
-        print(f"demo: {' '.join(map(str, e.cmd))} failed with exit code {e.returncode}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("demo: interrupted", file=sys.stderr)
-    finally:
-        stop_all()
-    sys.exit(code)
+    run_main(main)

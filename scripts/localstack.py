@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -194,3 +195,18 @@ def scrape(url: str) -> str:
             return r.read().decode()
     except OSError:
         return ""
+
+
+def run_main(main) -> None:
+    """Runs a script's `main`, says why it failed, stops what it started and exits with
+    its code."""
+    code = 1
+    try:
+        code = main()
+    except subprocess.CalledProcessError as e:
+        print(f"{NAME}: {' '.join(map(str, e.cmd))} failed with exit code {e.returncode}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{NAME}: interrupted", file=sys.stderr)
+    finally:
+        stop_all()
+    sys.exit(code)
