@@ -35,12 +35,27 @@ pub enum BusError {
         #[source]
         source: async_nats::Error,
     },
+    #[error("JetStream did not answer about stream {stream}")]
+    Unanswered {
+        stream: String,
+        #[source]
+        source: async_nats::Error,
+    },
     #[error("publish to {subject} failed")]
     Publish {
         subject: String,
         #[source]
         source: async_nats::Error,
     },
+}
+
+/// Where JetStream stored a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The message's sequence in its stream (the original's, for a duplicate).
+    pub sequence: u64,
+    /// The stream had already seen the `Nats-Msg-Id` and dropped this copy.
+    pub duplicate: bool,
 }
 
 /// Handle to NATS and JetStream. Cheap to clone.
@@ -127,14 +142,15 @@ impl Bus {
     }
 
     /// Publishes one message with a `Nats-Msg-Id` (deduplicated by the stream) and waits
-    /// for JetStream's acknowledgement. Returns whether the stream saw it as a duplicate.
+    /// for JetStream's acknowledgement: where the stream stored it, and whether it was a
+    /// duplicate.
     pub async fn publish(
         &self,
         subject: &str,
         msg_id: &str,
         headers: &[(String, String)],
         payload: Bytes,
-    ) -> Result<bool, BusError> {
+    ) -> Result<Published, BusError> {
         let err = |source: async_nats::Error| BusError::Publish {
             subject: subject.to_string(),
             source,
@@ -154,14 +170,34 @@ impl Bus {
             .map_err(|e| err(e.into()))?
             .await
             .map_err(|e| err(e.into()))?;
-        Ok(ack.duplicate)
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
     }
 
-    /// The durable pull consumer workers of `model_name` share.
+    /// The jobs stream, to ask whether it still holds dispatch messages.
+    pub async fn jobs_stream(&self) -> Result<JobsStream, BusError> {
+        let name = &self.subjects.jobs_stream;
+        let stream = self
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| BusError::Unanswered {
+                stream: name.clone(),
+                source: e.into(),
+            })?;
+        Ok(JobsStream { stream })
+    }
+
+    /// The durable pull consumer workers of `model_name` share. `max_ack_pending` bounds
+    /// the messages handed out and not yet answered across all its workers; an existing
+    /// consumer with another bound is updated to this one.
     pub async fn job_consumer(
         &self,
         model_name: &str,
         ack_wait: Duration,
+        max_ack_pending: i64,
     ) -> Result<consumer::PullConsumer, BusError> {
         let durable = format!("worker-{model_name}");
         let config = consumer::pull::Config {
@@ -170,10 +206,38 @@ impl Bus {
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait,
             max_deliver: -1,
+            max_ack_pending,
             ..Default::default()
         };
-        self.consumer(&self.subjects.jobs_stream, durable, config)
+        let mut consumer = self
+            .consumer(&self.subjects.jobs_stream, durable.clone(), config.clone())
+            .await?;
+        let current = consumer
+            .info()
             .await
+            .map(|i| i.config.max_ack_pending)
+            .unwrap_or(max_ack_pending);
+        if current == max_ack_pending {
+            return Ok(consumer);
+        }
+        tracing::info!(consumer = %durable, from = current, to = max_ack_pending,
+            "updating the consumer's max_ack_pending");
+        let stream = self
+            .js
+            .get_stream(&self.subjects.jobs_stream)
+            .await
+            .map_err(|e| BusError::Consumer {
+                consumer: durable.clone(),
+                source: e.into(),
+            })?;
+        match stream.create_consumer(config).await {
+            Ok(updated) => Ok(updated),
+            Err(e) => {
+                tracing::warn!(consumer = %durable, error = %e,
+                    "cannot update the consumer's max_ack_pending; keeping its current one");
+                Ok(consumer)
+            }
+        }
     }
 
     /// The durable pull consumer schedulers share for finished-job events.
@@ -213,5 +277,28 @@ impl Bus {
             .get_or_create_consumer(&durable, config)
             .await
             .map_err(|e| err(e.into()))
+    }
+}
+
+/// The jobs stream, as the sweeper sees it.
+#[derive(Debug)]
+pub struct JobsStream {
+    stream: stream::Stream,
+}
+
+impl JobsStream {
+    /// Whether the stream still holds the message stored at `sequence`. A work-queue
+    /// stream drops a message once a worker acknowledges it, so a dispatch message that is
+    /// gone while its job is still queued was lost. An error means JetStream did not
+    /// answer, which says nothing either way.
+    pub async fn holds(&self, sequence: u64) -> Result<bool, BusError> {
+        match self.stream.get_raw_message(sequence).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => Ok(false),
+            Err(e) => Err(BusError::Unanswered {
+                stream: self.stream.cached_info().config.name.clone(),
+                source: e.into(),
+            }),
+        }
     }
 }

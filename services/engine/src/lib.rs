@@ -15,7 +15,7 @@ pub mod store;
 pub mod subjects;
 
 pub use backoff::{Backoff, Retries};
-pub use bus::{Bus, BusError};
+pub use bus::{Bus, BusError, JobsStream, Published};
 pub use chain::error_chain;
 pub use document::JobDocument;
 pub use domain::{

@@ -203,11 +203,11 @@ impl Relay {
         let mut failed = Vec::new();
         for (id, result) in results {
             match result {
-                Ok(duplicate) => {
-                    if duplicate {
+                Ok(stored) => {
+                    if stored.duplicate {
                         tracing::debug!(outbox_id = id, "message was already on the stream");
                     }
-                    published.push(id);
+                    published.push((id, stored.sequence));
                 }
                 Err(e) => failed.push((id, error_chain(&e))),
             }

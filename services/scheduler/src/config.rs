@@ -47,6 +47,10 @@ pub struct Config {
     /// Uploaded images are purged this long after their job finished
     /// (`FOODSEG_UPLOAD_RETENTION_HOURS`, 24; 0 purges at once).
     pub upload_retention: Duration,
+    /// The workers' lease (`FOODSEG_WORKER_LEASE_SECS`, 15 s, as the workers read it).
+    /// After Postgres was unreachable, lapsed leases are re-driven only once the scheduler
+    /// and Postgres have been up this long again, so live workers renew theirs first.
+    pub redrive_grace: Duration,
 }
 
 /// Default `FOODSEG_UPLOAD_RETENTION_HOURS`.
@@ -91,6 +95,11 @@ impl Config {
                 "FOODSEG_UPLOAD_RETENTION_HOURS",
                 Unit::Hours,
                 DEFAULT_UPLOAD_RETENTION,
+            )?,
+            redrive_grace: env.duration_or_zero(
+                "FOODSEG_WORKER_LEASE_SECS",
+                Unit::Seconds,
+                Duration::from_secs(15),
             )?,
         })
     }

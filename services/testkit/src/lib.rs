@@ -2,8 +2,8 @@
 //! [`wait_until`] polls a condition with a deadline (never sleep to sequence a test),
 //! [`TestBus`] gives each test its own JetStream streams, [`TestApi`] runs the api
 //! in-process on `127.0.0.1:0`, [`FileServer`] serves fixture files over HTTP on loopback,
-//! [`NatsServer`] runs a throwaway NATS to stop and restart, and [`TestModels`] writes a
-//! unique models directory.
+//! [`NatsServer`] and [`PostgresServer`] run a throwaway NATS or Postgres to stop and
+//! restart, and [`TestModels`] writes a unique models directory.
 
 mod api;
 mod bus;
@@ -11,6 +11,7 @@ mod files;
 mod jobs;
 mod models;
 mod nats;
+mod postgres;
 mod serve;
 mod wait;
 
@@ -20,5 +21,6 @@ pub use files::FileServer;
 pub use jobs::{finished_job, new_job};
 pub use models::{TestModels, repo_models_dir};
 pub use nats::{NatsServer, free_port};
+pub use postgres::PostgresServer;
 pub use serve::serve_router;
 pub use wait::{Check, wait_until};

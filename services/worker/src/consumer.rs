@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, message::Acker};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use foodseg_engine::message::{JobMessage, TRACEPARENT};
 use foodseg_engine::store::ClaimOutcome;
-use foodseg_engine::{Attempt, Backoff, JobStatus};
+use foodseg_engine::{Attempt, Backoff, JobId, JobStatus, StoreError};
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -22,8 +22,6 @@ use foodseg_engine::error_chain as chain;
 
 /// How long one pull request waits for messages before it is renewed.
 const PULL_WAIT: Duration = Duration::from_secs(5);
-/// Extra wait after another worker's lease ends before looking at its job again.
-const LEASE_SLACK: Duration = Duration::from_secs(1);
 
 /// One model's pull loop. Holds a permit of `permits` per job in flight; stops pulling
 /// when `stop` fires. Jobs run on `tracker` and are released when `release` fires.
@@ -132,7 +130,10 @@ async fn handle(
     };
     let job_id = job_msg.job_id;
     let claim_started = Instant::now();
-    let claim = ctx.store.claim(job_id, &ctx.worker_id, ctx.lease).await;
+    let Some(claim) = claim(&ctx, job_id, &acker, &release).await else {
+        // Shutting down while Postgres is away: another worker takes the message.
+        return ack(&acker, AckKind::Nak(None)).await;
+    };
     let claim_time = claim_started.elapsed();
     let (job, fence) = match claim {
         Ok(ClaimOutcome::Claimed { job, fence }) => (job, fence),
@@ -147,15 +148,18 @@ async fn handle(
             return ack(&acker, AckKind::Ack).await;
         }
         Ok(ClaimOutcome::NotYet(at)) => {
+            // A copy that came early: the retry's own message waits in the outbox until
+            // its backoff is over, so this one is not needed.
             tracing::debug!(%job_id, not_before = %at, "job waits for its retry backoff");
             metrics::message_skipped("not_yet");
-            return ack(&acker, AckKind::Nak(Some(until(at, Duration::ZERO)))).await;
+            return ack(&acker, AckKind::Ack).await;
         }
         Ok(ClaimOutcome::Running(lease_until)) => {
-            // If the holder died, the sweeper re-drives the job once the lease lapses.
+            // A copy of a job another worker runs: if that worker dies, the sweeper
+            // re-drives the job with a new message once the lease lapses.
             tracing::debug!(%job_id, %lease_until, "job is leased by another worker");
             metrics::message_skipped("running");
-            return ack(&acker, AckKind::Nak(Some(until(lease_until, LEASE_SLACK)))).await;
+            return ack(&acker, AckKind::Ack).await;
         }
         Err(e) => {
             tracing::warn!(%job_id, error = %chain(&e), "cannot claim the job; will retry");
@@ -208,7 +212,27 @@ async fn ack(acker: &Acker, kind: AckKind) {
     }
 }
 
-/// The time from now until `at` (plus `slack`), never negative.
-fn until(at: DateTime<Utc>, slack: Duration) -> Duration {
-    (at - Utc::now()).to_std().unwrap_or(Duration::ZERO) + slack
+/// Claims the job, waiting while Postgres is unreachable: the message is kept (JetStream
+/// is told it is in progress) rather than handed back, so an outage neither cycles the
+/// queue through redeliveries nor lets more messages in than this worker has permits
+/// for. `None` when `release` fires first.
+async fn claim(
+    ctx: &JobContext,
+    job_id: JobId,
+    acker: &Acker,
+    release: &CancellationToken,
+) -> Option<Result<ClaimOutcome, StoreError>> {
+    let mut retries = Backoff::new(Duration::from_millis(200), ctx.renew_every).retries();
+    loop {
+        match ctx.store.claim(job_id, &ctx.worker_id, ctx.lease).await {
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(%job_id, error = %chain(&e), "cannot reach Postgres to claim the job; waiting");
+                ack(acker, AckKind::Progress).await;
+                if !retries.wait(release).await {
+                    return None;
+                }
+            }
+            other => return Some(other),
+        }
+    }
 }

@@ -26,8 +26,6 @@ pub struct JobContext {
     pub fetcher: ImageFetcher,
 }
 
-/// How often, at most, a result write is retried while Postgres is unreachable.
-const WRITE_TRIES: u32 = 5;
 
 /// Runs a job this worker has just claimed. `release` fires when shutdown's drain time
 /// is over: the job is then handed back to the queue unfinished.
@@ -59,14 +57,14 @@ pub async fn run_claimed(
     };
     let outcome = match result {
         None if lost.is_cancelled() => Outcome::Abandoned,
-        None => write(&ctx, &lost, &fence, async |store, fence| {
+        None => write(&ctx, &lost, &release, &fence, async |store, fence| {
             store.release(&fence).await.map(|_| Outcome::Released)
         })
         .await
         .unwrap_or(Outcome::Abandoned),
         Some(Ok(items)) => {
             let items = Arc::new(items);
-            write(&ctx, &lost, &fence, move |store, fence| {
+            write(&ctx, &lost, &release, &fence, move |store, fence| {
                 let items = items.clone();
                 async move {
                     store
@@ -80,7 +78,7 @@ pub async fn run_claimed(
         }
         Some(Err(failure)) => {
             metrics::failure(&job.model_name, failure.is_permanent());
-            record_failure(&ctx, &fence, &lost, failure).await
+            record_failure(&ctx, &fence, &lost, &release, failure).await
         }
     };
     metrics::in_flight(-1.0);
@@ -100,12 +98,13 @@ async fn record_failure(
     ctx: &JobContext,
     fence: &Fence,
     lost: &CancellationToken,
+    release: &CancellationToken,
     failure: Failure,
 ) -> Outcome {
     let reason: Arc<str> = failure.reason().into();
     if failure.is_permanent() {
         tracing::info!(%reason, "job failed permanently");
-        return write(ctx, lost, fence, move |store, fence| {
+        return write(ctx, lost, release, fence, move |store, fence| {
             let reason = reason.clone();
             async move { store.fail(&fence, &reason).await.map(|_| Outcome::Failed) }
         })
@@ -114,7 +113,7 @@ async fn record_failure(
     }
     tracing::warn!(%reason, "attempt failed; the job may be retried");
     let policy = ctx.retry;
-    write(ctx, lost, fence, move |store, fence| {
+    write(ctx, lost, release, fence, move |store, fence| {
         let reason = reason.clone();
         async move {
             let jitter = rand::random::<f64>();
@@ -131,11 +130,15 @@ async fn record_failure(
     .unwrap_or(Outcome::Abandoned)
 }
 
-/// Performs a fenced write, retrying while Postgres is unreachable and the lease is ours.
-/// `None` when the attempt is no longer current or the write could not be made.
+/// Performs a fenced write. While Postgres is unreachable the write is kept and retried
+/// until it answers (the lease renewer keeps the message in progress meanwhile), so an
+/// outage costs the job nothing; only shutdown (`release`) gives it up, and the job is
+/// then re-driven. `None` when the attempt is no longer current or the write could not be
+/// made.
 async fn write<F, Fut>(
     ctx: &JobContext,
     lost: &CancellationToken,
+    release: &CancellationToken,
     fence: &Fence,
     op: F,
 ) -> Option<Outcome>
@@ -145,7 +148,9 @@ where
 {
     let span = tracing::info_span!("write");
     let started = Instant::now();
-    let written = write_tries(ctx, lost, fence, op).instrument(span).await;
+    let written = write_tries(ctx, lost, release, fence, op)
+        .instrument(span)
+        .await;
     metrics::stage("write", started.elapsed());
     written
 }
@@ -153,6 +158,7 @@ where
 async fn write_tries<F, Fut>(
     ctx: &JobContext,
     lost: &CancellationToken,
+    release: &CancellationToken,
     fence: &Fence,
     op: F,
 ) -> Option<Outcome>
@@ -161,16 +167,29 @@ where
     Fut: Future<Output = Result<Outcome, StoreError>>,
 {
     let mut retries = Backoff::new(Duration::from_millis(200), ctx.renew_every).retries();
-    for _ in 0..WRITE_TRIES {
+    let mut waiting = false;
+    loop {
         match op(ctx.store.clone(), fence.clone()).await {
-            Ok(outcome) => return Some(outcome),
+            Ok(outcome) => {
+                if waiting {
+                    tracing::info!("Postgres answers again; the job's state is written");
+                }
+                return Some(outcome);
+            }
             Err(StoreError::FenceLost(_)) => {
                 tracing::warn!("attempt no longer current; its result is dropped");
                 return None;
             }
             Err(e) if e.is_unavailable() && !lost.is_cancelled() => {
-                tracing::warn!(error = %chain(&e), "cannot write the job's state; retrying");
-                tokio::time::sleep(retries.next_delay()).await;
+                if !waiting {
+                    tracing::warn!(error = %chain(&e),
+                        "cannot reach Postgres to write the job's state; keeping it until it answers");
+                    waiting = true;
+                }
+                if !retries.wait(release).await {
+                    tracing::warn!("shutting down before Postgres answered; the job will be re-driven");
+                    return None;
+                }
             }
             Err(e) => {
                 tracing::error!(error = %chain(&e),
@@ -179,7 +198,6 @@ where
             }
         }
     }
-    None
 }
 
 /// The segmentation itself, stage by stage, each in its own span and histogram.

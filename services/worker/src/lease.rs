@@ -1,5 +1,5 @@
 //! Keeping a claimed job's lease alive: renew it in Postgres every third of the lease and
-//! tell JetStream the message is still being worked on. Losing the fence (the attempt
+//! tell JetStream the message is still being worked on (also while Postgres is away). Losing the fence (the attempt
 //! was re-driven or finished elsewhere) cancels the job's work.
 
 use std::sync::Arc;
@@ -45,10 +45,19 @@ impl Renewer {
                         return;
                     }
                     Err(e) => {
-                        // Keep trying: if Postgres stays away the lease lapses and the
-                        // fenced result write refuses this attempt's result.
+                        // Keep trying, and keep the message: the job goes on, and its
+                        // result is written when Postgres answers again. The lease may
+                        // lapse meanwhile; the fence still holds until the sweeper
+                        // re-drives the job, which it does not do while live workers
+                        // can still renew after an outage.
                         tracing::warn!(job_id = %lease.fence.job_id, error = %foodseg_engine::error_chain(&e),
                             "cannot renew the lease");
+                        if e.is_unavailable()
+                            && let Err(e) = acker.ack_with(AckKind::Progress).await
+                        {
+                            tracing::warn!(job_id = %lease.fence.job_id, error = %e,
+                                "cannot tell JetStream the job is in progress");
+                        }
                     }
                 }
             }

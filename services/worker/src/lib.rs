@@ -109,9 +109,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let tracker = TaskTracker::new();
     let release = CancellationToken::new();
     let ack_wait = (config.lease * 2).max(Duration::from_secs(30));
+    let max_ack_pending = max_ack_pending(config.concurrency);
     let mut loops = Vec::new();
     for runtime in runtimes {
-        let consumer = bus.job_consumer(runtime.name(), ack_wait).await?;
+        let consumer = bus
+            .job_consumer(runtime.name(), ack_wait, max_ack_pending)
+            .await?;
         let model_consumer = ModelConsumer {
             ctx: ctx.clone(),
             runtime,
@@ -170,4 +173,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Workers of one model the consumer has room for, each with this worker's concurrency.
+const WORKERS_PER_MODEL: i64 = 256;
+
+/// The consumer's bound on messages handed out and not yet answered. Workers hold only
+/// the jobs they run (a retry's backoff waits in Postgres, not on the server), so this is
+/// the in-flight jobs of [`WORKERS_PER_MODEL`] workers.
+fn max_ack_pending(concurrency: usize) -> i64 {
+    i64::try_from(concurrency)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(WORKERS_PER_MODEL)
 }

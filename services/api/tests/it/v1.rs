@@ -110,11 +110,11 @@ async fn enqueue_writes_job_event_and_outbox_and_publishes_the_job_id(
     .await?;
 
     // Publishing the same msg id again is dropped by the stream.
-    let duplicate = tb
+    let again = tb
         .bus
         .publish(&subject, &job_id, &[], payload.to_string().into())
         .await?;
-    assert!(duplicate);
+    assert!(again.duplicate);
     assert_eq!(tb.jobs_stream_len().await?, 1);
 
     api.stop().await?;

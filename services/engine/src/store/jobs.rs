@@ -435,10 +435,11 @@ impl Store {
                RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
                    SELECT id, $11, status, attempt, $12, $8 FROM q), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
+             o AS (INSERT INTO outbox (subject, msg_id, payload, headers, not_before) \
                    SELECT $9 || model_name, $10, jsonb_build_object('job_id', id), \
                           CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END \
+                               ELSE jsonb_build_object('traceparent', traceparent) END, \
+                          CASE WHEN $5 > 0 THEN not_before END \
                    FROM q) \
              SELECT ",
             " FROM q",

@@ -15,6 +15,7 @@ mod idempotency;
 mod jobs;
 mod operator;
 mod outbox;
+mod redispatch;
 mod sweeps;
 mod uploads;
 mod workers;
@@ -35,9 +36,9 @@ pub use jobs::{
 pub use operator::{Action, CANCELLED_BY_OPERATOR};
 pub use outbox::{OutboxBatch, OutboxRow};
 pub use row::{Job, JobEventRow};
+pub use redispatch::{DispatchState, REPUBLISH_DETAIL, StaleQueued};
 pub use sweeps::{
-    JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL, ReconciliationReport,
-    RedriveReport,
+    JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, ReconciliationReport, RedriveReport,
 };
 pub use uploads::{
     NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,

@@ -5,6 +5,10 @@
 //! it, and marks the rows published (or records the failure) before committing. Several
 //! relays therefore never take the same row at once; the `Nats-Msg-Id` of each row lets
 //! JetStream drop the rare duplicate (a relay that published but died before committing).
+//!
+//! A row may carry a `not_before`: a retry's dispatch message waits here, not on the NATS
+//! server, until its backoff is over. A published row keeps the stream sequence JetStream
+//! stored it at, so the sweeper can ask whether the stream still holds it.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
@@ -65,17 +69,23 @@ impl OutboxBatch {
         self.rows.is_empty()
     }
 
-    /// Marks `published` rows as published and records an error on `failed` rows, then
-    /// commits and releases the locks.
+    /// Marks `published` rows (row id, stream sequence) as published and records an error
+    /// on `failed` rows, then commits and releases the locks.
     pub async fn finish(
         mut self,
-        published: &[i64],
+        published: &[(i64, u64)],
         failed: &[(i64, String)],
     ) -> Result<(), StoreError> {
         if !published.is_empty() {
+            let (ids, seqs): (Vec<i64>, Vec<i64>) = published
+                .iter()
+                .map(|&(id, seq)| (id, i64::try_from(seq).unwrap_or(i64::MAX)))
+                .unzip();
             sqlx::query!(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
-                published
+                "UPDATE outbox SET published_at = now(), stream_seq = p.seq \
+                 FROM UNNEST($1::bigint[], $2::bigint[]) AS p(id, seq) WHERE outbox.id = p.id",
+                &ids,
+                &seqs,
             )
             .execute(&mut *self.tx)
             .await?;
@@ -97,14 +107,16 @@ impl OutboxBatch {
 }
 
 impl Store {
-    /// Locks up to `limit` unpublished rows, oldest first, skipping rows another relay holds.
+    /// Locks up to `limit` unpublished rows that are due, oldest first, skipping rows
+    /// another relay holds.
     pub async fn outbox_batch(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
         let mut tx = self.pool().begin().await?;
         let rows = sqlx::query_as!(
             OutboxRow,
             "SELECT id, subject, msg_id, payload, headers, created_at, published_at, attempts, \
                     last_error \
-             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now()) \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             limit
         )
         .fetch_all(&mut *tx)
@@ -112,10 +124,11 @@ impl Store {
         Ok(OutboxBatch { tx, rows })
     }
 
-    /// How many rows wait to be published.
+    /// How many rows are due and wait to be published (not those parked for a backoff).
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
         let n = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL"#
+            r#"SELECT count(*) AS "n!" FROM outbox
+               WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())"#
         )
         .fetch_one(self.pool())
         .await?;

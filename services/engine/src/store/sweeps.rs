@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::jobs::{Finish, Requeue};
+use super::redispatch::REPUBLISH_DETAIL;
 use super::{MSG_QUEUED, Store, StoreError};
 use crate::domain::{Attempt, Fence, JobId, JobStatus, Transition, next_status};
 
@@ -19,8 +20,6 @@ const WORKER_LOST: &str = "worker lost (lease expired)";
 pub const REDRIVE_DETAIL: &str = "redrive: lease expired (worker lost)";
 /// Event detail of a job failed because its workers kept disappearing.
 pub const LOST_FAIL_DETAIL: &str = "fail: lease expired with no attempt left";
-/// Event detail of a republished dispatch message.
-pub const REPUBLISH_DETAIL: &str = "republish: dispatch message may have been lost";
 
 /// Advisory lock key held by the scheduler running the daily reconciliation.
 const RECONCILE_LOCK_KEY: i64 = 0x666f_6f64_7365_6701;
@@ -66,9 +65,12 @@ impl Store {
     /// message saying the worker was lost (plus the finish side effects: event, message,
     /// webhook). One transaction; the budget is decided by [`Attempt::has_next_within`]
     /// and each write goes through the same fenced requeue and finish as a worker's.
+    /// Nothing is re-driven while Postgres itself has been up for less than `grace` (a
+    /// restart lapses every lease at once; the workers renew within one lease period).
     pub async fn redrive_expired(
         &self,
         actor: &str,
+        grace: Duration,
         limit: i64,
     ) -> Result<RedriveReport, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -79,9 +81,11 @@ impl Store {
                        WHERE ev.job_id = jobs.id AND ev.detail = $2) AS "lost_before!"
                FROM jobs
                WHERE status = 'running' AND lease_expires_at < now()
+                 AND pg_postmaster_start_time() < now() - make_interval(secs => $3)
                ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
             limit,
             REDRIVE_DETAIL,
+            grace.as_secs_f64(),
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -123,49 +127,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(report)
-    }
-
-    /// Writes a new dispatch message (unique `Nats-Msg-Id`) for up to `limit` QUEUED jobs
-    /// that are due to run but saw no change for `stale_after`: JetStream may have lost
-    /// their message. The wait doubles with each republish of the same job (up to 64×), so
-    /// a long but healthy queue is not flooded with copies.
-    pub async fn republish_stale_queued(
-        &self,
-        actor: &str,
-        stale_after: Duration,
-        limit: i64,
-    ) -> Result<Vec<JobId>, StoreError> {
-        let ids = sqlx::query_scalar!(
-            r#"WITH x AS (
-                 SELECT id FROM jobs
-                 WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $2)
-                   AND (not_before IS NULL OR not_before < now() - make_interval(secs => $2))
-                   AND (redispatched_at IS NULL OR redispatched_at < now()
-                        - make_interval(secs => $2 * power(2, LEAST(redispatches, 6))))
-                 ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED),
-               r AS (
-                 UPDATE jobs j SET redispatched_at = now(), redispatches = j.redispatches + 1
-                 FROM x WHERE j.id = x.id AND j.status = $6
-                 RETURNING j.id, j.status, j.attempt, j.model_name, j.traceparent, j.redispatches),
-               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
-                     SELECT id, status, status, attempt, $3, $4 FROM r),
-               o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
-                     SELECT $5 || model_name, id::text || '.' || attempt || '.r' || redispatches,
-                            jsonb_build_object('job_id', id),
-                            CASE WHEN traceparent IS NULL THEN '{}'::jsonb
-                                 ELSE jsonb_build_object('traceparent', traceparent) END
-                     FROM r)
-               SELECT id AS "id!: JobId" FROM r"#,
-            limit,
-            stale_after.as_secs_f64(),
-            actor,
-            REPUBLISH_DETAIL,
-            self.subjects.job(""),
-            JobStatus::Queued as JobStatus,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
     }
 
     /// How long the oldest QUEUED job has waited since it was created, if any is queued.

@@ -222,6 +222,31 @@ async fn retry_requeues_with_backoff_then_fails_when_attempts_run_out(pool: PgPo
         .await
         .unwrap();
     assert_eq!(ids, [new.id.to_string(), format!("{}.1", new.id)]);
+    // It waits in Postgres for the backoff: parked until `not_before`, not handed to the
+    // relay, not counted as backlog.
+    let parked = sqlx::query_scalar!(
+        "SELECT not_before FROM outbox WHERE msg_id = $1",
+        format!("{}.1", new.id)
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(parked, Some(not_before));
+    let due = store.outbox_batch(10).await.unwrap();
+    assert_eq!(
+        due.rows().iter().map(|r| r.msg_id.clone()).collect::<Vec<_>>(),
+        [new.id.to_string()]
+    );
+    drop(due);
+    assert_eq!(store.outbox_pending().await.unwrap(), 1);
+    sqlx::query!(
+        "UPDATE outbox SET not_before = now() WHERE msg_id = $1",
+        format!("{}.1", new.id)
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(store.outbox_pending().await.unwrap(), 2);
 
     sqlx::query!(
         "UPDATE jobs SET not_before = now() WHERE id = $1",
@@ -326,9 +351,17 @@ async fn outbox_batches_skip_rows_another_relay_holds(pool: PgPool) {
     let failed_id = second.rows()[0].id;
     let ok_id = second.rows()[1].id;
     second
-        .finish(&[ok_id], &[(failed_id, "nats down".into())])
+        .finish(&[(ok_id, 42)], &[(failed_id, "nats down".into())])
         .await
         .unwrap();
+    let stored = sqlx::query!(
+        "SELECT stream_seq, published_at IS NOT NULL AS \"published!\" FROM outbox WHERE id = $1",
+        ok_id
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((stored.stream_seq, stored.published), (Some(42), true));
     drop(first); // rolled back: its rows are pending again
     assert_eq!(store.outbox_pending().await.unwrap(), 4);
     let row = sqlx::query!(

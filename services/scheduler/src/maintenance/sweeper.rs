@@ -1,11 +1,19 @@
 //! Periodic repairs: RUNNING jobs whose lease expired (dead worker) are re-driven or
-//! failed; QUEUED jobs whose dispatch message may be lost are republished; queue-lag
-//! gauges are refreshed. New outbox rows are handed to the relay at once.
+//! failed; QUEUED jobs whose dispatch message was lost are republished; queue-lag gauges
+//! are refreshed. New outbox rows are handed to the relay at once.
+//!
+//! An outage is not a failure. After Postgres was unreachable (or at the scheduler's own
+//! start) lapsed leases are left alone for one lease period, so workers that kept running
+//! renew them or write their results first. A dispatch message is republished only when
+//! it was published, nobody claimed the job within the stale threshold, and JetStream
+//! answers that the stream no longer holds it — never while NATS is away, and never for
+//! a job that simply waits in a long queue.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use foodseg_engine::error_chain;
-use foodseg_engine::{Bus, RelayWaker, Store, StoreError};
+use foodseg_engine::store::{DispatchState, StaleQueued};
+use foodseg_engine::{Bus, JobId, RelayWaker, Store, StoreError};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -13,6 +21,8 @@ use crate::metrics;
 
 /// Jobs handled per sweep statement; a full batch is followed by another at once.
 const SWEEP_BATCH: i64 = 200;
+/// Pages of stale queued jobs looked at per sweep (the rest wait for the next sweep).
+const REDISPATCH_PAGES: usize = 10;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,13 +48,27 @@ pub struct Sweeper {
     pub max_queue_wait: Duration,
     /// Uploaded images are purged this long after their job finished.
     pub upload_retention: Duration,
+    /// Lapsed leases are re-driven only after Postgres has answered this sweeper (and
+    /// been up) for this long: the workers' lease.
+    pub redrive_grace: Duration,
 }
 
 impl Sweeper {
     /// Sweeps every `interval` until `shutdown`.
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        // Since when Postgres has answered every sweep.
+        let mut connected_since: Option<Instant> = None;
         loop {
-            match self.sweep().await {
+            let redrive = self.redrive_grace.is_zero()
+                || connected_since.is_some_and(|t| t.elapsed() >= self.redrive_grace);
+            let result = self.sweep(redrive).await;
+            match &result {
+                Err(e) if e.is_unavailable() => connected_since = None,
+                _ => {
+                    connected_since.get_or_insert_with(Instant::now);
+                }
+            }
+            match result {
                 Ok(c) if c != SweepCounts::default() => {
                     tracing::info!(
                         redriven = c.redriven,
@@ -65,11 +89,14 @@ impl Sweeper {
         }
     }
 
-    /// One pass of every sweep.
-    pub async fn sweep(&self) -> Result<SweepCounts, StoreError> {
+    /// One pass of every sweep; lapsed leases are handled only when `redrive` is set.
+    pub async fn sweep(&self, redrive: bool) -> Result<SweepCounts, StoreError> {
         let mut counts = SweepCounts::default();
-        loop {
-            let report = self.store.redrive_expired(&self.actor, SWEEP_BATCH).await?;
+        while redrive {
+            let report = self
+                .store
+                .redrive_expired(&self.actor, self.redrive_grace, SWEEP_BATCH)
+                .await?;
             counts.redriven += report.redriven.len();
             counts.failed += report.failed.len();
             for id in &report.redriven {
@@ -84,19 +111,7 @@ impl Sweeper {
                 break;
             }
         }
-        loop {
-            let ids = self
-                .store
-                .republish_stale_queued(&self.actor, self.stale_queued_after, SWEEP_BATCH)
-                .await?;
-            counts.republished += ids.len();
-            for id in &ids {
-                tracing::info!(job_id = %id, "queued job untouched for long; dispatch message republished");
-            }
-            if (ids.len() as i64) < SWEEP_BATCH {
-                break;
-            }
-        }
+        counts.republished = self.republish_lost().await?;
         loop {
             let ended = self
                 .store
@@ -126,6 +141,76 @@ impl Sweeper {
         super::idempotency::purge(&self.store).await?;
         super::workers::purge(&self.store).await?;
         Ok(counts)
+    }
+
+    /// Republishes the dispatch messages of stale QUEUED jobs that JetStream lost.
+    async fn republish_lost(&self) -> Result<usize, StoreError> {
+        let mut republished = 0;
+        let mut after = None;
+        for _ in 0..REDISPATCH_PAGES {
+            let page = self
+                .store
+                .stale_queued(self.stale_queued_after, after, SWEEP_BATCH)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.updated_at, last.id));
+            let Some(lost) = self.lost(&page).await else {
+                break; // NATS does not answer: nothing can be called lost.
+            };
+            if !lost.is_empty() {
+                let ids = self
+                    .store
+                    .republish(&lost, &self.actor, self.stale_queued_after)
+                    .await?;
+                for id in &ids {
+                    tracing::info!(job_id = %id, "dispatch message lost; republished");
+                }
+                republished += ids.len();
+            }
+            if (page.len() as i64) < SWEEP_BATCH {
+                break;
+            }
+        }
+        Ok(republished)
+    }
+
+    /// The jobs of `page` whose dispatch message is gone from the stream; `None` when
+    /// JetStream does not answer.
+    async fn lost(&self, page: &[StaleQueued]) -> Option<Vec<JobId>> {
+        let asks = |j: &&StaleQueued| {
+            matches!(
+                j.dispatch,
+                DispatchState::InStream(_) | DispatchState::Unknown
+            )
+        };
+        if !page.iter().any(|j| asks(&j)) {
+            return Some(Vec::new());
+        }
+        if !self.bus.is_connected() {
+            return None;
+        }
+        let stream = match self.bus.jobs_stream().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %error_chain(&e), "JetStream does not answer; no republish");
+                return None;
+            }
+        };
+        let mut lost = Vec::new();
+        for job in page.iter().filter(asks) {
+            match job.dispatch {
+                DispatchState::InStream(seq) => match stream.holds(seq).await {
+                    Ok(true) => {}
+                    Ok(false) => lost.push(job.id),
+                    Err(e) => {
+                        tracing::debug!(error = %error_chain(&e), "JetStream does not answer; no republish");
+                        return None;
+                    }
+                },
+                _ => lost.push(job.id),
+            }
+        }
+        Some(lost)
     }
 
     /// Oldest QUEUED age, per-model queue and live workers, the outbox and webhook

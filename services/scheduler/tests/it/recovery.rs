@@ -50,7 +50,7 @@ fn fake_worker(
     let bus = env.bus.clone();
     tokio::spawn(async move {
         let consumer = bus
-            .job_consumer("test-model", Duration::from_secs(30))
+            .job_consumer("test-model", Duration::from_secs(30), 1000)
             .await?;
         let mut messages = consumer.messages().await?;
         loop {
@@ -129,6 +129,89 @@ async fn lost_dispatch_messages_are_republished_and_the_jobs_complete(
     }
     stop_worker.cancel();
     worker.await??;
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
+/// The stream sequence of each job's dispatch message now in the jobs stream.
+async fn job_sequences(env: &Env) -> anyhow::Result<Vec<(u64, JobId)>> {
+    let mut stream: Stream = env
+        .bus
+        .jetstream()
+        .get_stream(&env.subjects.jobs_stream)
+        .await?;
+    let state = stream.info().await?.state.clone();
+    let mut out = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let job: JobMessage = serde_json::from_slice(&m.payload)?;
+            out.push((seq, job.job_id));
+        }
+    }
+    Ok(out)
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn only_a_message_the_stream_lost_is_republished(pool: PgPool) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(env.enqueue(None, 3).await?.id);
+    }
+    let relay = Relay::new(env.store.clone(), env.bus.clone(), RelayConfig::default());
+    assert_eq!(relay.publish_pending().await?, 5);
+    // Nobody consumes: four jobs wait in a long queue, the first one's message is lost.
+    let lost = ids[0];
+    let (seq, _) = job_sequences(&env)
+        .await?
+        .into_iter()
+        .find(|(_, id)| *id == lost)
+        .context("the first job's message")?;
+    env.bus
+        .jetstream()
+        .get_stream(&env.subjects.jobs_stream)
+        .await?
+        .delete_message(seq)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    let mut config = env.config();
+    config.stale_queued_after = Duration::from_millis(300);
+    // Start sweeping once all five are stale, so the first sweep judges them together.
+    wait_until(DEADLINE, || async {
+        let stale = env
+            .store
+            .stale_queued(config.stale_queued_after, None, 10)
+            .await
+            .ok()?;
+        (stale.len() == 5).then_some(())
+    })
+    .await
+    .context("the jobs never became stale")?;
+    let scheduler = env.start(config).await?;
+    let store = env.store.clone();
+    wait_until(DEADLINE, || {
+        let store = store.clone();
+        async move {
+            let events = store.events(lost).await.ok()?;
+            events
+                .iter()
+                .any(|e| e.detail.as_deref() == Some(REPUBLISH_DETAIL))
+                .then_some(())
+        }
+    })
+    .await
+    .context("the lost message's republish")?;
+    // The same sweep saw the other four, all stale too, and left them alone: their
+    // messages are still in the stream.
+    for id in &ids[1..] {
+        let job = env.store.get(*id).await?.context("job")?;
+        assert_eq!(job.redispatches, 0, "job {id} was not republished");
+    }
+    let in_stream = job_sequences(&env).await?;
+    assert_eq!(in_stream.len(), 5, "four waiting messages and the new one");
+    assert_eq!(in_stream.iter().filter(|(_, id)| *id == lost).count(), 1);
+
     scheduler.stop().await?;
     env.cleanup().await
 }

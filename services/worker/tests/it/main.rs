@@ -5,6 +5,7 @@
 mod common;
 mod e2e;
 mod lifecycle;
+mod outage;
 mod redrive;
 mod uploads;
 mod via_api;

@@ -55,6 +55,7 @@ impl Env {
             ("FOODSEG_WEBHOOK_TIMEOUT", "5s"),
             ("FOODSEG_SCHEDULER_POLL", "200ms"),
             ("FOODSEG_SWEEP_INTERVAL", "100ms"),
+            ("FOODSEG_WORKER_LEASE_SECS", "0"),
         ]
         .into_iter()
         .collect();

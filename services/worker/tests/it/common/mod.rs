@@ -42,9 +42,14 @@ impl Env {
     }
 
     async fn build(pool: PgPool, with_relay: bool) -> anyhow::Result<Self> {
+        let database_url = database_url_of(&pool)?;
+        Self::on(pool, database_url, with_relay).await
+    }
+
+    /// On a database of another server (a throwaway one the test stops and starts).
+    pub async fn on(pool: PgPool, database_url: String, with_relay: bool) -> anyhow::Result<Self> {
         let prefix = format!("t{}", Uuid::new_v4().simple());
         let subjects = Subjects::with_prefix(&prefix);
-        let database_url = database_url_of(&pool)?;
         let store = Store::from_pool(pool, subjects.clone());
         let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let bus = Bus::connect(&nats, subjects.clone()).await?;

@@ -42,6 +42,7 @@ pub fn huge_png() -> Vec<u8> {
 /// - `/img/<fixture>`: the fixture;
 /// - `/flaky/<fixture>`: 503 for the first `flaky_failures` requests, then the fixture;
 /// - `/stall-once/<fixture>`: the first request never gets an answer, later ones the fixture;
+/// - `/gated/<fixture>`: the fixture, once the test opens the gate ([`ImageServer::open_gate`]);
 /// - `/missing.jpg`: 404; `/page.html`: an HTML page; `/truncated.jpg`: half of fruits.jpg;
 /// - `/huge.png`: a PNG claiming 40000×40000 px; `/redirect-private`: 302 to 10.0.0.1;
 ///   `/redirect-metadata`: 302 to 169.254.169.254.
@@ -49,7 +50,16 @@ pub struct ImageServer {
     pub base: String,
     pub flaky_hits: Arc<AtomicUsize>,
     pub stall_hits: Arc<AtomicUsize>,
+    pub gate_hits: Arc<AtomicUsize>,
+    gate: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The `/gated/` route's state.
+#[derive(Clone)]
+struct Gate {
+    hits: Arc<AtomicUsize>,
+    open: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ImageServer {
@@ -60,22 +70,35 @@ impl ImageServer {
         let addr = listener.local_addr().expect("local addr");
         let flaky_hits = Arc::new(AtomicUsize::new(0));
         let stall_hits = Arc::new(AtomicUsize::new(0));
+        let gate_hits = Arc::new(AtomicUsize::new(0));
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let g = Gate {
+            hits: gate_hits.clone(),
+            open,
+        };
         let (f, s) = (flaky_hits.clone(), stall_hits.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                let (f, s) = (f.clone(), s.clone());
-                tokio::spawn(serve(conn, f, s, flaky_failures));
+                let (f, s, g) = (f.clone(), s.clone(), g.clone());
+                tokio::spawn(serve(conn, f, s, g, flaky_failures));
             }
         });
         ImageServer {
             base: format!("http://{addr}"),
             flaky_hits,
             stall_hits,
+            gate_hits,
+            gate,
             task,
         }
+    }
+
+    /// Lets the `/gated/` requests (waiting and future) have their answer.
+    pub fn open_gate(&self) {
+        self.gate.send_replace(true);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -93,6 +116,7 @@ async fn serve(
     mut conn: TcpStream,
     flaky: Arc<AtomicUsize>,
     stall: Arc<AtomicUsize>,
+    mut gate: Gate,
     flaky_failures: usize,
 ) {
     let mut head = Vec::new();
@@ -119,6 +143,10 @@ async fn serve(
             } else {
                 ("200 OK", content_type(name), fixture(name), String::new())
             }
+        } else if let Some(name) = path.strip_prefix("/gated/") {
+            gate.hits.fetch_add(1, Ordering::SeqCst);
+            let _ = gate.open.wait_for(|open| *open).await;
+            ("200 OK", content_type(name), fixture(name), String::new())
         } else if let Some(name) = path.strip_prefix("/stall-once/") {
             if stall.fetch_add(1, Ordering::SeqCst) == 0 {
                 // Hold the connection open without answering.
