@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 
+/// Published outbox rows deleted per statement by the daily prune.
+const PRUNE_BATCH: i64 = 5000;
+
 /// The first time at `at` (UTC) strictly after `now`.
 pub fn next_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
     let today = now.date_naive().and_time(at).and_utc();
@@ -95,7 +98,16 @@ pub async fn reconcile(
     metrics::reconcile_succeeded(Utc::now());
     // Published dispatch messages are only kept for inspection; JetStream's duplicate
     // window is minutes, so a day is plenty and the outbox stays small.
-    let pruned = store.outbox_prune(OUTBOX_KEEP).await?;
+    // In batches, each its own short statement.
+    let mut pruned = 0;
+    loop {
+        let n = store.outbox_prune(OUTBOX_KEEP, PRUNE_BATCH).await?;
+        pruned += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     tracing::info!(%day, pruned, "published outbox rows pruned");
     Ok(Some(report))
 }
