@@ -36,8 +36,8 @@ pub use operator::{Action, CANCELLED_BY_OPERATOR};
 pub use outbox::{OutboxBatch, OutboxRow};
 pub use row::{Job, JobEventRow};
 pub use sweeps::{
-    JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL, ReconciliationReport,
-    RedriveReport,
+    JobStateCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, REPUBLISH_DETAIL, ReconciliationReport,
+    RedriveReport, day_bounds,
 };
 pub use uploads::{
     NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,

@@ -3,6 +3,7 @@
 
 mod enqueuer;
 mod operator;
+mod reconcile;
 mod relay;
 mod store;
 mod uploads;
