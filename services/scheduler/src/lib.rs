@@ -122,6 +122,7 @@ pub async fn serve(
         stale_queued_after: config.stale_queued_after,
         max_queue_wait: config.max_queue_wait,
         upload_retention: config.upload_retention,
+        retention: config.retention,
     };
     let mut handles = vec![
         tokio::spawn(relay.run(tasks.clone())),

@@ -34,6 +34,7 @@ pub fn describe() {
     crate::maintenance::uploads::describe();
     crate::maintenance::idempotency::describe();
     crate::maintenance::workers::describe();
+    crate::maintenance::retention::describe();
     metrics::describe_counter!(
         DELIVERIES_FAILED_TOTAL,
         "Webhook deliveries that failed for good (schedule exhausted, 410 Gone, refused URL)"

@@ -15,6 +15,7 @@ mod idempotency;
 mod jobs;
 mod operator;
 mod outbox;
+mod retention;
 mod sweeps;
 mod uploads;
 mod workers;

@@ -5,5 +5,6 @@ mod enqueuer;
 mod operator;
 mod reconcile;
 mod relay;
+mod retention;
 mod store;
 mod uploads;

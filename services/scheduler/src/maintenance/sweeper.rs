@@ -1,6 +1,7 @@
 //! Periodic repairs: RUNNING jobs whose lease expired (dead worker) are re-driven or
 //! failed; QUEUED jobs whose dispatch message may be lost are republished; queue-lag
-//! gauges are refreshed. New outbox rows are handed to the relay at once.
+//! gauges are refreshed. New outbox rows are handed to the relay at once. Then the purges:
+//! uploads, idempotency keys, silent workers and finished jobs past retention.
 
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub struct Sweeper {
     pub max_queue_wait: Duration,
     /// Uploaded images are purged this long after their job finished.
     pub upload_retention: Duration,
+    /// Finished jobs are deleted this long after they finished; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Sweeper {
@@ -125,6 +128,15 @@ impl Sweeper {
         super::uploads::purge(&self.store, self.upload_retention).await?;
         super::idempotency::purge(&self.store).await?;
         super::workers::purge(&self.store).await?;
+        if let Some(retention) = self.retention {
+            super::retention::purge(
+                &self.store,
+                retention,
+                super::retention::DELETE_BATCH,
+                super::retention::MAX_BATCHES_PER_PASS,
+            )
+            .await?;
+        }
         Ok(counts)
     }
 
