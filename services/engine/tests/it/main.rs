@@ -3,6 +3,7 @@
 
 mod enqueuer;
 mod operator;
+mod plans;
 mod reconcile;
 mod relay;
 mod retention;
