@@ -12,3 +12,7 @@ ALTER TABLE outbox
     ADD COLUMN not_before timestamptz;
 
 CREATE INDEX outbox_job ON outbox (job_id, id);
+
+-- The sweeper pages through stale queued jobs by (updated_at, id).
+DROP INDEX jobs_queued_updated;
+CREATE INDEX jobs_queued_updated ON jobs (updated_at, id) WHERE status = 'queued';

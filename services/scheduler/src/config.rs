@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::NaiveTime;
+use foodseg_runtime::config::parse_duration;
 use foodseg_runtime::{Common, ConfigError, Env, Unit};
 
 use crate::webhook::schedule::RetrySchedule;
@@ -51,10 +52,28 @@ pub struct Config {
     /// After Postgres was unreachable, lapsed leases are re-driven only once the scheduler
     /// and Postgres have been up this long again, so live workers renew theirs first.
     pub redrive_grace: Duration,
+    /// Finished jobs (with their events, deliveries, upload and idempotency key) are
+    /// deleted this long after they finished (`FOODSEG_RETENTION_DAYS`, 30; `0` or `off`
+    /// keeps them forever). `None` when off.
+    pub retention: Option<Duration>,
 }
 
 /// Default `FOODSEG_UPLOAD_RETENTION_HOURS`.
 pub const DEFAULT_UPLOAD_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Default `FOODSEG_RETENTION_DAYS`.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// `FOODSEG_RETENTION_DAYS`: `off` or zero for none, else a duration (bare numbers are
+/// days, fractions allowed: `0.5` is twelve hours; `36h` works too).
+fn parse_retention(value: &str) -> Result<Option<Duration>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let retention = parse_duration(value, Unit::Days)
+        .map_err(|e| format!("{e}; or off (or 0) to keep finished jobs forever"))?;
+    Ok((!retention.is_zero()).then_some(retention))
+}
 
 impl Config {
     /// Reads the process environment.
@@ -101,6 +120,9 @@ impl Config {
                 Unit::Seconds,
                 Duration::from_secs(15),
             )?,
+            retention: env
+                .with("FOODSEG_RETENTION_DAYS", parse_retention)?
+                .unwrap_or(Some(DEFAULT_RETENTION)),
         })
     }
 }
@@ -131,6 +153,28 @@ mod tests {
         assert_eq!(c.common.subjects, Subjects::default());
         assert_eq!(c.upload_retention, DEFAULT_UPLOAD_RETENTION);
         assert_eq!(c.max_queue_wait, Duration::from_secs(3600));
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn retention_is_days_or_off() {
+        let retention = |v: &str| config(&[("FOODSEG_RETENTION_DAYS", v)]).map(|c| c.retention);
+        assert_eq!(
+            retention("7").unwrap(),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(retention("0.5").unwrap(), Some(Duration::from_secs(43_200)));
+        assert_eq!(
+            retention("36h").unwrap(),
+            Some(Duration::from_secs(36 * 3600))
+        );
+        assert_eq!(retention("0").unwrap(), None);
+        assert_eq!(retention("OFF").unwrap(), None);
+        for bad in ["-1", "a month", "never"] {
+            let e = retention(bad).unwrap_err();
+            assert_eq!(e.var, "FOODSEG_RETENTION_DAYS");
+            assert!(e.reason.contains("off"), "{e}");
+        }
     }
 
     #[test]

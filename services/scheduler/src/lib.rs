@@ -123,6 +123,7 @@ pub async fn serve(
         max_queue_wait: config.max_queue_wait,
         upload_retention: config.upload_retention,
         redrive_grace: config.redrive_grace,
+        retention: config.retention,
     };
     let mut handles = vec![
         tokio::spawn(relay.run(tasks.clone())),

@@ -9,7 +9,7 @@ use foodseg_engine::{AttemptOutcome, JobStatus};
 pub const DELIVERIES_FAILED_TOTAL: &str = "foodseg_webhook_deliveries_failed_total";
 /// Duration of one delivery attempt.
 pub const ATTEMPT_SECONDS: &str = "foodseg_webhook_attempt_seconds";
-/// Jobs by state and age at the last reconciliation.
+/// Jobs created on the last reconciled day, by state.
 pub const RECONCILE_JOBS: &str = "foodseg_reconcile_jobs";
 /// Other counts of the last reconciliation, by `count`.
 pub const RECONCILE_COUNTS: &str = "foodseg_reconcile_counts";
@@ -28,13 +28,13 @@ const STATES: [JobStatus; 4] = [
     JobStatus::Succeeded,
     JobStatus::Failed,
 ];
-const AGES: [&str; 5] = ["lt_1m", "lt_1h", "lt_1d", "lt_7d", "ge_7d"];
 
 /// Registers descriptions so `/metrics` explains each series.
 pub fn describe() {
     crate::maintenance::uploads::describe();
     crate::maintenance::idempotency::describe();
     crate::maintenance::workers::describe();
+    crate::maintenance::retention::describe();
     metrics::describe_counter!(
         DELIVERIES_FAILED_TOTAL,
         "Webhook deliveries that failed for good (schedule exhausted, 410 Gone, refused URL)"
@@ -46,11 +46,11 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         RECONCILE_JOBS,
-        "Jobs by state and age (since creation) at the last daily reconciliation"
+        "Jobs created on the day the last daily reconciliation counted, by their state when it ran"
     );
     metrics::describe_gauge!(
         RECONCILE_COUNTS,
-        "Recoveries and delivery counts over the 24 h before the last daily reconciliation"
+        "Recoveries and failed deliveries of the day the last daily reconciliation counted, and the webhook and outbox backlogs when it ran"
     );
     metrics::describe_gauge!(
         RECONCILE_LAST_SUCCESS,
@@ -117,18 +117,15 @@ pub fn recovered(kind: &'static str, n: usize) {
     }
 }
 
-/// Exports a reconciliation report as gauges (every state × age, zero when absent).
+/// Exports a reconciliation report as gauges (every state, zero when absent).
 pub fn reconciled(report: &ReconciliationReport) {
     for status in STATES {
-        for age in AGES {
-            let count = report
-                .jobs
-                .iter()
-                .find(|c| c.status == status && c.age == age)
-                .map_or(0, |c| c.count);
-            metrics::gauge!(RECONCILE_JOBS, "status" => status.as_str(), "age" => age)
-                .set(count as f64);
-        }
+        let count = report
+            .jobs
+            .iter()
+            .find(|c| c.status == status)
+            .map_or(0, |c| c.count);
+        metrics::gauge!(RECONCILE_JOBS, "status" => status.as_str()).set(count as f64);
     }
     for (name, value) in [
         ("redriven_24h", report.redriven_24h),

@@ -89,14 +89,14 @@ pub struct Reconciliations {
 /// One day's reconciliation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Reconciliation {
-    /// The day (UTC), `YYYY-MM-DD`.
+    /// The UTC day reported, `YYYY-MM-DD` (the pass runs after it ended).
     pub day: String,
     /// When the pass ran, RFC 3339.
     pub started_at: String,
-    /// What it counted: `jobs` (per status and age: `status`, `age` of `lt_1m`, `lt_1h`,
-    /// `lt_1d`, `lt_7d`, `ge_7d`, `count`), `redriven_24h`, `lost_failed_24h`,
-    /// `republished_24h`, `deliveries_failed_24h`, `deliveries_pending`,
-    /// `outbox_unpublished`.
+    /// What it counted, for the UTC day `day`: `jobs` (the jobs created that day, per
+    /// state when the pass ran: `status`, `count`), `redriven_24h`, `lost_failed_24h`,
+    /// `republished_24h`, `deliveries_failed_24h` (that day's), and the backlogs when the
+    /// pass ran, `deliveries_pending` and `outbox_unpublished`.
     pub report: serde_json::Value,
 }
 

@@ -16,6 +16,7 @@ mod jobs;
 mod operator;
 mod outbox;
 mod redispatch;
+mod retention;
 mod sweeps;
 mod uploads;
 mod workers;
@@ -38,7 +39,8 @@ pub use outbox::{OutboxBatch, OutboxRow};
 pub use row::{Job, JobEventRow};
 pub use redispatch::{DispatchState, REPUBLISH_DETAIL, StaleQueued};
 pub use sweeps::{
-    JobAgeCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, ReconciliationReport, RedriveReport,
+    JobStateCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, ReconciliationReport, RedriveReport,
+    day_bounds,
 };
 pub use uploads::{
     NewUpload, UPLOAD_SCHEME, Upload, is_upload_url, upload_image_url, upload_job_id,

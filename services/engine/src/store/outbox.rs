@@ -127,20 +127,29 @@ impl Store {
     /// How many rows are due and wait to be published (not those parked for a backoff).
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
         let n = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM outbox
-               WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())"#
+            r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())"#
         )
         .fetch_one(self.pool())
         .await?;
         Ok(n)
     }
 
-    /// Deletes rows published more than `older_than` ago; returns how many.
-    pub async fn outbox_prune(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+    /// Deletes up to `limit` rows published more than `older_than` ago, oldest first;
+    /// returns how many. A full batch means more may be left.
+    pub async fn outbox_prune(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        // The index `outbox_published` serves the range; the ids go through an array so
+        // the delete probes the primary key whatever the plan's estimate of the batch.
         let done = sqlx::query!(
-            "DELETE FROM outbox WHERE published_at IS NOT NULL \
-             AND published_at < now() - make_interval(secs => $1)",
-            older_than.as_secs_f64()
+            "DELETE FROM outbox WHERE id = ANY(ARRAY( \
+               SELECT id FROM outbox WHERE published_at IS NOT NULL \
+                 AND published_at < now() - make_interval(secs => $1) \
+               ORDER BY published_at LIMIT $2))",
+            older_than.as_secs_f64(),
+            limit,
         )
         .execute(self.pool())
         .await?;

@@ -14,7 +14,7 @@ use super::{Store, StoreError};
 use crate::domain::{JobId, JobStatus};
 
 /// Event detail of a republished dispatch message.
-pub const REPUBLISH_DETAIL: &str = "republish: dispatch message lost";
+pub const REPUBLISH_DETAIL: &str = "republish: dispatch message may have been lost";
 
 /// Where a queued job's latest dispatch message stands, as Postgres knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
 use super::jobs::{Finish, Requeue};
-use super::redispatch::REPUBLISH_DETAIL;
 use super::{MSG_QUEUED, Store, StoreError};
 use crate::domain::{Attempt, Fence, JobId, JobStatus, Transition, next_status};
 
@@ -33,30 +32,38 @@ pub struct RedriveReport {
     pub failed: Vec<JobId>,
 }
 
-/// Jobs of one state in one age bucket (age since creation).
+/// Jobs of one state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobAgeCount {
+pub struct JobStateCount {
     pub status: JobStatus,
-    /// `lt_1m`, `lt_1h`, `lt_1d`, `lt_7d` or `ge_7d`.
-    pub age: String,
     pub count: i64,
 }
 
-/// What the daily reconciliation found.
+/// What the daily reconciliation found for one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconciliationReport {
+    /// The UTC day counted: `[day 00:00, day+1 00:00)`.
     pub day: NaiveDate,
-    pub jobs: Vec<JobAgeCount>,
-    /// Jobs re-driven after a lost worker in the last 24 h.
+    /// Jobs created that day, by their state when the pass ran.
+    pub jobs: Vec<JobStateCount>,
+    /// Jobs re-driven after a lost worker that day.
     pub redriven_24h: i64,
-    /// Jobs failed after losing their worker on every attempt in the last 24 h.
+    /// Jobs failed after losing their worker on every attempt that day.
     pub lost_failed_24h: i64,
-    /// Dispatch messages republished for QUEUED jobs in the last 24 h.
+    /// Dispatch messages republished for QUEUED jobs that day.
     pub republished_24h: i64,
-    /// Webhook deliveries that failed for good in the last 24 h.
+    /// Webhook deliveries that failed for good that day.
     pub deliveries_failed_24h: i64,
+    /// Webhook deliveries pending when the pass ran (the backlog, not the day's).
     pub deliveries_pending: i64,
+    /// Outbox rows unpublished when the pass ran (the backlog, not the day's).
     pub outbox_unpublished: i64,
+}
+
+/// The first instant of `day` (UTC) and of the day after.
+pub fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day.and_time(NaiveTime::MIN).and_utc();
+    (start, start + chrono::Duration::days(1))
 }
 
 impl Store {
@@ -140,9 +147,13 @@ impl Store {
         Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)))
     }
 
-    /// Runs the reconciliation of `day` unless another scheduler holds the reconciliation
-    /// lock or already ran it: counts jobs by state and age, recoveries and failed
-    /// deliveries of the last 24 h, and stores the report. `None` when skipped.
+    /// Runs the reconciliation of the UTC day `day` unless another scheduler holds the
+    /// reconciliation lock or already ran it: counts the jobs created that day by state,
+    /// the recoveries and failed deliveries of that day, the webhook and outbox backlogs,
+    /// and stores the report. `None` when skipped.
+    ///
+    /// Every count reads one index range (the day's rows, or the backlog's partial index),
+    /// never a whole table.
     pub async fn reconcile(
         &self,
         day: NaiveDate,
@@ -167,39 +178,50 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
+        let (from, until) = day_bounds(day);
+        // The index `jobs_created`.
         let jobs = sqlx::query_as!(
-            JobAgeCount,
-            r#"SELECT status AS "status!: JobStatus",
-                      CASE WHEN age < interval '1 minute' THEN 'lt_1m'
-                           WHEN age < interval '1 hour' THEN 'lt_1h'
-                           WHEN age < interval '1 day' THEN 'lt_1d'
-                           WHEN age < interval '7 days' THEN 'lt_7d'
-                           ELSE 'ge_7d' END AS "age!",
-                      count(*) AS "count!"
-               FROM (SELECT status, now() - created_at AS age FROM jobs) a
-               GROUP BY 1, 2 ORDER BY 1, 2"#
+            JobStateCount,
+            r#"SELECT status AS "status!: JobStatus", count(*) AS "count!"
+               FROM jobs WHERE created_at >= $1 AND created_at < $2
+               GROUP BY 1 ORDER BY 1"#,
+            from,
+            until,
         )
         .fetch_all(&mut *tx)
         .await?;
+        // The details are literals (`REDRIVE_DETAIL`, `LOST_FAIL_DETAIL`,
+        // `REPUBLISH_DETAIL`) so every plan can use the partial index
+        // `job_events_recoveries`, whose predicate lists the same three.
         let recoveries = sqlx::query!(
-            r#"SELECT count(*) FILTER (WHERE detail = $1) AS "redriven!",
-                      count(*) FILTER (WHERE detail = $2) AS "lost_failed!",
-                      count(*) FILTER (WHERE detail = $3) AS "republished!"
-               FROM job_events WHERE at > now() - interval '1 day' AND detail IN ($1, $2, $3)"#,
-            REDRIVE_DETAIL,
-            LOST_FAIL_DETAIL,
-            REPUBLISH_DETAIL,
+            r#"SELECT count(*) FILTER (WHERE detail = 'redrive: lease expired (worker lost)')
+                        AS "redriven!",
+                      count(*) FILTER (WHERE detail = 'fail: lease expired with no attempt left')
+                        AS "lost_failed!",
+                      count(*) FILTER
+                        (WHERE detail = 'republish: dispatch message may have been lost')
+                        AS "republished!"
+               FROM job_events
+               WHERE at >= $1 AND at < $2
+                 AND detail IN ('redrive: lease expired (worker lost)',
+                                'fail: lease expired with no attempt left',
+                                'republish: dispatch message may have been lost')"#,
+            from,
+            until,
         )
         .fetch_one(&mut *tx)
         .await?;
-        // Literal states: the partial indexes deliveries_failed and deliveries_due.
+        // Literal states: the partial indexes deliveries_failed and deliveries_one_pending;
+        // the outbox backlog, outbox_unpublished.
         let deliveries = sqlx::query!(
             r#"SELECT (SELECT count(*) FROM deliveries
-                       WHERE status = 'failed' AND finished_at > now() - interval '1 day')
-                        AS "failed_24h!",
+                       WHERE status = 'failed' AND finished_at >= $1 AND finished_at < $2)
+                        AS "failed!",
                       (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
                       (SELECT count(*) FROM outbox WHERE published_at IS NULL)
-                        AS "outbox_unpublished!""#
+                        AS "outbox_unpublished!""#,
+            from,
+            until,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -209,7 +231,7 @@ impl Store {
             redriven_24h: recoveries.redriven,
             lost_failed_24h: recoveries.lost_failed,
             republished_24h: recoveries.republished,
-            deliveries_failed_24h: deliveries.failed_24h,
+            deliveries_failed_24h: deliveries.failed,
             deliveries_pending: deliveries.pending,
             outbox_unpublished: deliveries.outbox_unpublished,
         };

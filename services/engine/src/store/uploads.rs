@@ -172,14 +172,23 @@ impl Store {
         retention: Duration,
         limit: i64,
     ) -> Result<u64, StoreError> {
+        // Two index range scans: uploads past their maximum age (`uploads_expires`), and
+        // uploads created before the cutoff — the only ones whose job can have finished
+        // before it — joined to their job (`uploads_created`, then the primary key). The ids
+        // go through arrays so every step probes a key whatever the plan's estimate of the
+        // batch.
         let deleted = sqlx::query!(
-            "WITH x AS ( \
-               SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id \
-               WHERE u.expires_at <= $1 \
-                  OR (j.status = ANY($4) AND j.finished_at <= $1 - make_interval(secs => $2)) \
-               ORDER BY u.created_at LIMIT $3 \
-               FOR UPDATE OF u SKIP LOCKED) \
-             DELETE FROM uploads u USING x WHERE u.id = x.id",
+            "WITH c AS ( \
+               (SELECT id FROM uploads WHERE expires_at <= $1 ORDER BY expires_at LIMIT $3) \
+               UNION \
+               (SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id \
+                WHERE u.created_at <= $1 - make_interval(secs => $2) \
+                  AND j.status = ANY($4) AND j.finished_at <= $1 - make_interval(secs => $2) \
+                ORDER BY u.created_at LIMIT $3)), \
+             x AS ( \
+               SELECT id FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM c)) \
+               LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             DELETE FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM x))",
             now,
             retention.as_secs_f64(),
             limit,

@@ -3,6 +3,9 @@
 
 mod enqueuer;
 mod operator;
+mod plans;
+mod reconcile;
 mod relay;
+mod retention;
 mod store;
 mod uploads;

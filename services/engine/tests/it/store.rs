@@ -400,7 +400,7 @@ async fn prune_deletes_only_rows_published_long_ago(pool: PgPool) {
     mark(recent.id, 60.0).await.unwrap();
 
     let pruned = store
-        .outbox_prune(Duration::from_secs(86_400))
+        .outbox_prune(Duration::from_secs(86_400), 100)
         .await
         .unwrap();
 

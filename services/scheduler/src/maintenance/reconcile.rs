@@ -1,6 +1,9 @@
 //! The daily reconciliation: at `FOODSEG_RECONCILE_AT` (UTC) one scheduler — whichever
-//! takes the advisory lock and the day first — counts jobs by state and age, recoveries
-//! and failed deliveries, logs them and exports them as gauges.
+//! takes the advisory lock and the day first — reports the UTC day that just ended: the
+//! jobs created that day by state, that day's recoveries and failed deliveries, and the
+//! webhook and outbox backlogs; it logs them and exports them as gauges. Every count reads
+//! only that day's rows (or the backlog), so the pass costs the same whatever the size of
+//! the tables.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use foodseg_engine::error_chain;
@@ -9,6 +12,9 @@ use foodseg_engine::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
+
+/// Published outbox rows deleted per statement by the daily prune.
+const PRUNE_BATCH: i64 = 5000;
 
 /// The first time at `at` (UTC) strictly after `now`.
 pub fn next_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
@@ -20,16 +26,23 @@ pub fn next_run(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
     }
 }
 
-/// The day whose pass was missed — the latest day whose time `at` has come by `now` —
-/// when a pass of an earlier day is the last one stored (no scheduler was up at `at`).
-/// `None` when that day's pass exists, or when none was ever run.
+/// The day a pass run at `run` reports: the UTC day before.
+pub fn reported_day(run: DateTime<Utc>) -> Option<NaiveDate> {
+    run.date_naive().pred_opt()
+}
+
+/// The day whose report was missed — the day reported by the latest pass whose time `at`
+/// has come by `now` — when the report of an earlier day is the last one stored (no
+/// scheduler was up at `at`). `None` when that day's report exists, or when none was ever
+/// stored.
 pub fn missed_day(now: DateTime<Utc>, at: NaiveTime, last: Option<NaiveDate>) -> Option<NaiveDate> {
     let today = now.date_naive();
-    let due = if today.and_time(at).and_utc() <= now {
+    let run = if today.and_time(at).and_utc() <= now {
         today
     } else {
         today.pred_opt()?
     };
+    let due = run.pred_opt()?;
     last.filter(|&last| last < due).map(|_| due)
 }
 
@@ -60,7 +73,10 @@ pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
-        if let Err(e) = reconcile(&store, next.date_naive()).await {
+        let Some(day) = reported_day(next) else {
+            continue;
+        };
+        if let Err(e) = reconcile(&store, day).await {
             tracing::error!(error = %error_chain(&e), "daily reconciliation failed");
         }
     }
@@ -69,7 +85,8 @@ pub async fn run(store: Store, at: NaiveTime, shutdown: CancellationToken) {
 /// How long published outbox rows are kept.
 pub const OUTBOX_KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Runs the reconciliation of `day` unless another scheduler did; logs and exports it.
+/// Runs the reconciliation of the UTC day `day` unless another scheduler did; logs and
+/// exports it, then prunes the outbox.
 pub async fn reconcile(
     store: &Store,
     day: NaiveDate,
@@ -79,7 +96,7 @@ pub async fn reconcile(
         return Ok(None);
     };
     for c in &report.jobs {
-        tracing::info!(%day, status = %c.status, age = %c.age, count = c.count, "reconciliation: jobs");
+        tracing::info!(%day, status = %c.status, count = c.count, "reconciliation: jobs created that day");
     }
     tracing::info!(
         %day,
@@ -95,7 +112,16 @@ pub async fn reconcile(
     metrics::reconcile_succeeded(Utc::now());
     // Published dispatch messages are only kept for inspection; JetStream's duplicate
     // window is minutes, so a day is plenty and the outbox stays small.
-    let pruned = store.outbox_prune(OUTBOX_KEEP).await?;
+    // In batches, each its own short statement.
+    let mut pruned = 0;
+    loop {
+        let n = store.outbox_prune(OUTBOX_KEEP, PRUNE_BATCH).await?;
+        pruned += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     tracing::info!(%day, pruned, "published outbox rows pruned");
     Ok(Some(report))
 }
@@ -111,14 +137,14 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 29, 3, 5, 0).unwrap();
         let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
         assert_eq!(
-            missed_day(now, three, Some(day(28))),
-            Some(day(29)),
-            "restart at 03:05"
+            missed_day(now, three, Some(day(27))),
+            Some(day(28)),
+            "restart at 03:05: the 28th is reported"
         );
         assert_eq!(
-            missed_day(now, three, Some(day(29))),
+            missed_day(now, three, Some(day(28))),
             None,
-            "already run today"
+            "already reported"
         );
         assert_eq!(
             missed_day(now, three, None),
@@ -127,15 +153,21 @@ mod tests {
         );
         let before = Utc.with_ymd_and_hms(2026, 11, 29, 2, 0, 0).unwrap();
         assert_eq!(
-            missed_day(before, three, Some(day(28))),
+            missed_day(before, three, Some(day(27))),
             None,
-            "today's is still ahead"
+            "the 28th's report is still ahead"
         );
         assert_eq!(
-            missed_day(before, three, Some(day(26))),
-            Some(day(28)),
+            missed_day(before, three, Some(day(25))),
+            Some(day(27)),
             "down for days"
         );
+    }
+
+    #[test]
+    fn a_pass_reports_the_day_before() {
+        let run = Utc.with_ymd_and_hms(2026, 12, 1, 3, 0, 0).unwrap();
+        assert_eq!(reported_day(run), NaiveDate::from_ymd_opt(2026, 11, 30));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! it was published, nobody claimed the job within the stale threshold, and JetStream
 //! answers that the stream no longer holds it — never while NATS is away, and never for
 //! a job that simply waits in a long queue.
+//!
+//! Then the purges: uploads, idempotency keys, silent workers and finished jobs past
+//! retention.
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +54,8 @@ pub struct Sweeper {
     /// Lapsed leases are re-driven only after Postgres has answered this sweeper (and
     /// been up) for this long: the workers' lease.
     pub redrive_grace: Duration,
+    /// Finished jobs are deleted this long after they finished; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Sweeper {
@@ -140,6 +145,15 @@ impl Sweeper {
         super::uploads::purge(&self.store, self.upload_retention).await?;
         super::idempotency::purge(&self.store).await?;
         super::workers::purge(&self.store).await?;
+        if let Some(retention) = self.retention {
+            super::retention::purge(
+                &self.store,
+                retention,
+                super::retention::DELETE_BATCH,
+                super::retention::MAX_BATCHES_PER_PASS,
+            )
+            .await?;
+        }
         Ok(counts)
     }
 

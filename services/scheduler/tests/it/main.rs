@@ -1,11 +1,12 @@
 //! The scheduler against the real Postgres (a database per test) and NATS (streams per
-//! test): webhook delivery as MFR's Rails app receives it, recovery sweeps, uploads purge,
+//! test): webhook delivery as MFR's Rails app receives it, recovery sweeps, uploads purge, retention,
 //! operator routes, and one trace per job across the three services as processes.
 
 mod common;
 mod console;
 mod operator;
 mod recovery;
+mod retention;
 mod trace_e2e;
 mod uploads;
 mod webhooks;

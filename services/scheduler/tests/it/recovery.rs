@@ -349,7 +349,6 @@ async fn the_daily_reconciliation_runs_once_and_counts(pool: PgPool) -> anyhow::
         (count(JobStatus::Queued), count(JobStatus::Succeeded)),
         (2, 1)
     );
-    assert!(report.jobs.iter().all(|c| c.age == "lt_1m"));
     assert_eq!(report.deliveries_pending, 1);
     assert_eq!(report.deliveries_failed_24h, 0);
     // Three dispatch messages and one finished-job event, no relay running.

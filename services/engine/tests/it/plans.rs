@@ -1,0 +1,305 @@
+//! Every periodic query of the scheduler (and the relay) reads through an index on a
+//! database of a million jobs: no sequential scan of the big tables in any of their plans,
+//! neither the plan for the first executions (bound values known) nor the generic plan a
+//! prepared statement switches to later.
+//!
+//! The statements are the exact text the code runs, read from the checked queries'
+//! offline data (`.sqlx/`), prepared and explained with typical arguments.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use foodseg_engine::store::{REDRIVE_DETAIL, REPUBLISH_DETAIL};
+// The statements built here are the checked queries' own text, this file's arguments and
+// names: nothing comes from outside the test.
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+
+/// Tables that grow with the traffic: a sequential scan of any of them is a failure.
+const BIG_TABLES: [&str; 7] = [
+    "jobs",
+    "job_events",
+    "deliveries",
+    "delivery_attempts",
+    "outbox",
+    "uploads",
+    "idempotency_keys",
+];
+
+/// A million jobs over 58 days (one every 5 s, newest first): 2 % queued, 1 % running
+/// (leases valid), 87 % succeeded, 10 % failed; one event each, 3 in 256 of them a
+/// recovery; a webhook for one job in ten (pending for the last hour's, failed for failed
+/// jobs, else delivered, one attempt each); published outbox rows for two weeks, uploads
+/// for two days and idempotency keys for one job in sixteen.
+///
+/// The tables' secondary indexes are dropped before the load and rebuilt from their own
+/// definitions after it (a bulk build is many times faster than a million inserts into
+/// each index); foreign keys are not checked during the load, every reference being to a
+/// row inserted before.
+const FILL: &str = r#"
+SET synchronous_commit = off;
+SET maintenance_work_mem = '256MB';
+CREATE TEMP TABLE rebuilt AS
+  SELECT indexname, indexdef FROM pg_indexes i
+  WHERE schemaname = 'public'
+    AND tablename IN ('jobs', 'job_events', 'deliveries', 'delivery_attempts', 'outbox',
+                      'uploads', 'idempotency_keys')
+    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname);
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT indexname FROM rebuilt LOOP EXECUTE 'DROP INDEX ' || quote_ident(r.indexname); END LOOP;
+END $$;
+SET session_replication_role = replica;
+INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, message,
+                  max_attempts, attempt, lease_owner, lease_expires_at, created_at, updated_at,
+                  started_at, finished_at)
+SELECT lpad(to_hex(i), 32, '0')::uuid, st, '124096', 'yolov5s-seg-coco',
+       'https://img.example.org/' || i, CASE WHEN i % 10 = 0 THEN 'https://hook.example.org/' END,
+       'm', 3, CASE WHEN st = 'queued' THEN 0 ELSE 1 END,
+       CASE WHEN st = 'running' THEN 'w' END,
+       CASE WHEN st = 'running' THEN now() + interval '1 minute' END,
+       c, c + interval '10 seconds', CASE WHEN st <> 'queued' THEN c + interval '1 second' END,
+       CASE WHEN st IN ('succeeded', 'failed') THEN c + interval '10 seconds' END
+FROM (SELECT i, now() - i * interval '5 seconds' AS c,
+             (CASE WHEN i % 100 < 2 THEN 'queued' WHEN i % 100 < 3 THEN 'running'
+                   WHEN i % 100 < 90 THEN 'succeeded' ELSE 'failed' END)::job_status AS st
+      FROM generate_series(1, 1000000) AS i) g;
+INSERT INTO job_events (job_id, at, from_status, to_status, attempt, actor, detail)
+SELECT id, updated_at, NULL, status, attempt, 'api',
+       CASE (hashtext(id::text) & 255)
+            WHEN 0 THEN 'redrive: lease expired (worker lost)'
+            WHEN 1 THEN 'fail: lease expired with no attempt left'
+            WHEN 2 THEN 'republish: dispatch message may have been lost' END
+FROM jobs;
+INSERT INTO deliveries (id, job_id, webhook_id, url, status, attempts, next_attempt_at,
+                        created_at, updated_at, finished_at)
+SELECT id, id, 'msg_' || id, webhook_url, ds, 1, finished_at, finished_at, finished_at,
+       CASE WHEN ds <> 'pending' THEN finished_at END
+FROM (SELECT j.*, (CASE WHEN finished_at > now() - interval '1 hour' THEN 'pending'
+                        WHEN status = 'failed' THEN 'failed'
+                        ELSE 'delivered' END)::delivery_status AS ds
+      FROM jobs j WHERE webhook_url IS NOT NULL AND finished_at IS NOT NULL) j;
+INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome)
+SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM deliveries;
+INSERT INTO outbox (subject, msg_id, payload, created_at, published_at)
+SELECT 'foodseg.jobs.yolov5s-seg-coco', id::text || '.1', jsonb_build_object('job_id', id),
+       created_at, CASE WHEN status <> 'queued' THEN created_at + interval '1 second' END
+FROM jobs WHERE created_at > now() - interval '14 days';
+INSERT INTO uploads (id, job_id, content_type, filename, bytes, size, created_at, expires_at)
+SELECT id, id, 'image/jpeg', 'dish.jpg', '\xffd8ff'::bytea, 3, created_at,
+       created_at + interval '7 days'
+FROM jobs WHERE created_at > now() - interval '2 days';
+INSERT INTO idempotency_keys (api_key_id, key, request_hash, job_id, created_at, expires_at)
+SELECT NULL, 'k' || id, sha256(id::text::bytea), id, created_at, created_at + interval '1 day'
+FROM jobs WHERE (hashtext(id::text) & 15) = 0;
+INSERT INTO workers (id, models, concurrency, version, heartbeat_at)
+VALUES ('w1', '{yolov5s-seg-coco}', 2, 'test', now()),
+       ('w2', '{yolov5s-seg-coco}', 2, 'test', now() - interval '2 days');
+RESET session_replication_role;
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT indexdef FROM rebuilt LOOP EXECUTE r.indexdef; END LOOP;
+END $$;
+ANALYZE;
+"#;
+
+/// A periodic query: a fragment that finds its text in `.sqlx/`, and arguments.
+struct Periodic {
+    name: &'static str,
+    fragment: &'static str,
+    args: String,
+}
+
+fn periodic() -> Vec<Periodic> {
+    let day = "date_trunc('day', now() - interval '1 day')";
+    let next = "date_trunc('day', now())";
+    let q = |name, fragment, args: &str| Periodic {
+        name,
+        fragment,
+        args: args.to_string(),
+    };
+    vec![
+        q(
+            "retention delete",
+            "DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM x))",
+            "now() - interval '30 days', 500",
+        ),
+        q(
+            "uploads purge",
+            "DELETE FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM x))",
+            "now(), 86400, 200, '{succeeded,failed}'",
+        ),
+        q(
+            "outbox prune",
+            "DELETE FROM outbox WHERE id = ANY(ARRAY(",
+            "86400, 5000",
+        ),
+        q(
+            "reconciliation: jobs of the day",
+            "FROM jobs WHERE created_at >= $1 AND created_at < $2",
+            &format!("{day}, {next}"),
+        ),
+        q(
+            "reconciliation: recoveries of the day",
+            "count(*) FILTER (WHERE detail = 'redrive",
+            &format!("{day}, {next}"),
+        ),
+        q(
+            "reconciliation: failed deliveries and backlogs",
+            "AS \"outbox_unpublished!\"",
+            &format!("{day}, {next}"),
+        ),
+        q(
+            "idempotency purge",
+            "DELETE FROM idempotency_keys WHERE ctid = ANY",
+            "1000",
+        ),
+        q(
+            "workers purge",
+            "DELETE FROM workers WHERE heartbeat_at",
+            "86400",
+        ),
+        q(
+            "redrive select",
+            "WHERE status = 'running' AND lease_expires_at < now()",
+            &format!("200, '{REDRIVE_DETAIL}', 15"),
+        ),
+        q(
+            "stale queued with their latest dispatch",
+            "LEFT JOIN LATERAL",
+            "200, 60, 'foodseg.jobs.segment.', NULL, NULL",
+        ),
+        q(
+            "republish",
+            "WHERE id = ANY($1) AND status = 'queued'",
+            &format!(
+                "'{{00000000-0000-0000-0000-000000000064}}', 60, 'scheduler', \
+                 '{REPUBLISH_DETAIL}', 'foodseg.jobs.segment.', 'queued'"
+            ),
+        ),
+        q("unserved select", "SELECT 1 FROM workers w", "3600, 200"),
+        q("due deliveries", "WITH due AS", "64, 30"),
+        q("webhook backlog", "AS \"overdue!\"", "'failed'"),
+        q("oldest queued", "min(created_at))::float8", ""),
+        q("model load", "WITH q AS (SELECT model_name", "30"),
+        q(
+            "relay batch",
+            "FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now()) ORDER BY id",
+            "100",
+        ),
+        q(
+            "outbox pending",
+            "AS \"n!\" FROM outbox WHERE published_at IS NULL",
+            "",
+        ),
+    ]
+}
+
+/// The text of the one checked query containing `fragment`.
+fn query_text(fragment: &str) -> anyhow::Result<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sqlx");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let data: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+            if let Some(text) = data["query"].as_str().filter(|t| t.contains(fragment)) {
+                found.push(text.to_string());
+            }
+        }
+    }
+    anyhow::ensure!(
+        found.len() == 1,
+        "{} checked queries contain {fragment:?}",
+        found.len()
+    );
+    Ok(found.remove(0))
+}
+
+/// Every node of a plan, depth first.
+fn nodes<'a>(plan: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    out.push(plan);
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        nodes(child, out);
+    }
+}
+
+/// The plan of `EXECUTE name(args)`: its scans as `Node Type [index] on table`, and the
+/// sequential scans of big tables.
+async fn explain(
+    conn: &mut PgConnection,
+    name: &str,
+    args: &str,
+) -> anyhow::Result<(BTreeSet<String>, Vec<String>)> {
+    let execute = if args.is_empty() {
+        format!("EXECUTE {name}")
+    } else {
+        format!("EXECUTE {name}({args})")
+    };
+    let plan: serde_json::Value =
+        sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN (FORMAT JSON) {execute}")))
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut all = Vec::new();
+    nodes(&plan[0]["Plan"], &mut all);
+    let mut scans = BTreeSet::new();
+    let mut seq = Vec::new();
+    for node in all {
+        let kind = node["Node Type"].as_str().unwrap_or("?");
+        let table = node["Relation Name"].as_str();
+        let scan = match (node["Index Name"].as_str(), table) {
+            (Some(index), Some(table)) => format!("{kind} {index} on {table}"),
+            // A bitmap index scan names its index only; its heap scan names the table.
+            (Some(index), None) => format!("{kind} {index}"),
+            (None, Some(table)) => format!("{kind} on {table}"),
+            (None, None) => continue,
+        };
+        let table = table.unwrap_or_default();
+        if kind == "Seq Scan" && BIG_TABLES.contains(&table) {
+            seq.push(scan.clone());
+        }
+        scans.insert(scan);
+    }
+    Ok((scans, seq))
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn every_periodic_query_reads_through_an_index(pool: PgPool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let options = pool.connect_options();
+    let mut conn = PgConnection::connect_with(&options).await?;
+    sqlx::raw_sql(FILL).execute(&mut conn).await?;
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&mut conn)
+        .await?;
+    assert_eq!(jobs, 1_000_000);
+    let loaded = started.elapsed();
+
+    let mut failures = Vec::new();
+    for (i, query) in periodic().iter().enumerate() {
+        let name = format!("periodic_{i}");
+        let text = query_text(query.fragment)?;
+        sqlx::raw_sql(AssertSqlSafe(format!("PREPARE {name} AS {text}")))
+            .execute(&mut conn)
+            .await?;
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::raw_sql(AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+                .execute(&mut conn)
+                .await?;
+            let (scans, seq) = explain(&mut conn, &name, &query.args).await?;
+            println!("{} ({mode}): {scans:?}", query.name);
+            if !seq.is_empty() {
+                failures.push(format!("{} ({mode}): {seq:?}", query.name));
+            }
+        }
+    }
+    println!(
+        "loaded 1M jobs in {:.1?}, explained in {:.1?}",
+        loaded,
+        started.elapsed() - loaded
+    );
+    assert!(
+        failures.is_empty(),
+        "sequential scans of big tables:\n{}",
+        failures.join("\n")
+    );
+    conn.close().await?;
+    Ok(())
+}
