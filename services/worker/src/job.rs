@@ -26,7 +26,6 @@ pub struct JobContext {
     pub fetcher: ImageFetcher,
 }
 
-
 /// Runs a job this worker has just claimed. `release` fires when shutdown's drain time
 /// is over: the job is then handed back to the queue unfinished.
 pub async fn run_claimed(
@@ -187,7 +186,9 @@ where
                     waiting = true;
                 }
                 if !retries.wait(release).await {
-                    tracing::warn!("shutting down before Postgres answered; the job will be re-driven");
+                    tracing::warn!(
+                        "shutting down before Postgres answered; the job will be re-driven"
+                    );
                     return None;
                 }
             }

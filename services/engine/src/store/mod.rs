@@ -36,8 +36,8 @@ pub use jobs::{
 };
 pub use operator::{Action, CANCELLED_BY_OPERATOR};
 pub use outbox::{OutboxBatch, OutboxRow};
-pub use row::{Job, JobEventRow};
 pub use redispatch::{DispatchState, REPUBLISH_DETAIL, StaleQueued};
+pub use row::{Job, JobEventRow};
 pub use sweeps::{
     JobStateCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, ReconciliationReport, RedriveReport,
     day_bounds,

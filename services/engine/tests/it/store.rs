@@ -234,7 +234,10 @@ async fn retry_requeues_with_backoff_then_fails_when_attempts_run_out(pool: PgPo
     assert_eq!(parked, Some(not_before));
     let due = store.outbox_batch(10).await.unwrap();
     assert_eq!(
-        due.rows().iter().map(|r| r.msg_id.clone()).collect::<Vec<_>>(),
+        due.rows()
+            .iter()
+            .map(|r| r.msg_id.clone())
+            .collect::<Vec<_>>(),
         [new.id.to_string()]
     );
     drop(due);

@@ -97,24 +97,8 @@ impl Sweeper {
     /// One pass of every sweep; lapsed leases are handled only when `redrive` is set.
     pub async fn sweep(&self, redrive: bool) -> Result<SweepCounts, StoreError> {
         let mut counts = SweepCounts::default();
-        while redrive {
-            let report = self
-                .store
-                .redrive_expired(&self.actor, self.redrive_grace, SWEEP_BATCH)
-                .await?;
-            counts.redriven += report.redriven.len();
-            counts.failed += report.failed.len();
-            for id in &report.redriven {
-                tracing::info!(job_id = %id, "lease expired; job re-driven");
-            }
-            for id in &report.failed {
-                tracing::warn!(job_id = %id, "lease expired with no attempt left; job failed");
-            }
-            let full = report.redriven.len() as i64 >= SWEEP_BATCH
-                || report.failed.len() as i64 >= SWEEP_BATCH;
-            if !full {
-                break;
-            }
+        if redrive {
+            self.redrive(&mut counts).await?;
         }
         counts.republished = self.republish_lost().await?;
         loop {
@@ -155,6 +139,30 @@ impl Sweeper {
             .await?;
         }
         Ok(counts)
+    }
+
+    /// Re-drives or fails every job whose lease lapsed, a batch at a time.
+    async fn redrive(&self, counts: &mut SweepCounts) -> Result<(), StoreError> {
+        loop {
+            let report = self
+                .store
+                .redrive_expired(&self.actor, self.redrive_grace, SWEEP_BATCH)
+                .await?;
+            counts.redriven += report.redriven.len();
+            counts.failed += report.failed.len();
+            for id in &report.redriven {
+                tracing::info!(job_id = %id, "lease expired; job re-driven");
+            }
+            for id in &report.failed {
+                tracing::warn!(job_id = %id, "lease expired with no attempt left; job failed");
+            }
+            let full = report.redriven.len() as i64 >= SWEEP_BATCH
+                || report.failed.len() as i64 >= SWEEP_BATCH;
+            if !full {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Republishes the dispatch messages of stale QUEUED jobs that JetStream lost.

@@ -23,8 +23,8 @@ const LEASE_SECS: u64 = 5;
 const OUTAGE: Duration = Duration::from_secs(30);
 
 #[tokio::test]
-async fn a_result_finished_while_postgres_is_down_is_written_when_it_returns()
--> anyhow::Result<()> {
+async fn a_result_finished_while_postgres_is_down_is_written_when_it_returns() -> anyhow::Result<()>
+{
     let mut pg = PostgresServer::start().await?;
     let url = pg.url("foodseg");
     let pool = PgPoolOptions::new()

@@ -47,7 +47,10 @@ async fn killed_worker_job_completes_on_another(pool: PgPool) -> anyhow::Result<
     let worker_b = env.start_worker(env.config("w-b", 15.0));
     // The scheduler's sweep, run here directly: re-drive once A's lease has lapsed.
     wait_until(Duration::from_secs(30), || async {
-        let report = env.store.redrive_expired("test-sweeper", Duration::ZERO, 10).await?;
+        let report = env
+            .store
+            .redrive_expired("test-sweeper", Duration::ZERO, 10)
+            .await?;
         anyhow::ensure!(report.failed.is_empty(), "{report:?}");
         anyhow::Ok(report.redriven.contains(&job.id))
     })
