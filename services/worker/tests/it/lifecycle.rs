@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use foodseg_engine::JobStatus;
+use foodseg_engine::store::ClaimOutcome;
+use foodseg_engine::{Backoff, JobStatus, RetryPolicy};
 use foodseg_testkit::wait_until;
 use foodseg_worker::Device;
 use sqlx::PgPool;
@@ -27,6 +28,28 @@ async fn stray_messages_are_acknowledged(pool: PgPool) -> anyhow::Result<()> {
     env.bus
         .publish(&subject, "unknown", &[], unknown.into())
         .await?;
+    // A job in its retry backoff, and an early copy of its dispatch message: the copy is
+    // dropped, the retry's own message waits in Postgres until the backoff is over.
+    let job = env.enqueue("http://127.0.0.1:9/never.jpg", 3).await?;
+    let ClaimOutcome::Claimed { fence, .. } = env
+        .store
+        .claim(job.id, "w-before", Duration::from_secs(15))
+        .await?
+    else {
+        anyhow::bail!("the job could not be claimed");
+    };
+    let hour = RetryPolicy {
+        backoff: Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600)),
+    };
+    env.store.retry(&fence, "image host 503", &hour, 0.5).await?;
+    let copy = serde_json::json!({ "job_id": job.id }).to_string();
+    env.bus.publish(&subject, "early", &[], copy.into()).await?;
+    wait_until(Duration::from_secs(30), || async {
+        anyhow::Ok(env.store.outbox_pending().await? == 0)
+    })
+    .await
+    .context("the first dispatch message to be published")?;
+
     let worker = env.start_worker(env.config("w-stray", 15.0));
     let js = env.bus.jetstream().clone();
     let stream_name = env.subjects.jobs_stream.clone();
@@ -36,6 +59,17 @@ async fn stray_messages_are_acknowledged(pool: PgPool) -> anyhow::Result<()> {
     })
     .await
     .context("the stream to drain")?;
+    // Nothing waits on the server: no delayed NAK holds an ack-pending slot.
+    let consumer = js
+        .get_stream(&stream_name)
+        .await?
+        .consumer_info(format!("worker-{MODEL_NAME}"))
+        .await?;
+    assert_eq!(consumer.num_ack_pending, 0);
+    assert_eq!(consumer.config.max_ack_pending, 2 * 256, "256 × concurrency");
+    assert_eq!(env.store.outbox_pending().await?, 0, "the retry's message is parked");
+    let queued = env.store.get(job.id).await?.context("job")?;
+    assert_eq!(queued.status, JobStatus::Queued);
     worker.stop().await?;
     env.cleanup().await;
     Ok(())
