@@ -41,7 +41,9 @@ async fn stray_messages_are_acknowledged(pool: PgPool) -> anyhow::Result<()> {
     let hour = RetryPolicy {
         backoff: Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600)),
     };
-    env.store.retry(&fence, "image host 503", &hour, 0.5).await?;
+    env.store
+        .retry(&fence, "image host 503", &hour, 0.5)
+        .await?;
     let copy = serde_json::json!({ "job_id": job.id }).to_string();
     env.bus.publish(&subject, "early", &[], copy.into()).await?;
     wait_until(Duration::from_secs(30), || async {
@@ -66,8 +68,16 @@ async fn stray_messages_are_acknowledged(pool: PgPool) -> anyhow::Result<()> {
         .consumer_info(format!("worker-{MODEL_NAME}"))
         .await?;
     assert_eq!(consumer.num_ack_pending, 0);
-    assert_eq!(consumer.config.max_ack_pending, 2 * 256, "256 × concurrency");
-    assert_eq!(env.store.outbox_pending().await?, 0, "the retry's message is parked");
+    assert_eq!(
+        consumer.config.max_ack_pending,
+        2 * 256,
+        "256 × concurrency"
+    );
+    assert_eq!(
+        env.store.outbox_pending().await?,
+        0,
+        "the retry's message is parked"
+    );
     let queued = env.store.get(job.id).await?.context("job")?;
     assert_eq!(queued.status, JobStatus::Queued);
     worker.stop().await?;
