@@ -419,3 +419,32 @@ async fn probes_and_metrics_are_served(pool: PgPool) -> anyhow::Result<()> {
     task.await??;
     env.cleanup().await
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_job_for_a_model_no_worker_serves_ends_error_with_its_webhook(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let env = Env::new(pool).await?;
+    let receiver = Receiver::start(None).await;
+    // "test-model" has never had a worker in this database.
+    let job = env.enqueue(Some(&receiver.url("ok")), 3).await?;
+    let mut config = env.config();
+    config.max_queue_wait = Duration::from_millis(500);
+    let scheduler = env.start(config).await?;
+
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    let failed = env.store.get(job.id).await?.context("job")?;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.message, "no worker serves model test-model");
+    let doc = receiver
+        .hits_for(&d.webhook_id)
+        .remove(0)
+        .document
+        .expect("accepted");
+    assert_eq!(doc["status"], "MFR.Job.ERROR");
+    assert_eq!(doc["message"], "no worker serves model test-model");
+
+    scheduler.stop().await?;
+    env.cleanup().await
+}
