@@ -2,7 +2,8 @@
 //! [`wait_until`] polls a condition with a deadline (never sleep to sequence a test),
 //! [`TestBus`] gives each test its own JetStream streams, [`TestApi`] runs the api
 //! in-process on `127.0.0.1:0`, [`FileServer`] serves fixture files over HTTP on loopback,
-//! [`NatsServer`] runs a throwaway NATS to stop and restart, and [`TestModels`] writes a
+//! [`NatsServer`] runs a throwaway NATS to stop and restart, [`NatsCluster`] a
+//! throwaway 3-node JetStream cluster whose nodes can be killed, and [`TestModels`] writes a
 //! unique models directory.
 
 mod api;
@@ -19,6 +20,6 @@ pub use bus::{TestBus, nats_url, unique_subjects};
 pub use files::FileServer;
 pub use jobs::{finished_job, new_job};
 pub use models::{TestModels, repo_models_dir};
-pub use nats::{NatsServer, free_port};
+pub use nats::{NatsCluster, NatsServer, free_port};
 pub use serve::serve_router;
 pub use wait::{Check, wait_until};
