@@ -12,6 +12,11 @@ default:
 demo:
     python3 scripts/demo.py
 
+# Faults under load (workers, NATS, Postgres, scheduler and api killed or stopped; with
+# --cluster a 3-node NATS): no job lost or doubled (`--short` for CI, `--jobs N`).
+chaos *ARGS: ort services
+    python3 scripts/chaos.py {{ARGS}}
+
 # Fetch the ONNX Runtime CPU library from PyPI into .cache/ort (once).
 ort:
     @scripts/fetch-onnxruntime.sh >/dev/null

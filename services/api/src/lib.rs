@@ -62,7 +62,7 @@ impl Parts {
         let registry =
             Registry::load(&common.models_dir)?.with_default(config.default_model.clone())?;
         let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
-        let bus = Bus::connect(&common.nats_url, common.subjects.clone()).await?;
+        let bus = common.connect_bus().await?;
         Ok(Parts {
             store,
             bus,

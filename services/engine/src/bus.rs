@@ -7,16 +7,21 @@ use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use async_nats::{HeaderMap, connection::State};
 use bytes::Bytes;
 
+use crate::chain::error_chain;
 use crate::subjects::Subjects;
 
 /// How long JetStream remembers a `Nats-Msg-Id` to drop duplicate publishes.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long finished-job events stay in their stream.
 pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Most copies of a stream a JetStream cluster keeps.
+pub const MAX_REPLICAS: usize = 5;
 
 /// Failures talking to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    #[error("no NATS server address in {url:?}")]
+    NoServer { url: String },
     #[error("cannot connect to NATS at {url}")]
     Connect {
         url: String,
@@ -64,20 +69,42 @@ pub struct Bus {
     client: async_nats::Client,
     js: jetstream::Context,
     subjects: Subjects,
+    replicas: usize,
 }
 
 impl Bus {
-    /// Connects to NATS. The first connection is retried in the background, so a service
-    /// can start while NATS is down; publishes fail (and are retried by the caller) until
-    /// it is back.
+    /// Connects to NATS. `url` is one server or a comma-separated list of servers of one
+    /// cluster (`nats://a:4222,nats://b:4222`); the client picks one and moves to another
+    /// when it is lost (the servers also tell the client about the rest of their
+    /// cluster). The first connection is retried in the background, so a service can
+    /// start while NATS is down; publishes fail (and are retried by the caller) until it
+    /// is back. Streams are created with one replica unless [`Bus::with_replicas`] says
+    /// otherwise.
     pub async fn connect(url: &str, subjects: Subjects) -> Result<Self, BusError> {
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let shown = || {
+            servers
+                .iter()
+                .map(|s| foodseg_http::redact::url(s))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        if servers.is_empty() {
+            return Err(BusError::NoServer {
+                url: url.to_string(),
+            });
+        }
         let client = async_nats::ConnectOptions::new()
             .name("foodseg")
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(servers.clone())
             .await
             .map_err(|source| BusError::Connect {
-                url: foodseg_http::redact::url(url),
+                url: shown(),
                 source,
             })?;
         let mut js = jetstream::new(client.clone());
@@ -86,7 +113,21 @@ impl Bus {
             client,
             js,
             subjects,
+            replicas: 1,
         })
+    }
+
+    /// The number of copies of each stream [`Bus::ensure_streams`] asks JetStream for
+    /// (`FOODSEG_NATS_REPLICAS`; 1 to [`MAX_REPLICAS`], more than 1 needs a cluster of at
+    /// least that many servers). Values out of range are clamped.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.clamp(1, MAX_REPLICAS);
+        self
+    }
+
+    /// The number of copies of each stream.
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -106,7 +147,12 @@ impl Bus {
         self.client.connection_state() == State::Connected
     }
 
-    /// Creates the job and event streams if they do not exist.
+    /// Creates the job and event streams if they do not exist, with
+    /// [`Bus::replicas`] copies each. A stream that exists with another number of
+    /// replicas is updated to this number (JetStream adds or removes copies in the
+    /// background; its durable consumers follow the stream); when the cluster cannot do
+    /// it (too few servers), an error is logged and the stream is used as it is. Nothing
+    /// else of an existing stream's configuration is changed.
     pub async fn ensure_streams(&self) -> Result<(), BusError> {
         self.ensure_stream(stream::Config {
             name: self.subjects.jobs_stream.clone(),
@@ -114,6 +160,7 @@ impl Bus {
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: self.replicas,
             ..Default::default()
         })
         .await?;
@@ -124,6 +171,7 @@ impl Bus {
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             max_age: EVENTS_MAX_AGE,
+            num_replicas: self.replicas,
             ..Default::default()
         })
         .await
@@ -131,14 +179,38 @@ impl Bus {
 
     async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
         let name = config.name.clone();
-        self.js
+        let wanted = config.num_replicas;
+        let err = |source: async_nats::Error| BusError::Stream {
+            stream: name.clone(),
+            source,
+        };
+        let stream = self
+            .js
             .get_or_create_stream(config)
             .await
-            .map(|_| ())
-            .map_err(|e| BusError::Stream {
-                stream: name,
-                source: e.into(),
-            })
+            .map_err(|e| err(e.into()))?;
+        let current = stream.cached_info().config.clone();
+        if current.num_replicas == wanted {
+            return Ok(());
+        }
+        let from = current.num_replicas;
+        let update = stream::Config {
+            num_replicas: wanted,
+            ..current
+        };
+        match self.js.update_stream(update).await {
+            Ok(_) => {
+                tracing::info!(
+                    stream = %name, from, to = wanted,
+                    "stream replicas changed to FOODSEG_NATS_REPLICAS"
+                );
+            }
+            Err(e) => tracing::error!(
+                stream = %name, replicas = from, wanted, error = %error_chain(&e),
+                "cannot change the stream's replicas to FOODSEG_NATS_REPLICAS; it keeps its current replicas"
+            ),
+        }
+        Ok(())
     }
 
     /// Publishes one message with a `Nats-Msg-Id` (deduplicated by the stream) and waits

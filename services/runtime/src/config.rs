@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use foodseg_engine::bus::MAX_REPLICAS;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{StoreConfig, Subjects};
+use foodseg_engine::{Bus, BusError, StoreConfig, Subjects};
 
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,6 +212,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/foodseg";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Default `FOODSEG_MODELS_DIR`.
 pub const DEFAULT_MODELS_DIR: &str = "models";
+/// Default `FOODSEG_NATS_REPLICAS`.
+pub const DEFAULT_NATS_REPLICAS: usize = 1;
 /// Default `FOODSEG_DB_MAX_CONNECTIONS`.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 32;
 
@@ -219,10 +222,12 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 32;
 pub struct Common {
     /// `DATABASE_URL`.
     pub database_url: String,
-    /// `NATS_URL`.
+    /// `NATS_URL`: one server or a comma-separated list of servers of one cluster.
     pub nats_url: String,
     /// NATS subject and stream names, from `FOODSEG_NATS_PREFIX` (default `foodseg`).
     pub subjects: Subjects,
+    /// `FOODSEG_NATS_REPLICAS`: copies JetStream keeps of each stream (1 to 5).
+    pub nats_replicas: usize,
     /// `FOODSEG_URL_ALLOW_CIDRS`: ranges exempt from the private-address block.
     pub net_policy: NetPolicy,
     /// `FOODSEG_MODELS_DIR`.
@@ -240,6 +245,15 @@ impl Common {
                 .get("FOODSEG_NATS_PREFIX")
                 .map(Subjects::with_prefix)
                 .unwrap_or_default(),
+            nats_replicas: env
+                .with("FOODSEG_NATS_REPLICAS", |v| match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_REPLICAS).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "must be a number of stream replicas from 1 to {MAX_REPLICAS} \
+                         (more than 1 needs a JetStream cluster of at least that many servers)"
+                    )),
+                })?
+                .unwrap_or(DEFAULT_NATS_REPLICAS),
             net_policy: env
                 .with("FOODSEG_URL_ALLOW_CIDRS", |v| {
                     NetPolicy::parse_allow_list(v)
@@ -250,6 +264,14 @@ impl Common {
             db_max_connections: env
                 .positive_or("FOODSEG_DB_MAX_CONNECTIONS", DEFAULT_DB_MAX_CONNECTIONS)?,
         })
+    }
+
+    /// Connects to NATS (`NATS_URL`) with the subjects of `FOODSEG_NATS_PREFIX` and the
+    /// stream replicas of `FOODSEG_NATS_REPLICAS`.
+    pub async fn connect_bus(&self) -> Result<Bus, BusError> {
+        Ok(Bus::connect(&self.nats_url, self.subjects.clone())
+            .await?
+            .with_replicas(self.nats_replicas))
     }
 
     /// How the service's store connects.
@@ -341,19 +363,25 @@ mod tests {
         assert_eq!(c.subjects, Subjects::default());
         assert!(c.net_policy.allow.is_empty());
         assert_eq!(c.models_dir, PathBuf::from("models"));
+        assert_eq!(c.nats_replicas, 1);
         assert_eq!(c.store_config().max_connections, 32);
         let c = Common::load(&env(&[
             ("FOODSEG_NATS_PREFIX", "t1"),
             ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8"),
             ("FOODSEG_DB_MAX_CONNECTIONS", "4"),
+            ("FOODSEG_NATS_REPLICAS", "3"),
         ]))
         .unwrap();
+        assert_eq!(c.nats_replicas, 3);
         assert_eq!(c.subjects, Subjects::with_prefix("t1"));
         assert_eq!(c.net_policy.allow.len(), 1);
         assert_eq!(c.store_config().max_connections, 4);
         for (var, value) in [
             ("FOODSEG_URL_ALLOW_CIDRS", "localhost"),
             ("FOODSEG_DB_MAX_CONNECTIONS", "0"),
+            ("FOODSEG_NATS_REPLICAS", "0"),
+            ("FOODSEG_NATS_REPLICAS", "6"),
+            ("FOODSEG_NATS_REPLICAS", "three"),
         ] {
             assert_eq!(Common::load(&env(&[(var, value)])).unwrap_err().var, var);
         }

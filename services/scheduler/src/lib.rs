@@ -64,7 +64,7 @@ impl Parts {
     pub async fn from_config(config: &Config) -> Result<Self, Error> {
         let common = &config.common;
         let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
-        let bus = Bus::connect(&common.nats_url, common.subjects.clone()).await?;
+        let bus = common.connect_bus().await?;
         Ok(Parts { store, bus })
     }
 }

@@ -3,7 +3,8 @@
 //! [`TestBus`] gives each test its own JetStream streams, [`TestApi`] runs the api
 //! in-process on `127.0.0.1:0`, [`FileServer`] serves fixture files over HTTP on loopback,
 //! [`NatsServer`] and [`PostgresServer`] run a throwaway NATS or Postgres to stop and
-//! restart, and [`TestModels`] writes a unique models directory.
+//! restart, [`NatsCluster`] a throwaway 3-node JetStream cluster whose nodes can be
+//! killed, and [`TestModels`] writes a unique models directory.
 
 mod api;
 mod bus;
@@ -20,7 +21,7 @@ pub use bus::{TestBus, nats_url, unique_subjects};
 pub use files::FileServer;
 pub use jobs::{finished_job, new_job};
 pub use models::{TestModels, repo_models_dir};
-pub use nats::{NatsServer, free_port};
+pub use nats::{NatsCluster, NatsServer, free_port};
 pub use postgres::PostgresServer;
 pub use serve::serve_router;
 pub use wait::{Check, wait_until};

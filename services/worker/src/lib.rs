@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use foodseg_engine::Store;
 use foodseg_engine::store::WorkerInfo;
-use foodseg_engine::{Bus, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let common = &config.common;
     let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
     store.migrate().await?;
-    let bus = Bus::connect(&common.nats_url, common.subjects.clone()).await?;
+    let bus = common.connect_bus().await?;
     bus.ensure_streams().await?;
 
     let consuming = Arc::new(AtomicBool::new(false));

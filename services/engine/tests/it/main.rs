@@ -1,6 +1,7 @@
 //! The engine against a real Postgres and NATS: one database per test
 //! (`#[sqlx::test]`), own JetStream streams per test.
 
+mod cluster;
 mod enqueuer;
 mod operator;
 mod plans;

@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""foodseg chaos suite: faults injected into a running stack under load, then a count of
+what every accepted job became.
+
+`just chaos [--jobs 1000] [--short] [--cluster] [--seed 7]`
+
+Runs the release api, two workers and the scheduler as processes on a throwaway
+Postgres (initdb under .demo/chaos/, own port) and a throwaway NATS (own port and store;
+`--cluster`: three nodes with FOODSEG_NATS_REPLICAS=3 and every node in NATS_URL), the
+fixture photos served over HTTP and a webhook receiver that answers 500 to 10 % of the
+calls (seeded) and records every call (job id, `webhook-id`, answer).
+
+A load generator enqueues `--jobs` jobs over HTTP (`POST /enqueue`, each with its own
+`Idempotency-Key`; a call that fails is retried until accepted, and only accepted jobs
+count) at half the throughput measured on the stack first, spread over the run, while
+the faults below are injected one after the other, the stack getting back to ready (and
+running under load for a while) between two:
+
+  kill -9 of one worker, three times (restarted at once each time); kill -9 of both
+  workers (restarted); NATS down (killed, started again after 90 s; 20 s with
+  --short); Postgres down (`pg_ctl stop -m immediate`, started again after 30 s; 20 s
+  with --short); kill -9 of the scheduler (restarted); kill -9 of the api (restarted);
+  with --cluster, kill -9 of one NATS node (started again after 30 s; 15 s).
+
+Then it waits (with a deadline) until every accepted job has finished and its webhook
+was answered 200, and prints the table: accepted, lost (never finished or never
+delivered), double results (more than one `succeeded` event in `job_events`), jobs that
+ended ERROR (the photos are valid and always served, so each is an outage's doing),
+webhooks received, jobs with more than one distinct `webhook-id`, and redispatches (the
+sum of `jobs.redispatches`: dispatch messages the scheduler's sweep republished). It
+exits non-zero when lost, doubles, ERROR jobs or jobs with several webhook ids are not
+0, or redispatches exceed 5 % of the accepted jobs; on failure it prints the tails of
+the service logs (all logs are under .demo/chaos/).
+
+Standard library only.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import localstack
+from localstack import DEMO, ROOT, Nats, Postgres, free_port, kill, ready, run_main, spawn, stop
+
+localstack.NAME = "chaos"
+FIXTURES = ROOT / "services" / "pipeline" / "tests" / "fixtures"
+PHOTOS = ["fruits.jpg", "coffee.png"]
+WORK = DEMO / "chaos"
+FAIL_RATE = 0.10
+MAX_REDISPATCH_SHARE = 0.05
+RESTART_S = 8.0
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} +{time.monotonic() - T0:7.1f}s] chaos: {msg}", flush=True)
+
+
+# --- photos and the webhook receiver ---------------------------------------------------
+
+
+class Receiver:
+    """Every webhook call: (job id, webhook id, answer). Answers 500 to FAIL_RATE of the
+    calls, drawn from a seeded generator."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, str, int]] = []
+        self.delivered: set[str] = set()  # jobs with a call answered 200
+
+    def record(self, job_id: str, webhook_id: str) -> int:
+        with self.lock:
+            code = 500 if self.rng.random() < FAIL_RATE else 200
+            self.calls.append((job_id, webhook_id, code))
+            if code == 200:
+                self.delivered.add(job_id)
+            return code
+
+    def snapshot(self) -> tuple[list, set]:
+        with self.lock:
+            return list(self.calls), set(self.delivered)
+
+
+def serve(receiver: Receiver) -> int:
+    photos = {name: (FIXTURES / name).read_bytes() for name in PHOTOS}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = photos.get(urllib.parse.unquote(self.path.lstrip("/")))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png" if self.path.endswith(".png") else "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                # The v1 webhook body is the job document encoded as a JSON string.
+                job_id = json.loads(json.loads(body))["job_id"]
+            except (ValueError, KeyError, TypeError):
+                self.send_response(400)
+                self.end_headers()
+                return
+            self.send_response(receiver.record(job_id, self.headers.get("webhook-id", "")))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    localstack.cleanups.append(server.shutdown)
+    return server.server_address[1]
+
+
+# --- the services ------------------------------------------------------------------------
+
+
+class Service:
+    """One foodseg process that can be killed and started again on the same ports."""
+
+    def __init__(self, name: str, binary: Path, env: dict, health: str):
+        self.name, self.binary, self.env, self.health = name, binary, env, health
+        self.process = None
+        self.log = WORK / "logs" / f"{name}.log"
+
+    def start(self) -> None:
+        self.process = spawn([str(self.binary)], env=self.env, log=self.log, watch=False, append=True)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            kill(self.process, signal.SIGKILL)
+            self.process = None
+
+    def exited(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def ready(self) -> bool:
+        return self.process is not None and ready(self.health)
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n".join("  " + line for line in self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Stack:
+    def __init__(self, services: list[Service], pg: Postgres, nats: Nats):
+        self.services = {s.name: s for s in services}
+        self.pg, self.nats = pg, nats
+        self.lock = threading.Lock()  # held while a fault kills or restarts something
+        self.unexpected: list[str] = []
+
+    def workers(self) -> list[Service]:
+        return [s for s in self.services.values() if s.name.startswith("worker")]
+
+    def check_exits(self) -> None:
+        """A service that exited without being killed is logged, counted and restarted."""
+        with self.lock:
+            for s in self.services.values():
+                code = s.exited()
+                if code is not None:
+                    log(f"{s.name} exited by itself with {code}; restarting it. Its last lines:\n{s.tail(15)}")
+                    self.unexpected.append(f"{s.name} ({code})")
+                    stop(s.process)
+                    s.start()
+
+    def wait_ready(self, what: str, timeout: float) -> float:
+        """Waits until every service answers /health/ready; returns the seconds it took."""
+        start = time.monotonic()
+        end = start + timeout
+        while time.monotonic() < end:
+            self.check_exits()
+            if all(s.ready() for s in self.services.values()):
+                return time.monotonic() - start
+            time.sleep(0.5)
+        waiting = [s.name for s in self.services.values() if not s.ready()]
+        raise SystemExit(f"chaos: {', '.join(waiting)} not ready {timeout:.0f} s after {what}")
+
+
+# --- load --------------------------------------------------------------------------------
+
+
+class Load:
+    """Enqueues jobs at a steady rate; a failed call is retried (same Idempotency-Key)
+    until the api accepts it."""
+
+    def __init__(self, api: str, images: str, run_id: str):
+        self.api, self.images, self.run_id = api, images, run_id
+        self.accepted: dict[str, float] = {}
+        self.failed_calls = 0
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.thread = None
+        self.stopping = threading.Event()
+
+    def enqueue(self, i: int) -> str:
+        body = json.dumps({"image_url": f"{self.images}/{PHOTOS[i % len(PHOTOS)]}", "model_id": None,
+                           "webhook_url": f"{self.images}/webhook"}).encode()
+        while not self.stopping.is_set():
+            req = urllib.request.Request(f"{self.api}/enqueue", data=body, method="POST", headers={
+                "Content-Type": "application/json", "Idempotency-Key": f"chaos-{self.run_id}-{i}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    job_id = json.loads(r.read())["job_id"]
+                with self.lock:
+                    self.accepted[job_id] = time.monotonic()
+                return job_id
+            except (OSError, ValueError, KeyError):
+                with self.lock:
+                    self.failed_calls += 1
+                self.stopping.wait(0.5)
+        return ""
+
+    def start(self, count: int, rate: float) -> None:
+        def run():
+            begin = time.monotonic()
+            for i in range(count):
+                if self.stopping.wait(max(0.0, begin + i / rate - time.monotonic())):
+                    return
+                self.enqueue(self.sent)
+                self.sent += 1
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.accepted)
+
+
+def wait_until(what: str, check, timeout: float, stack: Stack, poll: float = 1.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        stack.check_exits()
+        if check():
+            return
+        time.sleep(poll)
+    raise SystemExit(f"chaos: timed out after {timeout:.0f} s waiting for {what}")
+
+
+# --- the faults ----------------------------------------------------------------------------
+
+
+def faults(stack: Stack, args) -> list[tuple[str, object]]:
+    """(name, action) in the order they are injected; each action returns when the fault
+    is over (the killed part started again)."""
+    w1, w2 = stack.workers()
+
+    def busy(workers: list[Service]) -> None:
+        """Waits (up to 30 s) until each of `workers` holds a job, so the kill loses work."""
+        end = time.monotonic() + 30
+        ids = ", ".join(f"'{w.env['FOODSEG_WORKER_ID']}'" for w in workers)
+        while time.monotonic() < end:
+            rows = stack.pg.psql("foodseg", "SELECT count(DISTINCT lease_owner) FROM jobs "
+                                 f"WHERE status = 'running' AND lease_owner IN ({ids})")
+            if int(rows[0][0]) == len(workers):
+                return
+            time.sleep(0.2)
+        log("the worker(s) held no job within 30 s; killing anyway")
+
+    def kill_one(w: Service):
+        def run():
+            busy([w])
+            with stack.lock:
+                w.kill()
+                w.start()
+        return run
+
+    def kill_all_workers():
+        busy(stack.workers())
+        with stack.lock:
+            for w in stack.workers():
+                w.kill()
+            for w in stack.workers():
+                w.start()
+
+    def nats_down():
+        with stack.lock:
+            stack.nats.kill()
+        log(f"NATS is down; starting it again in {args.nats_down:.0f} s")
+        time.sleep(args.nats_down)
+        with stack.lock:
+            stack.nats.start()
+
+    def postgres_down():
+        with stack.lock:
+            stack.pg.stop("immediate")
+        log(f"Postgres is down; starting it again in {args.pg_down:.0f} s")
+        time.sleep(args.pg_down)
+        with stack.lock:
+            stack.pg.start()
+
+    def kill_service(name: str):
+        def run():
+            with stack.lock:
+                stack.services[name].kill()
+                stack.services[name].start()
+        return run
+
+    def nats_node_down():
+        node = len(stack.nats.nodes) - 1
+        with stack.lock:
+            stack.nats.kill(node)
+        log(f"NATS node {stack.nats.nodes[node]['name']} is down; starting it again in {args.node_down:.0f} s")
+        time.sleep(args.node_down)
+        with stack.lock:
+            stack.nats.start(node)
+
+    out = [
+        ("kill -9 worker-1", kill_one(w1)),
+        ("kill -9 worker-2", kill_one(w2)),
+        ("kill -9 worker-1", kill_one(w1)),
+        ("kill -9 both workers", kill_all_workers),
+        (f"NATS down {args.nats_down:.0f} s", nats_down),
+        (f"Postgres down {args.pg_down:.0f} s (stop -m immediate)", postgres_down),
+        ("kill -9 scheduler", kill_service("scheduler")),
+        ("kill -9 api", kill_service("api")),
+    ]
+    if args.cluster:
+        out.append((f"kill -9 one NATS node, down {args.node_down:.0f} s", nats_node_down))
+    return out
+
+
+# --- the count -------------------------------------------------------------------------------
+
+
+def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str, object, str]], bool]:
+    q = lambda sql: stack.pg.psql("foodseg", sql)  # noqa: E731
+    accepted = set(load.accepted)
+    status = {row[0]: row[1] for row in q("SELECT id, status FROM jobs")}
+    calls, delivered = receiver.snapshot()
+    unfinished = {j for j in accepted if status.get(j) not in ("succeeded", "failed")}
+    undelivered = accepted - delivered
+    lost = unfinished | undelivered
+    doubles = q("SELECT job_id, count(*) FROM job_events WHERE to_status = 'succeeded' "
+                "GROUP BY job_id HAVING count(*) > 1")
+    errors = q("SELECT id, message FROM jobs WHERE status = 'failed'")
+    error_jobs = [e for e in errors if e[0] in accepted]
+    ids: dict[str, set[str]] = {}
+    for job_id, webhook_id, _ in calls:
+        ids.setdefault(job_id, set()).add(webhook_id)
+    several_ids = [j for j, s in ids.items() if len(s) > 1]
+    redispatches = int(q("SELECT coalesce(sum(redispatches), 0) FROM jobs")[0][0])
+    redrives = int(q("SELECT count(*) FROM job_events WHERE detail LIKE 'redrive:%'")[0][0])
+    answered_500 = sum(1 for c in calls if c[2] == 500)
+    n = max(len(accepted), 1)
+    limit = MAX_REDISPATCH_SHARE * n
+    rows = [
+        ("accepted", len(accepted), f"{load.failed_calls} enqueue calls failed and were retried"),
+        ("lost", len(lost), f"never finished {len(unfinished)}, never delivered {len(undelivered)}"),
+        ("double results", len(doubles), "jobs with more than one succeeded event"),
+        ("ended ERROR (outage)", len(error_jobs), "; ".join(sorted({e[1] for e in error_jobs}))[:200]),
+        ("webhooks received", len(calls), f"{answered_500} answered 500, {len(delivered)} jobs delivered"),
+        (">1 webhook id", len(several_ids), "jobs whose calls carried different webhook-id headers"),
+        ("redispatches", redispatches, f"{redispatches / n:.1%} of accepted (limit {MAX_REDISPATCH_SHARE:.0%})"),
+        ("redrives", redrives, "jobs re-queued after their worker was lost (not a criterion)"),
+        ("unexpected exits", len(stack.unexpected), ", ".join(stack.unexpected)),
+    ]
+    ok = (not lost and not doubles and not error_jobs and not several_ids and redispatches <= limit)
+    for job in sorted(lost)[:10]:
+        log(f"lost job {job}: status {status.get(job, 'absent')}, delivered {job in delivered}")
+    return rows, ok
+
+
+def print_table(rows) -> None:
+    print()
+    print(f"{'':<22} {'count':>7}  notes")
+    for name, value, note in rows:
+        print(f"{name:<22} {value:>7}  {note}")
+    print()
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, help="jobs to enqueue (default 1000, 150 with --short)")
+    parser.add_argument("--short", action="store_true", help="CI form: fewer jobs, shorter outages")
+    parser.add_argument("--cluster", action="store_true", help="a 3-node NATS cluster with R3 streams")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the receiver's 500s")
+    args = parser.parse_args()
+    args.jobs = args.jobs or (150 if args.short else 1000)
+    args.nats_down = 20.0 if args.short else 90.0
+    args.pg_down = 20.0 if args.short else 30.0
+    args.node_down = 15.0 if args.short else 30.0
+    min_gap = 10.0 if args.short else 25.0
+    deadline = 600.0 if args.short else 1200.0
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "logs").mkdir(exist_ok=True)
+    for old in (WORK / "logs").glob("*.log"):
+        old.unlink()
+
+    ort = os.environ.get("ORT_DYLIB_PATH", "")
+    if not Path(ort).is_file():
+        ort = subprocess.run([str(ROOT / "scripts" / "fetch-onnxruntime.sh")], check=True,
+                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    log("building the release api, worker and scheduler…")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "foodseg-api", "-p", "foodseg-worker",
+                    "-p", "foodseg-scheduler"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+
+    pg = Postgres(WORK / "pg", log=WORK / "logs" / "postgres.log", watch=False).init()
+    pg.start()
+    subprocess.run([localstack.pg_bin("psql"), pg.url(), "-qc", "CREATE DATABASE foodseg"], check=True)
+    nats = Nats(WORK / "nats", nodes=3 if args.cluster else 1, watch=False)
+    nats.start()
+    log(f"Postgres on port {pg.port}; NATS {nats.url()}" + (" (3 nodes, R3 streams)" if args.cluster else ""))
+
+    receiver = Receiver(args.seed)
+    images = f"http://127.0.0.1:{serve(receiver)}"
+    api_port, sched_port = free_port(), free_port()
+    env = dict(os.environ, DATABASE_URL=pg.url("foodseg"), NATS_URL=nats.url(), ORT_DYLIB_PATH=ort,
+               FOODSEG_NATS_REPLICAS="3" if args.cluster else "1",
+               FOODSEG_MODELS_DIR=str(ROOT / "models"), FOODSEG_URL_ALLOW_CIDRS="127.0.0.0/8",
+               FOODSEG_LIMIT_ENQUEUE="off", FOODSEG_DB_MAX_CONNECTIONS="10",
+               FOODSEG_API_ADDR=f"127.0.0.1:{api_port}", FOODSEG_SCHEDULER_ADDR=f"127.0.0.1:{sched_port}",
+               FOODSEG_WEBHOOK_RETRY_SCHEDULE="1s,2s,5s,10s,10s,20s,30s,60s,60s,60s",
+               FOODSEG_SWEEP_INTERVAL="2s", FOODSEG_INTRA_THREADS="1", FOODSEG_WORKER_CONCURRENCY="2",
+               RUST_LOG=os.environ.get("RUST_LOG", "info"))
+    services = [Service("api", target / "foodseg-api", env, f"http://127.0.0.1:{api_port}/health/ready"),
+                Service("scheduler", target / "foodseg-scheduler", env,
+                        f"http://127.0.0.1:{sched_port}/health/ready")]
+    for i in (1, 2):
+        port = free_port()
+        services.append(Service(f"worker-{i}", target / "foodseg-worker",
+                                dict(env, FOODSEG_WORKER_ADDR=f"127.0.0.1:{port}", FOODSEG_WORKER_ID=f"chaos-worker-{i}"),
+                                f"http://127.0.0.1:{port}/health/ready"))
+    stack = Stack(services, pg, nats)
+    for s in services:
+        s.start()
+    log(f"stack ready in {stack.wait_ready('start', 120):.1f} s; logs in {WORK / 'logs'}")
+
+    api = f"http://127.0.0.1:{api_port}"
+    load = Load(api, images, uuid.uuid4().hex[:8])
+    # Throughput of this machine, so the load stays under it (a backlog alone would make
+    # queued jobs look stale to the sweep).
+    calibration = 12 if args.short else 24
+    started = time.monotonic()
+    warm = [load.enqueue(i) for i in range(calibration)]
+    load.sent = calibration
+    wait_until("the calibration jobs", lambda: set(warm) <= receiver.snapshot()[1], 300, stack, poll=0.2)
+    throughput = calibration / (time.monotonic() - started)
+    plan = faults(stack, args)
+    outages = args.nats_down + args.pg_down + (args.node_down if args.cluster else 0)
+    rate = args.jobs / max(args.jobs / (0.5 * throughput), outages + (len(plan) + 1) * min_gap)
+    span = args.jobs / rate
+    # Each fault also takes a few seconds of restarts and readiness checks.
+    gap = max(min_gap, (span - outages - RESTART_S * len(plan)) / (len(plan) + 1))
+    log(f"throughput {throughput:.2f} jobs/s; enqueuing {args.jobs} jobs at {rate:.2f}/s over ~{span:.0f} s, "
+        f"{len(plan)} faults {gap:.0f} s apart")
+    load.start(args.jobs, rate)
+
+    for name, action in plan:
+        time.sleep(gap)
+        stack.check_exits()
+        log(f"fault: {name} ({load.count()} jobs accepted so far)")
+        action()
+        took = stack.wait_ready(name, 300)
+        log(f"recovered from {name}: every service ready {took:.1f} s after it ended")
+    time.sleep(gap)
+
+    wait_until("the load generator to have every job accepted", lambda: not load.thread.is_alive(),
+               deadline, stack)
+    log(f"all {load.count()} jobs accepted; waiting for every job to finish and its webhook to be delivered")
+    wait_end = time.monotonic() + deadline
+    while time.monotonic() < wait_end:
+        stack.check_exits()
+        missing = set(load.accepted) - receiver.snapshot()[1]
+        if not missing:
+            break
+        time.sleep(2)
+    else:
+        log(f"deadline: {len(missing)} jobs without a delivered webhook")
+    rows, ok = count(stack, load, receiver)
+    print_table(rows)
+    if not ok:
+        for s in services:
+            print(f"--- last lines of {s.name} ({s.log}):\n{s.tail()}")
+        log("FAILED: a criterion above is not met")
+        return 1
+    log("passed: nothing lost, nothing doubled, no outage errors, one webhook id per job, few redispatches")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
