@@ -258,6 +258,23 @@ class Nats:
                 kill(n["process"], sig)
                 n["process"] = None
 
+    def streams(self) -> dict[str, int]:
+        """Stream name → replicas (the leader and its followers), as a running node's
+        monitoring endpoint reports them."""
+        for n in self.running():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{n['http']}/jsz?streams=true", timeout=2) as r:
+                    jsz = json.loads(r.read())
+            except (OSError, ValueError):
+                continue
+            out = {}
+            for account in jsz.get("account_details") or []:
+                for st in account.get("stream_detail") or []:
+                    cluster = st.get("cluster") or {}
+                    out[st["name"]] = (1 if cluster.get("leader") else 0) + len(cluster.get("replicas") or [])
+            return out
+        return {}
+
     def running(self) -> list[dict]:
         return [n for n in self.nodes if n["process"] is not None and n["process"].poll() is None]
 

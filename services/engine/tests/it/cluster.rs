@@ -141,3 +141,37 @@ async fn r3_streams_lose_no_dispatch_message_when_a_node_is_killed(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn streams_made_with_one_replica_are_raised_to_the_configured_count() -> anyhow::Result<()> {
+    let cluster = NatsCluster::start(3, Duration::from_secs(30)).await?;
+    let subjects = unique_subjects();
+    let r1 = Bus::connect(&cluster.url(), subjects.clone()).await?;
+    wait_until(Duration::from_secs(10), || async { r1.is_connected() }).await?;
+    r1.ensure_streams().await?;
+    let r3 = Bus::connect(&cluster.url(), subjects.clone())
+        .await?
+        .with_replicas(3);
+    wait_until(Duration::from_secs(10), || async { r3.is_connected() }).await?;
+    r3.ensure_streams().await?;
+    for name in [&subjects.jobs_stream, &subjects.events_stream] {
+        let info = r3.jetstream().get_stream(name).await?.info().await?.clone();
+        assert_eq!(info.config.num_replicas, 3, "{name}");
+        assert_eq!(
+            info.config.subjects.len(),
+            1,
+            "{name}: the rest is unchanged"
+        );
+    }
+    // Lowering the setting lowers the count again.
+    r1.ensure_streams().await?;
+    let info = r1
+        .jetstream()
+        .get_stream(&subjects.jobs_stream)
+        .await?
+        .info()
+        .await?
+        .clone();
+    assert_eq!(info.config.num_replicas, 1);
+    Ok(())
+}
