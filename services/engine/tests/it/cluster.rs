@@ -7,28 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use foodseg_engine::message::JobMessage;
-use foodseg_engine::store::NewJob;
-use foodseg_engine::{Attempt, Bus, JobId, Relay, RelayConfig, Store};
+use foodseg_engine::{Bus, JobId, Relay, RelayConfig, Store};
 use foodseg_testkit::{NatsCluster, unique_subjects, wait_until};
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::relay::new_job;
+
 const JOBS: usize = 300;
 const KILL_AFTER: usize = 100;
-
-fn new_job() -> NewJob {
-    NewJob {
-        id: JobId::new(),
-        model_id: "124096".into(),
-        model_name: "m1".into(),
-        image_url: "https://images.example.org/a.jpg".into(),
-        webhook_url: None,
-        max_attempts: Attempt::new(3),
-        trace_id: None,
-        traceparent: None,
-    }
-}
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn r3_streams_lose_no_dispatch_message_when_a_node_is_killed(

@@ -8,7 +8,8 @@ use foodseg_testkit::{TestBus, wait_until};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-fn new_job() -> NewJob {
+/// A job on model `m1` with a trace context and no webhook.
+pub(crate) fn new_job() -> NewJob {
     NewJob {
         id: JobId::new(),
         model_id: "124096".into(),

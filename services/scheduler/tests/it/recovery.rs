@@ -14,8 +14,8 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// `(Nats-Msg-Id, job id)` of every message now in the jobs stream.
-async fn job_messages(env: &Env) -> anyhow::Result<Vec<(String, JobId)>> {
+/// `(stream sequence, Nats-Msg-Id, job id)` of every message now in the jobs stream.
+async fn stream_messages(env: &Env) -> anyhow::Result<Vec<(u64, String, JobId)>> {
     let mut stream: Stream = env
         .bus
         .jetstream()
@@ -36,9 +36,21 @@ async fn job_messages(env: &Env) -> anyhow::Result<Vec<(String, JobId)>> {
             .map(|v| v.as_str().to_string())
             .unwrap_or_default();
         let job: JobMessage = serde_json::from_slice(&m.payload)?;
-        out.push((msg_id, job.job_id));
+        out.push((seq, msg_id, job.job_id));
     }
     Ok(out)
+}
+
+/// `(Nats-Msg-Id, job id)` of every message now in the jobs stream.
+async fn job_messages(env: &Env) -> anyhow::Result<Vec<(String, JobId)>> {
+    let messages = stream_messages(env).await?;
+    Ok(messages.into_iter().map(|(_, m, id)| (m, id)).collect())
+}
+
+/// The stream sequence of each job's dispatch message now in the jobs stream.
+async fn job_sequences(env: &Env) -> anyhow::Result<Vec<(u64, JobId)>> {
+    let messages = stream_messages(env).await?;
+    Ok(messages.into_iter().map(|(s, _, id)| (s, id)).collect())
 }
 
 /// Stands in for a worker: claims each dispatched job and stores an empty result.
@@ -131,24 +143,6 @@ async fn lost_dispatch_messages_are_republished_and_the_jobs_complete(
     worker.await??;
     scheduler.stop().await?;
     env.cleanup().await
-}
-
-/// The stream sequence of each job's dispatch message now in the jobs stream.
-async fn job_sequences(env: &Env) -> anyhow::Result<Vec<(u64, JobId)>> {
-    let mut stream: Stream = env
-        .bus
-        .jetstream()
-        .get_stream(&env.subjects.jobs_stream)
-        .await?;
-    let state = stream.info().await?.state.clone();
-    let mut out = Vec::new();
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(m) = stream.get_raw_message(seq).await {
-            let job: JobMessage = serde_json::from_slice(&m.payload)?;
-            out.push((seq, job.job_id));
-        }
-    }
-    Ok(out)
 }
 
 #[sqlx::test(migrations = "../../migrations")]
