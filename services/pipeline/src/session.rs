@@ -203,7 +203,7 @@ impl ModelSession {
             .map_err(|e| configure(recover(e)))?;
         builder = match options.device {
             Device::Cpu => builder
-                .with_execution_providers([ort::ep::CPU::default().build().error_on_failure()])
+                .with_execution_providers([cpu_provider().build().error_on_failure()])
                 .map_err(|e| configure(recover(e)))?,
             Device::Cuda { device_id } => {
                 let cuda = ort::ep::CUDA::default()
@@ -356,6 +356,14 @@ fn extract(name: &str, value: &ort::value::DynValue) -> Result<OutputTensor, Inf
 }
 
 /// Drops the builder an `ort` builder error carries, keeping code and message.
+/// The CPU execution provider with ONNX Runtime's memory arena on. The arena keeps the
+/// buffers of one run for the next; `ort`'s default turns it off, and then every run
+/// allocates its intermediate tensors afresh: a YOLOv5s-seg run on 640×608 took 272 ms
+/// instead of 189 ms on 2 cores (`just bench-worker`).
+fn cpu_provider() -> ort::ep::CPU {
+    ort::ep::CPU::default().with_arena_allocator(true)
+}
+
 fn recover<R>(error: ort::Error<R>) -> ort::Error {
     ort::Error::new_with_code(error.code(), error.message())
 }
@@ -441,4 +449,15 @@ fn check_tensors(model: &Model, session: &Session) -> Result<(String, Vec<String
         }
     }
     Ok((input_name, wanted.into_iter().cloned().collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_provider_keeps_the_memory_arena() {
+        let provider = format!("{:?}", cpu_provider());
+        assert_eq!(provider, "CPU { use_arena: true }");
+    }
 }
