@@ -355,7 +355,6 @@ fn extract(name: &str, value: &ort::value::DynValue) -> Result<OutputTensor, Inf
     }
 }
 
-/// Drops the builder an `ort` builder error carries, keeping code and message.
 /// The CPU execution provider with ONNX Runtime's memory arena on. The arena keeps the
 /// buffers of one run for the next; `ort`'s default turns it off, and then every run
 /// allocates its intermediate tensors afresh: a YOLOv5s-seg run on 640×608 took 272 ms
@@ -364,6 +363,7 @@ fn cpu_provider() -> ort::ep::CPU {
     ort::ep::CPU::default().with_arena_allocator(true)
 }
 
+/// Drops the builder an `ort` builder error carries, keeping code and message.
 fn recover<R>(error: ort::Error<R>) -> ort::Error {
     ort::Error::new_with_code(error.code(), error.message())
 }
