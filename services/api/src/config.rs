@@ -10,6 +10,10 @@ use crate::auth::AccessConfig;
 use crate::limits::{LimitSettings, Rate};
 use crate::upload::UploadLimits;
 
+/// Default `FOODSEG_DB_STATEMENT_TIMEOUT` of the api: no answer waits longer on the
+/// database ([`crate::state::DB_DEADLINE`]), so no statement should run longer either.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Default `FOODSEG_MAX_ATTEMPTS`: attempts a job gets in all.
 pub const DEFAULT_MAX_ATTEMPTS: Attempt = Attempt::new(4);
 
@@ -27,10 +31,11 @@ pub struct Config {
     pub max_attempts: Attempt,
     /// `FOODSEG_UPLOAD_MAX_BYTES` (default 20 MiB) and the uploads' hard maximum age.
     pub uploads: UploadLimits,
-    /// `FOODSEG_REQUIRE_KEYS`, `FOODSEG_V1_ALLOW_CIDRS`, `FOODSEG_TRUSTED_PROXIES`.
+    /// `FOODSEG_REQUIRE_KEYS`, `FOODSEG_V1_ALLOW_CIDRS`, `FOODSEG_TRUSTED_PROXIES`,
+    /// `FOODSEG_V1_OWNER`, `FOODSEG_CONSOLE_INSECURE_COOKIE`.
     pub access: AccessConfig,
     /// `FOODSEG_LIMIT_ENQUEUE`, `FOODSEG_LIMIT_UPLOADS`, `FOODSEG_LIMIT_REDELIVER`,
-    /// `FOODSEG_UPLOADS_IN_FLIGHT`.
+    /// `FOODSEG_LIMIT_FEED`, `FOODSEG_LIMIT_UNAUTHORIZED`, `FOODSEG_UPLOADS_IN_FLIGHT`.
     pub limits: LimitSettings,
     /// `FOODSEG_IDEMPOTENCY_HOURS`: how long an `Idempotency-Key` is kept (at least).
     pub idempotency_keep: Duration,
@@ -45,7 +50,7 @@ impl Config {
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let defaults = UploadLimits::default();
         Ok(Config {
-            common: Common::load(env)?,
+            common: Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?,
             addr: env.parse_or("FOODSEG_API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             default_model: env.get("FOODSEG_DEFAULT_MODEL").map(str::to_string),
             max_attempts: Attempt::new(
@@ -53,12 +58,25 @@ impl Config {
             ),
             uploads: UploadLimits {
                 max_bytes: env.positive_or("FOODSEG_UPLOAD_MAX_BYTES", defaults.max_bytes)?,
+                body_timeout: env.duration_or(
+                    "FOODSEG_UPLOAD_BODY_TIMEOUT",
+                    Unit::Seconds,
+                    defaults.body_timeout,
+                )?,
                 ..defaults
             },
-            access: AccessConfig {
-                require_keys: env.parse_or("FOODSEG_REQUIRE_KEYS", false)?,
-                v1_allow: cidrs(env, "FOODSEG_V1_ALLOW_CIDRS")?,
-                trusted_proxies: cidrs(env, "FOODSEG_TRUSTED_PROXIES")?,
+            access: {
+                let defaults = AccessConfig::default();
+                AccessConfig {
+                    require_keys: env.parse_or("FOODSEG_REQUIRE_KEYS", defaults.require_keys)?,
+                    v1_allow: cidrs(env, "FOODSEG_V1_ALLOW_CIDRS")?,
+                    trusted_proxies: cidrs(env, "FOODSEG_TRUSTED_PROXIES")?,
+                    v1_owner: env.get("FOODSEG_V1_OWNER").map(str::to_string),
+                    console_insecure_cookie: env.parse_or(
+                        "FOODSEG_CONSOLE_INSECURE_COOKIE",
+                        defaults.console_insecure_cookie,
+                    )?,
+                }
             },
             limits: {
                 let defaults = LimitSettings::default();
@@ -66,6 +84,8 @@ impl Config {
                     enqueue: rate(env, "FOODSEG_LIMIT_ENQUEUE", defaults.enqueue)?,
                     uploads: rate(env, "FOODSEG_LIMIT_UPLOADS", defaults.uploads)?,
                     redeliver: rate(env, "FOODSEG_LIMIT_REDELIVER", defaults.redeliver)?,
+                    feed: rate(env, "FOODSEG_LIMIT_FEED", defaults.feed)?,
+                    unauthorized: rate(env, "FOODSEG_LIMIT_UNAUTHORIZED", defaults.unauthorized)?,
                     uploads_in_flight: env
                         .positive_or("FOODSEG_UPLOADS_IN_FLIGHT", defaults.uploads_in_flight)?,
                 }
@@ -121,6 +141,14 @@ mod tests {
         assert_eq!(c.common.subjects, Subjects::default());
         assert_eq!(c.uploads, UploadLimits::default());
         assert_eq!(c.uploads.max_bytes, 20 * 1024 * 1024);
+        assert_eq!(c.uploads.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.common.db_statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
+        // What ships is safe: keys required, Secure console cookies, no v1 owner.
+        assert_eq!(c.access, AccessConfig::default());
+        assert!(c.access.require_keys);
+        assert!(!c.access.console_insecure_cookie);
+        assert_eq!(c.access.v1_owner, None);
+        assert!(c.limits.feed.is_some() && c.limits.unauthorized.is_some());
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum ApiError {
     PayloadTooLarge { size: usize, limit: usize },
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),
+    #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+    BodyTimeout(std::time::Duration),
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("request body must be a JSON object, got {0}")]
@@ -113,6 +115,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BodyUnreadable(_)
             | InvalidJson(_)
             | NotAnObject(_)
@@ -138,6 +141,7 @@ impl ApiError {
         match self {
             PayloadTooLarge { .. } => "payload_too_large",
             BodyUnreadable(_) => "unreadable_body",
+            BodyTimeout(_) => "request_timeout",
             InvalidJson(_) => "invalid_json",
             NotAnObject(_) => "invalid_json",
             MissingField { .. } => "missing_field",
@@ -194,6 +198,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
             ApiError::DatabaseUnavailable(Some(e))
+        } else if matches!(e, StoreError::TimedOut(_)) {
+            ApiError::DatabaseTimeout
         } else {
             ApiError::internal(e)
         }
@@ -242,6 +248,11 @@ impl Writer for ApiError {
                 r#"Bearer realm="foodseg""#
             };
             let _ = res.add_header("www-authenticate", challenge, true);
+        }
+        if let ApiError::BodyTimeout(_) = &self {
+            // The rest of the body is never read: close the connection after the answer
+            // instead of keeping it for a client that trickles.
+            let _ = res.add_header("connection", "close", true);
         }
         if let ApiError::RateLimited { retry_after, .. } = &self {
             let _ = res.add_header(
@@ -300,6 +311,7 @@ impl EndpointOutRegister for ApiError {
                 "Malformed request body, Idempotency-Key header or query parameter",
             ),
             ("404", "Unknown job id"),
+            ("408", "The request body did not arrive in time"),
             ("413", "Request body over 64 KiB"),
             (
                 "422",

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use foodseg_engine::ApiKeyId;
-use foodseg_engine::store::IdempotencyKey;
+use foodseg_engine::store::{IdempotencyKey, IdempotencyScope};
 use salvo::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
@@ -83,9 +82,9 @@ impl Fingerprint {
     }
 
     /// The key with its scope and this fingerprint, kept for `keep`.
-    pub fn key(self, key: String, api_key: Option<ApiKeyId>, keep: Duration) -> IdempotencyKey {
+    pub fn key(self, key: String, scope: IdempotencyScope, keep: Duration) -> IdempotencyKey {
         IdempotencyKey {
-            api_key,
+            scope,
             key,
             request_hash: self.0.finalize().into(),
             keep,
@@ -180,7 +179,8 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_requests_apart() {
-        let hash = |f: Fingerprint| f.key("k".into(), None, DEFAULT_KEEP).request_hash;
+        let scope = || IdempotencyScope::Address("127.0.0.1".into());
+        let hash = |f: Fingerprint| f.key("k".into(), scope(), DEFAULT_KEEP).request_hash;
         let a = hash(Fingerprint::new("enqueue").part(b"ab").part(b"c"));
         assert_eq!(a, hash(Fingerprint::new("enqueue").part(b"ab").part(b"c")));
         assert_ne!(a, hash(Fingerprint::new("enqueue").part(b"a").part(b"bc")));

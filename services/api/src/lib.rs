@@ -36,6 +36,16 @@ use crate::state::AppState;
 
 /// How long in-flight requests may finish after shutdown is requested.
 const GRACEFUL_STOP: Duration = Duration::from_secs(10);
+/// A client has this long to send a request's head (Slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection on which nothing was read or written this long is closed: an idle
+/// keep-alive connection, or a body that stopped arriving.
+const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A body whose next chunk takes this long is failed (uploads also have a whole-body
+/// timeout, `FOODSEG_UPLOAD_BODY_TIMEOUT`).
+const BODY_CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
+/// An answer the client does not read for this long is abandoned.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the api runs on, built from a [`Config`] or assembled by tests (a per-test pool,
 /// unique subjects).
@@ -131,6 +141,7 @@ pub async fn serve(
     let relay = Relay::new(parts.store.clone(), parts.bus.clone(), parts.relay.clone());
     let state = AppState {
         keys: Arc::new(auth::KeyRing::new(parts.store.clone())),
+        v1_owner: Arc::new(auth::V1Owner::new(parts.access.v1_owner.clone())),
         limits: Arc::new(limits::Limits::new(&parts.limits)),
         access: parts.access,
         enqueuer: Enqueuer::start(parts.store.clone(), EnqueueConfig::default()),
@@ -150,7 +161,13 @@ pub async fn serve(
         addr: addr.map(|a| a.to_string()).unwrap_or_default(),
         source,
     })?;
-    let server = Server::new(acceptor);
+    let server = Server::new(acceptor).fuse_config(
+        salvo::fuse::FuseConfig::default()
+            .with_http1_header_timeout(HEADER_READ_TIMEOUT)
+            .with_connection_idle_timeout(CONNECTION_IDLE_TIMEOUT)
+            .with_request_body_timeout(BODY_CHUNK_TIMEOUT)
+            .with_write_stall_timeout(WRITE_STALL_TIMEOUT),
+    );
     let handle = server.handle();
     let stopper = shutdown.clone();
     tokio::spawn(async move {

@@ -1,11 +1,16 @@
-//! Abuse limits: a token bucket per caller (API key, else client address) on enqueues,
-//! uploads and redeliveries — over budget answers 429 with `Retry-After` — and a cap on
-//! uploads in flight, so a burst of large uploads cannot exhaust the api's memory.
+//! Abuse limits: a token bucket per caller (API key, else client address; IPv6 clients
+//! by their /64, the smallest network one subscriber gets) on enqueues, uploads, the feed
+//! and redeliveries — over budget answers 429 with `Retry-After` — a budget of refused
+//! API keys per client address (past it, 429 before any lookup), and a cap on uploads in
+//! flight, at most half of them (rounded up) for one caller, so a burst of large or slow
+//! uploads can neither exhaust the api's memory nor lock others out.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -14,8 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-/// Requests refused by a limit, by route (`enqueue`, `uploads`, `redeliver`) and reason
-/// (`rate`, `uploads_in_flight`).
+/// Requests refused by a limit, by route (`enqueue`, `uploads`, `feed`, `redeliver`,
+/// `unauthorized`) and reason (`rate`, `uploads_in_flight`, `refused_keys`).
 pub const RATE_LIMITED_TOTAL: &str = "foodseg_api_rate_limited_total";
 /// Uploads being received or stored right now.
 pub const UPLOADS_IN_FLIGHT: &str = "foodseg_api_uploads_in_flight";
@@ -64,6 +69,11 @@ pub struct LimitSettings {
     pub uploads: Option<Rate>,
     /// `FOODSEG_LIMIT_REDELIVER`: `POST /jobs/{id}/redeliver` per caller.
     pub redeliver: Option<Rate>,
+    /// `FOODSEG_LIMIT_FEED`: `GET /v2/jobs` per caller.
+    pub feed: Option<Rate>,
+    /// `FOODSEG_LIMIT_UNAUTHORIZED`: refused API keys (401) per client address and
+    /// period; past it the address gets 429 without its token being looked up.
+    pub unauthorized: Option<Rate>,
     /// `FOODSEG_UPLOADS_IN_FLIGHT`: uploads received or stored at once, all callers.
     pub uploads_in_flight: usize,
 }
@@ -80,6 +90,8 @@ impl Default for LimitSettings {
             enqueue: rate(600, 1),
             uploads: rate(60, 60),
             redeliver: rate(30, 60),
+            feed: rate(10, 1),
+            unauthorized: rate(20, 60),
             uploads_in_flight: 4,
         }
     }
@@ -90,6 +102,7 @@ impl Default for LimitSettings {
 pub enum Route {
     Enqueue,
     Uploads,
+    Feed,
     Redeliver,
 }
 
@@ -98,6 +111,7 @@ impl Route {
         match self {
             Route::Enqueue => "enqueue",
             Route::Uploads => "uploads",
+            Route::Feed => "feed",
             Route::Redeliver => "redeliver",
         }
     }
@@ -107,8 +121,13 @@ impl Route {
 pub struct Limits {
     enqueue: Option<DefaultKeyedRateLimiter<String>>,
     uploads: Option<DefaultKeyedRateLimiter<String>>,
+    feed: Option<DefaultKeyedRateLimiter<String>>,
     redeliver: Option<DefaultKeyedRateLimiter<String>>,
+    refused_keys: Option<Strikes>,
     uploads_in_flight: Arc<Semaphore>,
+    /// Uploads in flight per caller, and the most one caller may hold.
+    uploads_per_caller: Arc<Mutex<HashMap<String, usize>>>,
+    max_uploads_per_caller: usize,
     clock: DefaultClock,
 }
 
@@ -124,11 +143,16 @@ const MAX_CALLERS: usize = 100_000;
 impl Limits {
     pub fn new(settings: &LimitSettings) -> Self {
         let keyed = |rate: Option<Rate>| rate.and_then(Rate::quota).map(RateLimiter::keyed);
+        let slots = settings.uploads_in_flight.max(1);
         Limits {
             enqueue: keyed(settings.enqueue),
             uploads: keyed(settings.uploads),
+            feed: keyed(settings.feed),
             redeliver: keyed(settings.redeliver),
-            uploads_in_flight: Arc::new(Semaphore::new(settings.uploads_in_flight.max(1))),
+            refused_keys: settings.unauthorized.map(Strikes::new),
+            uploads_in_flight: Arc::new(Semaphore::new(slots)),
+            uploads_per_caller: Arc::default(),
+            max_uploads_per_caller: slots.div_ceil(2),
             clock: DefaultClock::default(),
         }
     }
@@ -138,6 +162,7 @@ impl Limits {
         let limiter = match route {
             Route::Enqueue => &self.enqueue,
             Route::Uploads => &self.uploads,
+            Route::Feed => &self.feed,
             Route::Redeliver => &self.redeliver,
         };
         let Some(limiter) = limiter else {
@@ -159,27 +184,78 @@ impl Limits {
         }
     }
 
-    /// A place among the uploads in flight, held until dropped; 429 when all are taken.
-    pub fn upload_slot(&self) -> Result<UploadSlot, ApiError> {
+    /// 429 when the client at `ip` has had its budget of refused API keys: checked
+    /// before a presented token is looked up.
+    pub fn check_refused_keys(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(strikes) = &self.refused_keys else {
+            return Ok(());
+        };
+        match strikes.spent(&address_key(ip)) {
+            None => Ok(()),
+            Some(retry_after) => {
+                metrics::counter!(RATE_LIMITED_TOTAL, "route" => "unauthorized", "reason" => "refused_keys")
+                    .increment(1);
+                Err(ApiError::RateLimited {
+                    what: "refused API keys from this address",
+                    retry_after,
+                })
+            }
+        }
+    }
+
+    /// Counts one refused API key against the client at `ip`.
+    pub fn refused_key(&self, ip: Option<IpAddr>) {
+        if let Some(strikes) = &self.refused_keys {
+            strikes.strike(address_key(ip));
+        }
+    }
+
+    /// A place among the uploads in flight, held until dropped; 429 when all are taken,
+    /// or when `caller` holds half of them (rounded up) already.
+    pub fn upload_slot(&self, caller: Option<&Caller>) -> Result<UploadSlot, ApiError> {
+        let who = budget_key(caller);
+        let refused = |what| {
+            metrics::counter!(RATE_LIMITED_TOTAL, "route" => "uploads", "reason" => "uploads_in_flight")
+                .increment(1);
+            ApiError::RateLimited {
+                what,
+                retry_after: Duration::from_secs(1),
+            }
+        };
+        {
+            let mut held = self
+                .uploads_per_caller
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mine = held.entry(who.clone()).or_default();
+            if *mine >= self.max_uploads_per_caller {
+                return Err(refused("uploads in flight from this caller"));
+            }
+            *mine += 1;
+        }
+        // From here the caller's count is given back on drop, whatever happens.
+        let held = CallerHold {
+            who,
+            counts: self.uploads_per_caller.clone(),
+        };
         match self.uploads_in_flight.clone().try_acquire_owned() {
             Ok(permit) => {
                 metrics::gauge!(UPLOADS_IN_FLIGHT).increment(1.0);
-                Ok(UploadSlot(permit))
-            }
-            Err(_) => {
-                metrics::counter!(RATE_LIMITED_TOTAL, "route" => "uploads", "reason" => "uploads_in_flight")
-                    .increment(1);
-                Err(ApiError::RateLimited {
-                    what: "uploads in flight",
-                    retry_after: Duration::from_secs(1),
+                Ok(UploadSlot {
+                    _permit: permit,
+                    _held: held,
                 })
             }
+            Err(_) => Err(refused("uploads in flight")),
         }
     }
 }
 
 /// One upload's place in flight.
-pub struct UploadSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct UploadSlot {
+    _permit: OwnedSemaphorePermit,
+    _held: CallerHold,
+}
 
 impl Drop for UploadSlot {
     fn drop(&mut self) {
@@ -187,12 +263,81 @@ impl Drop for UploadSlot {
     }
 }
 
+/// One caller's count of uploads in flight, given back when dropped.
+struct CallerHold {
+    who: String,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for CallerHold {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.who);
+            }
+        }
+    }
+}
+
+/// A fixed-window count per client: at most `count` strikes per `period`. Unlike a
+/// token bucket it can be asked whether the budget is spent without spending any.
+struct Strikes {
+    rate: Rate,
+    windows: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl Strikes {
+    fn new(rate: Rate) -> Self {
+        Strikes {
+            rate,
+            windows: Mutex::default(),
+        }
+    }
+
+    /// How long until `who` may be struck again, when its budget is spent.
+    fn spent(&self, who: &str) -> Option<Duration> {
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, n) = windows.get(who)?;
+        let age = start.elapsed();
+        (age < self.rate.period && *n >= self.rate.count.get()).then(|| self.rate.period - age)
+    }
+
+    fn strike(&self, who: String) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() > MAX_CALLERS {
+            windows.retain(|_, (start, _)| start.elapsed() < self.rate.period);
+        }
+        let window = windows.entry(who).or_insert((Instant::now(), 0));
+        if window.0.elapsed() >= self.rate.period {
+            *window = (Instant::now(), 0);
+        }
+        window.1 = window.1.saturating_add(1);
+    }
+}
+
 /// One budget per key, else per client address.
 fn budget_key(caller: Option<&Caller>) -> String {
     match caller {
         Some(Caller::Key(key)) => format!("key:{}", key.id),
-        Some(Caller::Anonymous(Some(ip))) => format!("ip:{ip}"),
-        Some(Caller::Anonymous(None)) | None => "anonymous".into(),
+        Some(Caller::Anonymous(ip)) => address_key(*ip),
+        None => address_key(None),
+    }
+}
+
+/// One budget per IPv4 address, or per IPv6 /64: a subscriber is routinely given a
+/// whole /64, so counting its addresses one by one would give it unlimited budgets.
+fn address_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Some(IpAddr::V6(v6)) => {
+            let net = ipnet::Ipv6Net::new(v6, 64)
+                .map(|net| net.trunc())
+                .unwrap_or_else(|_| ipnet::Ipv6Net::from(v6));
+            format!("ip:{net}")
+        }
+        None => "anonymous".into(),
     }
 }
 
@@ -254,14 +399,94 @@ mod tests {
             uploads_in_flight: 2,
             ..LimitSettings::default()
         });
-        let one = limits.upload_slot().unwrap();
-        let _two = limits.upload_slot().unwrap();
+        let (a, b) = (caller("203.0.113.1"), caller("203.0.113.2"));
+        let one = limits.upload_slot(Some(&a)).unwrap();
+        let _two = limits.upload_slot(Some(&b)).unwrap();
         assert!(matches!(
-            limits.upload_slot(),
+            limits.upload_slot(Some(&caller("203.0.113.3"))),
             Err(ApiError::RateLimited { .. })
         ));
         drop(one);
-        assert!(limits.upload_slot().is_ok());
+        assert!(limits.upload_slot(Some(&a)).is_ok());
+    }
+
+    #[test]
+    fn one_caller_holds_at_most_half_of_the_upload_slots() {
+        for (slots, half) in [(1, 1), (2, 1), (4, 2), (5, 3)] {
+            let limits = Limits::new(&LimitSettings {
+                uploads_in_flight: slots,
+                ..LimitSettings::default()
+            });
+            let a = caller("203.0.113.1");
+            let held: Vec<_> = (0..half)
+                .map(|_| limits.upload_slot(Some(&a)).unwrap())
+                .collect();
+            assert!(
+                limits.upload_slot(Some(&a)).is_err(),
+                "{slots} slots: the caller's {} is refused",
+                half + 1
+            );
+            if slots > half {
+                assert!(limits.upload_slot(Some(&caller("203.0.113.2"))).is_ok());
+            }
+            drop(held);
+            assert!(limits.upload_slot(Some(&a)).is_ok());
+        }
+    }
+
+    #[test]
+    fn ipv6_callers_share_a_budget_per_64() {
+        let limits = Limits::new(&LimitSettings {
+            redeliver: Some("2/1m".parse().unwrap()),
+            ..LimitSettings::default()
+        });
+        assert!(
+            limits
+                .check(Route::Redeliver, Some(&caller("2001:db8:1:2::1")))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check(Route::Redeliver, Some(&caller("2001:db8:1:2:ffff::9")))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check(Route::Redeliver, Some(&caller("2001:db8:1:2:abcd::7")))
+                .is_err(),
+            "a third address of the same /64 shares its budget"
+        );
+        assert!(
+            limits
+                .check(Route::Redeliver, Some(&caller("2001:db8:1:3::1")))
+                .is_ok()
+        );
+        assert_eq!(
+            address_key(Some("::ffff:203.0.113.5".parse().unwrap())),
+            "ip:203.0.113.5"
+        );
+    }
+
+    #[test]
+    fn refused_keys_are_counted_per_address_and_then_refused_before_lookup() {
+        let limits = Limits::new(&LimitSettings {
+            unauthorized: Some("3/1m".parse().unwrap()),
+            ..LimitSettings::default()
+        });
+        let ip = Some("198.51.100.4".parse().unwrap());
+        for _ in 0..3 {
+            assert!(limits.check_refused_keys(ip).is_ok());
+            limits.refused_key(ip);
+        }
+        let Err(ApiError::RateLimited { retry_after, .. }) = limits.check_refused_keys(ip) else {
+            panic!("the fourth refused key within a minute is not looked up");
+        };
+        assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60));
+        assert!(
+            limits
+                .check_refused_keys(Some("198.51.100.5".parse().unwrap()))
+                .is_ok()
+        );
     }
 
     #[test]

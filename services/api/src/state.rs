@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use foodseg_engine::netguard::NetPolicy;
 
-use crate::auth::{AccessConfig, KeyRing};
+use crate::auth::{AccessConfig, KeyRing, V1Owner};
 use crate::limits::Limits;
 use foodseg_engine::{Bus, Enqueuer, RelayWaker, Store};
 use foodseg_models::Registry;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub uploads: crate::upload::UploadLimits,
     /// The API keys the api accepts.
     pub keys: Arc<KeyRing>,
+    /// The owner of jobs created through the keyless v1 routes (`FOODSEG_V1_OWNER`).
+    pub v1_owner: Arc<V1Owner>,
     /// Who may reach what: required keys, v1 client addresses, trusted proxies.
     pub access: AccessConfig,
     /// Rate limits per caller and the cap on uploads in flight.

@@ -105,6 +105,7 @@ mod tests {
             processing_time: Some(1.5),
             redispatched_at: None,
             redispatches: 0,
+            owner_key_id: None,
         }
     }
 

@@ -234,10 +234,15 @@ pub struct Common {
     pub models_dir: PathBuf,
     /// `FOODSEG_DB_MAX_CONNECTIONS`: the Postgres pool's size.
     pub db_max_connections: u32,
+    /// `FOODSEG_DB_STATEMENT_TIMEOUT`: Postgres cancels a statement of this service that
+    /// runs longer (each service has its own default: [`Common::load`]).
+    pub db_statement_timeout: Duration,
 }
 
 impl Common {
-    pub fn load(env: &Env) -> Result<Self, ConfigError> {
+    /// The shared settings; `statement_timeout` is the service's default
+    /// `FOODSEG_DB_STATEMENT_TIMEOUT`.
+    pub fn load(env: &Env, statement_timeout: Duration) -> Result<Self, ConfigError> {
         Ok(Common {
             database_url: env.string_or("DATABASE_URL", DEFAULT_DATABASE_URL),
             nats_url: env.string_or("NATS_URL", DEFAULT_NATS_URL),
@@ -263,6 +268,11 @@ impl Common {
             models_dir: PathBuf::from(env.string_or("FOODSEG_MODELS_DIR", DEFAULT_MODELS_DIR)),
             db_max_connections: env
                 .positive_or("FOODSEG_DB_MAX_CONNECTIONS", DEFAULT_DB_MAX_CONNECTIONS)?,
+            db_statement_timeout: env.duration_or(
+                "FOODSEG_DB_STATEMENT_TIMEOUT",
+                Unit::Seconds,
+                statement_timeout,
+            )?,
         })
     }
 
@@ -278,6 +288,7 @@ impl Common {
     pub fn store_config(&self) -> StoreConfig {
         let mut config = StoreConfig::new(&self.database_url);
         config.max_connections = self.db_max_connections;
+        config.statement_timeout = Some(self.db_statement_timeout);
         config
     }
 }
@@ -357,7 +368,7 @@ mod tests {
 
     #[test]
     fn common_settings_and_their_defaults() {
-        let c = Common::load(&Env::default()).unwrap();
+        let c = Common::load(&Env::default(), Duration::from_secs(5)).unwrap();
         assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(c.nats_url, DEFAULT_NATS_URL);
         assert_eq!(c.subjects, Subjects::default());
@@ -365,14 +376,26 @@ mod tests {
         assert_eq!(c.models_dir, PathBuf::from("models"));
         assert_eq!(c.nats_replicas, 1);
         assert_eq!(c.store_config().max_connections, 32);
-        let c = Common::load(&env(&[
-            ("FOODSEG_NATS_PREFIX", "t1"),
-            ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8"),
-            ("FOODSEG_DB_MAX_CONNECTIONS", "4"),
-            ("FOODSEG_NATS_REPLICAS", "3"),
-        ]))
+        assert_eq!(
+            c.store_config().statement_timeout,
+            Some(Duration::from_secs(5))
+        );
+        let c = Common::load(
+            &env(&[
+                ("FOODSEG_NATS_PREFIX", "t1"),
+                ("FOODSEG_DB_STATEMENT_TIMEOUT", "2s"),
+                ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8"),
+                ("FOODSEG_DB_MAX_CONNECTIONS", "4"),
+                ("FOODSEG_NATS_REPLICAS", "3"),
+            ]),
+            Duration::from_secs(5),
+        )
         .unwrap();
         assert_eq!(c.nats_replicas, 3);
+        assert_eq!(
+            c.store_config().statement_timeout,
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(c.subjects, Subjects::with_prefix("t1"));
         assert_eq!(c.net_policy.allow.len(), 1);
         assert_eq!(c.store_config().max_connections, 4);
@@ -382,8 +405,14 @@ mod tests {
             ("FOODSEG_NATS_REPLICAS", "0"),
             ("FOODSEG_NATS_REPLICAS", "6"),
             ("FOODSEG_NATS_REPLICAS", "three"),
+            ("FOODSEG_DB_STATEMENT_TIMEOUT", "0"),
         ] {
-            assert_eq!(Common::load(&env(&[(var, value)])).unwrap_err().var, var);
+            assert_eq!(
+                Common::load(&env(&[(var, value)]), Duration::from_secs(5))
+                    .unwrap_err()
+                    .var,
+                var
+            );
         }
     }
 }

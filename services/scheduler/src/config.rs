@@ -8,7 +8,11 @@ use foodseg_runtime::config::parse_duration;
 use foodseg_runtime::{Common, ConfigError, Env, Unit};
 
 use crate::webhook::schedule::RetrySchedule;
-use crate::webhook::signature::WebhookSecret;
+use crate::webhook::signature::WebhookSecrets;
+
+/// Default `FOODSEG_DB_STATEMENT_TIMEOUT` of the scheduler: its periodic statements are
+/// bounded batches read through indexes (retention, purges, the daily reconciliation).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
@@ -18,8 +22,9 @@ pub struct Config {
     /// `/metrics` and `/health/*` listener (`FOODSEG_SCHEDULER_ADDR`, default
     /// `0.0.0.0:8002`, `off` for none).
     pub http_addr: Option<SocketAddr>,
-    /// Signs webhooks when set (`FOODSEG_WEBHOOK_SECRET=whsec_…`).
-    pub webhook_secret: Option<WebhookSecret>,
+    /// Signs webhooks when set, one signature per secret (`FOODSEG_WEBHOOK_SECRET=whsec_…`,
+    /// several separated by spaces while a secret is rotated).
+    pub webhook_secrets: Option<WebhookSecrets>,
     /// Whole-request timeout of one delivery attempt (`FOODSEG_WEBHOOK_TIMEOUT`, 10 s).
     pub attempt_timeout: Duration,
     /// Connect timeout of one delivery attempt (`FOODSEG_WEBHOOK_CONNECT_TIMEOUT`, 5 s).
@@ -84,12 +89,12 @@ impl Config {
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let secs = |var, default| env.duration_or(var, Unit::Seconds, default);
         Ok(Config {
-            common: Common::load(env)?,
+            common: Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?,
             http_addr: env.listen_addr_or(
                 "FOODSEG_SCHEDULER_ADDR",
                 Some(SocketAddr::from(([0, 0, 0, 0], 8002))),
             )?,
-            webhook_secret: env.secret("FOODSEG_WEBHOOK_SECRET", str::parse::<WebhookSecret>)?,
+            webhook_secrets: env.secret("FOODSEG_WEBHOOK_SECRET", str::parse::<WebhookSecrets>)?,
             attempt_timeout: secs("FOODSEG_WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
             connect_timeout: secs("FOODSEG_WEBHOOK_CONNECT_TIMEOUT", Duration::from_secs(5))?,
             retry_schedule: env
@@ -148,7 +153,7 @@ mod tests {
         assert_eq!(c.attempt_timeout, Duration::from_secs(10));
         assert_eq!(c.reconcile_at, NaiveTime::from_hms_opt(3, 0, 0).unwrap());
         assert_eq!(c.max_in_flight, 64);
-        assert!(c.webhook_secret.is_none());
+        assert!(c.webhook_secrets.is_none());
         assert_eq!(c.retry_schedule, RetrySchedule::default());
         assert_eq!(c.common.subjects, Subjects::default());
         assert_eq!(c.upload_retention, DEFAULT_UPLOAD_RETENTION);
@@ -194,7 +199,7 @@ mod tests {
         assert_eq!(c.http_addr, None);
         assert_eq!(c.reconcile_at, NaiveTime::from_hms_opt(23, 45, 0).unwrap());
         assert_eq!(c.attempt_timeout, Duration::from_millis(250));
-        assert!(c.webhook_secret.is_some());
+        assert!(c.webhook_secrets.is_some());
         assert_eq!(c.common.net_policy.allow.len(), 1);
         assert_eq!(c.retry_schedule.max_attempts(), 3);
         assert_eq!(c.upload_retention, Duration::from_secs(1800));

@@ -104,7 +104,7 @@ pub async fn serve(
     metrics::describe();
     let sender = Sender::new(
         config.common.net_policy.clone(),
-        config.webhook_secret.clone(),
+        config.webhook_secrets.clone(),
         config.attempt_timeout,
         config.connect_timeout,
     )

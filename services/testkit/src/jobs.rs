@@ -18,6 +18,7 @@ pub fn new_job(image_url: &str) -> NewJob {
         max_attempts: Attempt::new(1),
         trace_id: None,
         traceparent: None,
+        owner: None,
     }
 }
 

@@ -7,6 +7,10 @@ use foodseg_engine::RetryPolicy;
 use foodseg_pipeline::Device;
 use foodseg_runtime::{Common, ConfigError, Env, Unit};
 
+/// Default `FOODSEG_DB_STATEMENT_TIMEOUT` of the worker: its statements touch one job (or one
+/// batch of results) each.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Caps on the images the worker accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageLimits {
@@ -149,7 +153,7 @@ impl Config {
             parallel_runs,
         };
         Ok(Config {
-            common: Common::load(env)?,
+            common: Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?,
             models: env.list("FOODSEG_WORKER_MODELS"),
             concurrency,
             lease: env.duration_or(

@@ -6,16 +6,36 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use salvo::Request;
 
-/// Who may reach what, from the configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Who may reach what, from the configuration. The default is what ships: keys
+/// required, Secure console cookies.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessConfig {
-    /// `FOODSEG_REQUIRE_KEYS`: `/v2` routes need a key with scope `submit`.
+    /// `FOODSEG_REQUIRE_KEYS` (default `true`): `POST /v2/uploads` needs a key with scope
+    /// `submit`. (`GET /v2/jobs` and the operator routes need a key whatever it says.)
     pub require_keys: bool,
     /// `FOODSEG_V1_ALLOW_CIDRS`: the MFR v1 routes answer only these client addresses
     /// (all when empty).
     pub v1_allow: Vec<IpNet>,
     /// `FOODSEG_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `FOODSEG_V1_OWNER`: the name of the API key that owns the jobs created through the
+    /// keyless v1 routes (so that it reads them in its feed); `None`: they have no owner.
+    pub v1_owner: Option<String>,
+    /// `FOODSEG_CONSOLE_INSECURE_COOKIE`: the console's session cookie without `Secure`,
+    /// for plain-HTTP local use only.
+    pub console_insecure_cookie: bool,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            require_keys: true,
+            v1_allow: Vec::new(),
+            trusted_proxies: Vec::new(),
+            v1_owner: None,
+            console_insecure_cookie: false,
+        }
+    }
 }
 
 /// The client's address of `req` under `config`'s trusted proxies.
@@ -28,23 +48,6 @@ pub fn client_ip(req: &Request, config: &AccessConfig) -> Option<IpAddr> {
         .filter_map(|v| v.to_str().ok())
         .collect();
     Some(resolve(peer, &forwarded, &config.trusted_proxies))
-}
-
-/// Whether the client reached us over TLS: directly, or through a trusted proxy that
-/// says so in `X-Forwarded-Proto`.
-pub fn is_https(req: &Request, config: &AccessConfig) -> bool {
-    if req.scheme() == &salvo::http::uri::Scheme::HTTPS {
-        return true;
-    }
-    let Some(peer) = req.remote_addr().ip() else {
-        return false;
-    };
-    config.trusted_proxies.iter().any(|net| net.contains(&peer))
-        && req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Walks `X-Forwarded-For` from the nearest hop while the hop is trusted; the first

@@ -38,12 +38,14 @@ pub fn caller(depot: &Depot) -> Option<&Caller> {
     depot.get_typed::<Caller>().ok()
 }
 
-/// Checks the request's API key: routes under it need a live key with `scope` — always,
-/// or only when `FOODSEG_REQUIRE_KEYS=true` (the `/v2` routes). A key presented where
-/// none is required is still checked: a wrong key is refused, never ignored.
+/// Checks the request's API key: routes under it need a live key with one of `scopes` —
+/// always, or only when `FOODSEG_REQUIRE_KEYS=true` (the default; `/v2/uploads`). A key
+/// presented where none is required is still checked: a wrong key is refused, never
+/// ignored. Refused keys count against the client's address; once it has had its budget
+/// (`FOODSEG_LIMIT_UNAUTHORIZED`) it gets 429 without its token being looked up.
 #[derive(Debug, Clone, Copy)]
 pub struct RequireScope {
-    scope: Scope,
+    scopes: &'static [Scope],
     always: bool,
 }
 
@@ -51,21 +53,31 @@ impl RequireScope {
     /// Operator routes: a key with scope `operator`, always.
     pub fn operator() -> Self {
         RequireScope {
-            scope: Scope::Operator,
+            scopes: &[Scope::Operator],
             always: true,
         }
     }
 
-    /// The `/v2` routes: a key with scope `submit` when keys are required.
+    /// Reading jobs (`GET /v2/jobs`): a key, always, whatever `FOODSEG_REQUIRE_KEYS`
+    /// says — `submit` to read its own jobs, `operator` to read every job.
+    pub fn reader() -> Self {
+        RequireScope {
+            scopes: &[Scope::Submit, Scope::Operator],
+            always: true,
+        }
+    }
+
+    /// Submitting on `/v2`: a key with scope `submit` when keys are required.
     pub fn submit_when_required() -> Self {
         RequireScope {
-            scope: Scope::Submit,
+            scopes: &[Scope::Submit],
             always: false,
         }
     }
 
     async fn check(&self, req: &Request, state: &AppState) -> Result<Caller, ApiError> {
         let required = self.always || state.access.require_keys;
+        let ip = client_ip(req, &state.access);
         let Some(header) = req.headers().get(AUTHORIZATION) else {
             if required {
                 return Err(ApiError::Unauthorized {
@@ -73,29 +85,34 @@ impl RequireScope {
                     token_given: false,
                 });
             }
-            return Ok(Caller::Anonymous(client_ip(req, &state.access)));
+            return Ok(Caller::Anonymous(ip));
         };
-        let token = header
+        state.limits.check_refused_keys(ip)?;
+        let refused = |reason| {
+            state.limits.refused_key(ip);
+            ApiError::Unauthorized {
+                reason,
+                token_given: true,
+            }
+        };
+        let Some(token) = header
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized {
-                reason: "the Authorization header must be: Bearer <token>",
-                token_given: true,
-            })?;
-        let key =
-            with_deadline(state.keys.authenticate(token))
-                .await?
-                .ok_or(ApiError::Unauthorized {
-                    reason: "unknown or revoked API key",
-                    token_given: true,
-                })?;
-        if required && !key.has_scope(self.scope) {
+        else {
+            return Err(refused("the Authorization header must be: Bearer <token>"));
+        };
+        let Some(key) = with_deadline(state.keys.authenticate(token)).await? else {
+            return Err(refused("unknown or revoked API key"));
+        };
+        if required && !self.scopes.iter().any(|scope| key.has_scope(*scope)) {
+            let wanted: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
             return Err(ApiError::Forbidden(format!(
                 "API key {:?} lacks scope {}",
-                key.name, self.scope
+                key.name,
+                wanted.join(" or ")
             )));
         }
         Ok(Caller::Key(key))

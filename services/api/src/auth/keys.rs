@@ -1,6 +1,8 @@
 //! Checking presented tokens against the stored keys, with a short cache so a busy
 //! client costs one database lookup per few seconds, not one per request. Revocation
-//! takes effect within the cache's time to live.
+//! takes effect within the cache's time to live. Live keys and unknown tokens are cached
+//! apart: the live ones are few, and a flood of made-up tokens only turns over the
+//! bounded, least-recently-used cache of unknown ones, never evicting a valid key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,13 +12,14 @@ use foodseg_engine::store::ApiKeyRow;
 use foodseg_engine::{ApiKeyId, Scope, Store, StoreError};
 use subtle::ConstantTimeEq;
 
-use super::token::hash_token;
+use super::token::{hash_token, is_token_shaped};
 
 /// How long a lookup (found or not) is reused.
 const CACHE_TTL: Duration = Duration::from_secs(5);
-/// At most this many cached lookups; a flood of made-up tokens empties the cache
-/// rather than growing it.
-const CACHE_MAX: usize = 10_000;
+/// At most this many unknown tokens are remembered (least recently used go first).
+const UNKNOWN_MAX: usize = 10_000;
+/// At most this many live keys are cached; past it, expired entries are dropped.
+const LIVE_MAX: usize = 10_000;
 /// `last_used_at` is written at most this often per key.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -34,15 +37,13 @@ impl AuthKey {
     }
 }
 
-struct Cached {
-    key: Option<AuthKey>,
-    at: Instant,
-}
-
 /// The keys the api accepts. Shared behind an `Arc` in the api's state.
 pub struct KeyRing {
     store: Store,
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Live keys by token hash, with when they were looked up.
+    live: Mutex<HashMap<[u8; 32], (AuthKey, Instant)>>,
+    /// Token hashes no live key has, with when they were looked up.
+    unknown: Mutex<hashlink::LruCache<[u8; 32], Instant>>,
     touched: Mutex<HashMap<ApiKeyId, Instant>>,
 }
 
@@ -56,13 +57,18 @@ impl KeyRing {
     pub fn new(store: Store) -> Self {
         KeyRing {
             store,
-            cache: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(hashlink::LruCache::new(UNKNOWN_MAX)),
             touched: Mutex::new(HashMap::new()),
         }
     }
 
     /// The live key whose token is `token`, if any.
+    /// A token not of the issued form is refused without a lookup.
     pub async fn authenticate(&self, token: &str) -> Result<Option<AuthKey>, StoreError> {
+        if !is_token_shaped(token) {
+            return Ok(None);
+        }
         let hash = hash_token(token);
         if let Some(key) = self.cached(&hash) {
             return Ok(key);
@@ -81,28 +87,41 @@ impl KeyRing {
     }
 
     fn cached(&self, hash: &[u8; 32]) -> Option<Option<AuthKey>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(hash)
-            .filter(|c| c.at.elapsed() < CACHE_TTL)
-            .map(|c| c.key.clone())
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((key, at)) = live.get(hash)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Some(Some(key.clone()));
+        }
+        drop(live);
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        match unknown.get(hash) {
+            Some(at) if at.elapsed() < CACHE_TTL => Some(None),
+            _ => None,
+        }
     }
 
     fn remember(&self, hash: [u8; 32], key: Option<AuthKey>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
+        let now = Instant::now();
+        match key {
+            Some(key) => {
+                let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+                if live.len() >= LIVE_MAX {
+                    live.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                }
+                live.insert(hash, (key, now));
+            }
+            None => {
+                self.live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&hash);
+                self.unknown
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(hash, now);
             }
         }
-        cache.insert(
-            hash,
-            Cached {
-                key,
-                at: Instant::now(),
-            },
-        );
     }
 
     /// Records the use in the background, at most once a minute per key.

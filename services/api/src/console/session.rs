@@ -1,8 +1,10 @@
 //! Console sessions: the key is pasted once on the login page; the console then keeps an
-//! HttpOnly, SameSite=Strict cookie (Secure when served over TLS) holding a random
-//! session token whose SHA-256 is stored with the key that logged in and a CSRF token.
-//! Every page needs a live session of a key with scope `operator`; every form sends the
-//! CSRF token back.
+//! HttpOnly, SameSite=Strict, Secure cookie (`FOODSEG_CONSOLE_INSECURE_COOKIE=true` drops
+//! `Secure`, for plain-HTTP local use) holding a random session token whose SHA-256 is
+//! stored with the key that logged in and a CSRF token. The login form is accepted only
+//! from the console's own origin (`Sec-Fetch-Site`, else `Origin`), so another site
+//! cannot log a browser in under its own key. Every page needs a live session of a key
+//! with scope `operator`; every form sends the CSRF token back.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::page::{ConsoleError, render};
 use super::views::LoginPage;
-use crate::auth::{hash_token, is_https};
+use crate::auth::hash_token;
 use crate::routes::{ready_state, with_deadline};
 
 /// The session cookie.
@@ -78,6 +80,13 @@ pub async fn login(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             },
         )
     };
+    if !same_origin(req) {
+        return refuse(
+            res,
+            StatusCode::FORBIDDEN,
+            "The login form must be sent from this console's own page.".into(),
+        );
+    }
     let state = match ready_state(depot) {
         Ok(state) => state,
         Err(e) => return ConsoleError::from(e).write_to(res),
@@ -127,13 +136,35 @@ pub async fn login(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         .path("/console")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(is_https(req, &state.access))
+        .secure(!state.access.console_insecure_cookie)
         .max_age(salvo::http::cookie::time::Duration::seconds(
             SESSION_TTL.as_secs() as i64,
         ))
         .build();
     res.add_cookie(cookie);
     res.render(Redirect::other("/console"));
+}
+
+/// Whether a form was sent from a page of this console: the browser's `Sec-Fetch-Site`
+/// says `same-origin`, or (browsers without it) `Origin` names the host the request was
+/// sent to. A request with neither is refused: every browser sends one with a form.
+fn same_origin(req: &Request) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return site.trim().eq_ignore_ascii_case("same-origin");
+    }
+    let (Some(origin), Some(host)) = (header("origin"), header("host")) else {
+        return false;
+    };
+    let Ok(origin) = url::Url::parse(origin.trim()) else {
+        return false;
+    };
+    let Ok(target) = url::Url::parse(&format!("{}://{}", origin.scheme(), host.trim())) else {
+        return false;
+    };
+    origin.host_str().is_some()
+        && origin.host_str() == target.host_str()
+        && origin.port_or_known_default() == target.port_or_known_default()
 }
 
 /// Ends the session (a form with the CSRF token) and goes back to the login page.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use foodseg_engine::JobStatus;
 use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::Cursor;
+use foodseg_engine::{JobStatus, Scope};
 use salvo::oapi::extract::QueryParam;
 use salvo::oapi::{self, ToSchema};
 use salvo::prelude::*;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::jobs::{JobDocumentSchema, with_deadline};
 use super::middleware::ready_state;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Changes younger than this are left for the next page (see [`Store::jobs_changed`]).
@@ -69,6 +70,7 @@ impl salvo::oapi::EndpointOutRegister for JobFeed {
                 .add_content("application/json", oapi::Content::new(schema)),
         );
         crate::error::register_key_answers(components, operation);
+        crate::error::register_rate_limit(components, operation);
     }
 }
 
@@ -79,7 +81,9 @@ impl salvo::oapi::EndpointOutRegister for JobFeed {
 /// To read on, pass the answer's `cursor` as `after` with the same `updated_since`; a
 /// job changed again later appears again, after the jobs changed before it. Changes are
 /// listed once they are 2 seconds old, so a page never skips a change still being
-/// written. Needs an API key with scope `submit` when `FOODSEG_REQUIRE_KEYS=true`.
+/// written. Needs an API key, always: a key with scope `submit` reads the jobs it owns
+/// (those it created, and the keyless v1 jobs when it is `FOODSEG_V1_OWNER`), a key with
+/// scope `operator` reads every job. Rate-limited per key (`FOODSEG_LIMIT_FEED`).
 #[endpoint(tags("v2"), security(("bearer" = [])))]
 async fn job_feed(
     updated_since: QueryParam<String, true>,
@@ -96,13 +100,28 @@ async fn job_feed(
         .unwrap_or_default();
     let page = Page::parse(limit.into_inner(), after.into_inner())?;
     let state = ready_state(depot)?;
-    let jobs =
-        with_deadline(
-            state
-                .store
-                .jobs_changed(since, page.cursor, &statuses, SETTLE, page.limit),
-        )
-        .await?;
+    let caller = crate::auth::caller(depot);
+    state.limits.check(crate::limits::Route::Feed, caller)?;
+    // The guard let only keys through; an operator key reads every job.
+    let owner = match caller {
+        Some(Caller::Key(key)) if key.has_scope(Scope::Operator) => None,
+        Some(Caller::Key(key)) => Some(key.id),
+        _ => {
+            return Err(ApiError::Unauthorized {
+                reason: "this route needs an API key: send Authorization: Bearer <token>",
+                token_given: false,
+            });
+        }
+    };
+    let jobs = with_deadline(state.store.jobs_changed(
+        since,
+        page.cursor,
+        &statuses,
+        owner,
+        SETTLE,
+        page.limit,
+    ))
+    .await?;
     let (cursor, has_more) = page.next(&jobs, Cursor::after_job);
     Ok(JobFeed {
         jobs: jobs.iter().map(JobDocument::from).collect(),

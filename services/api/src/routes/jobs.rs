@@ -4,7 +4,7 @@ use std::future::Future;
 
 use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
-use foodseg_engine::store::{IdempotencyKey, Idempotent, Job, NewJob, NewUpload};
+use foodseg_engine::store::{IdempotencyKey, IdempotencyScope, Idempotent, Job, NewJob, NewUpload};
 use salvo::oapi::ToSchema;
 use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
@@ -17,6 +17,8 @@ use crate::state::{AppState, DB_DEADLINE};
 
 /// Actor recorded in the job's event log for enqueues.
 const ACTOR: &str = "api";
+/// How long an `/enqueue` body (at most 64 KiB of JSON) may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn router() -> Router {
     Router::new()
@@ -124,7 +126,10 @@ async fn enqueue_job(
     state
         .limits
         .check(crate::limits::Route::Enqueue, crate::auth::caller(depot))?;
-    let body = match req.payload_with_max_size(MAX_BODY_BYTES).await {
+    let payload = tokio::time::timeout(BODY_TIMEOUT, req.payload_with_max_size(MAX_BODY_BYTES))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT))?;
+    let body = match payload {
         Ok(body) => body.clone(),
         Err(salvo::http::ParseError::PayloadTooLarge) => {
             return Err(ApiError::PayloadTooLarge {
@@ -155,13 +160,15 @@ async fn enqueue_job(
             .and_then(foodseg_telemetry::trace::trace_id_of)
             .map(str::to_string)
     });
+    let caller = crate::auth::caller(depot);
     let key = key.map(|key| {
         Fingerprint::new("enqueue")
             .part(request.image_url.as_bytes())
             .optional(request.model_id.as_deref())
             .optional(request.webhook_url.as_deref())
-            .key(key, caller_key(depot), state.idempotency_keep)
+            .key(key, idempotency_scope(caller), state.idempotency_keep)
     });
+    let owner = with_deadline(state.v1_owner.of(caller, &state.store)).await?;
     let job = NewJob {
         id: JobId::new(),
         model_id,
@@ -171,6 +178,7 @@ async fn enqueue_job(
         max_attempts: state.max_attempts,
         trace_id,
         traceparent,
+        owner,
     };
     let (job, reply) = store_job(&state, &job, None, key).await?;
     if !reply.is_replay() {
@@ -227,11 +235,18 @@ pub(crate) async fn store_job(
 /// created.
 pub const IDEMPOTENT_REPLAYS_TOTAL: &str = "foodseg_api_idempotent_replays_total";
 
-/// The API key of the request's caller, if it presented one.
-pub(crate) fn caller_key(depot: &Depot) -> Option<foodseg_engine::ApiKeyId> {
-    match crate::auth::caller(depot) {
-        Some(crate::auth::Caller::Key(key)) => Some(key.id),
-        _ => None,
+/// Whose `Idempotency-Key`s a request's key is among: its API key's, else its client
+/// address's (as trusted proxies reveal it), so that a key names only the caller's own
+/// jobs.
+pub(crate) fn idempotency_scope(caller: Option<&crate::auth::Caller>) -> IdempotencyScope {
+    match caller {
+        Some(crate::auth::Caller::Key(key)) => IdempotencyScope::Key(key.id),
+        Some(crate::auth::Caller::Anonymous(Some(ip))) => {
+            IdempotencyScope::Address(ip.to_canonical().to_string())
+        }
+        Some(crate::auth::Caller::Anonymous(None)) | None => {
+            IdempotencyScope::Address("unknown".into())
+        }
     }
 }
 

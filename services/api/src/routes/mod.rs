@@ -31,7 +31,7 @@ pub fn router(state: AppState) -> Router {
         .push(operator::router().hoop(auth::RequireScope::operator()))
         .push(reports::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
-        .push(feed::router().hoop(auth::RequireScope::submit_when_required()))
+        .push(feed::router().hoop(auth::RequireScope::reader()))
         .push(crate::console::router());
     let router = Router::new().hoop(middleware::Inject(state)).push(api);
     docs::with_docs(router)

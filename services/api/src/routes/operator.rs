@@ -66,6 +66,8 @@ pub struct Delivery {
     pub id: String,
     /// Standard Webhooks `webhook-id`, the same for every attempt of this delivery.
     pub webhook_id: String,
+    /// The webhook URL, redacted as everywhere operators see one: no userinfo, every
+    /// query value `REDACTED`.
     pub url: String,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
@@ -249,7 +251,7 @@ impl From<JobEventRow> for JobEvent {
             to_status: e.to_status.as_str().to_string(),
             attempt: e.attempt.get(),
             actor: e.actor,
-            detail: e.detail,
+            detail: e.detail.as_deref().map(foodseg_http::redact::urls_in),
         }
     }
 }
@@ -261,11 +263,11 @@ impl From<DeliveryView> for Delivery {
         Delivery {
             id: d.id.to_string(),
             webhook_id: d.webhook_id,
-            url: d.url,
+            url: foodseg_http::redact::url(&d.url),
             status: d.status.as_str().to_string(),
             attempts: d.attempts,
             next_attempt_at,
-            last_error: d.last_error,
+            last_error: d.last_error.as_deref().map(foodseg_http::redact::urls_in),
             created_at: time(d.created_at),
             finished_at: d.finished_at.map(time),
             attempt_log: view
@@ -284,7 +286,7 @@ impl From<DeliveryAttemptRow> for DeliveryAttempt {
             started_at: time(a.started_at),
             latency_ms: a.latency_ms,
             status_code: a.status_code,
-            error: a.error,
+            error: a.error.as_deref().map(foodseg_http::redact::urls_in),
             outcome: a.outcome.as_str().to_string(),
         }
     }

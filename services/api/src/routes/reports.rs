@@ -129,6 +129,8 @@ pub struct UndeliveredWebhook {
     pub delivery_id: String,
     /// Standard Webhooks `webhook-id`.
     pub webhook_id: String,
+    /// The webhook URL, redacted as everywhere operators see one: no userinfo, every
+    /// query value `REDACTED`.
     pub url: String,
     /// `pending` (retries continue) or `failed` (no attempts left).
     pub status: String,
@@ -147,11 +149,11 @@ impl From<DeliveryRow> for UndeliveredWebhook {
             job_id: d.job_id.to_string(),
             delivery_id: d.id.to_string(),
             webhook_id: d.webhook_id,
-            url: d.url,
+            url: foodseg_http::redact::url(&d.url),
             status: d.status.as_str().to_string(),
             attempts: d.attempts,
             next_attempt_at: pending.then(|| format_time(d.next_attempt_at)),
-            last_error: d.last_error,
+            last_error: d.last_error.as_deref().map(foodseg_http::redact::urls_in),
             created_at: format_time(d.created_at),
         }
     }

@@ -14,14 +14,12 @@ use salvo::oapi::{
 use salvo::prelude::*;
 use uuid::Uuid;
 
-use super::jobs::{DocumentReply, caller_key, store_job};
+use super::jobs::{DocumentReply, idempotency_scope, store_job};
 use super::middleware::state;
 use crate::enqueue::check_url;
 use crate::error::ApiError;
 use crate::idempotency::{Fingerprint, KeyHeader};
-use crate::upload::{
-    MULTIPART_OVERHEAD, UploadError, check_filename, check_image, discard, receive,
-};
+use crate::upload::{UploadError, check_filename, check_image, discard, receive};
 
 /// Counter of accepted uploads, by model.
 pub const UPLOADS_TOTAL: &str = "foodseg_uploads_total";
@@ -55,25 +53,30 @@ async fn upload_image(
     // Refused before a byte of the body is read: over the caller's budget, or too many
     // uploads in flight. The slot is held until the upload is stored.
     let limits = state.uploads;
+    let caller = crate::auth::caller(depot).cloned();
     let admitted = state
         .limits
-        .check(crate::limits::Route::Uploads, crate::auth::caller(depot))
-        .and_then(|()| state.limits.upload_slot());
+        .check(crate::limits::Route::Uploads, caller.as_ref())
+        .and_then(|()| state.limits.upload_slot(caller.as_ref()));
     let _slot = match admitted {
         Ok(slot) => slot,
         Err(refused) => {
-            discard(req, limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)).await;
+            discard(req, &limits).await;
             return Err(refused.into());
         }
     };
     let key = match key.0 {
         Ok(key) => key,
         Err(e) => {
-            discard(req, limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)).await;
+            discard(req, &limits).await;
             return Err(e.into());
         }
     };
-    let received = receive(req, &limits).await?;
+    // The whole body within the timeout: a client that trickles its bytes gets 408 and
+    // gives its slot back.
+    let received = tokio::time::timeout(limits.body_timeout, receive(req, &limits))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(limits.body_timeout))??;
     let image = check_image(&received.bytes, &limits)?;
     let filename = check_filename(
         query.filename.as_deref().or(received.filename.as_deref()),
@@ -118,8 +121,16 @@ async fn upload_image(
             .part(filename.as_bytes())
             .part(model_id.as_bytes())
             .optional(webhook_url.as_deref())
-            .key(key, caller_key(depot), state.idempotency_keep)
+            .key(
+                key,
+                idempotency_scope(caller.as_ref()),
+                state.idempotency_keep,
+            )
     });
+    let owner = match &caller {
+        Some(crate::auth::Caller::Key(key)) => Some(key.id),
+        _ => None,
+    };
     let job_id = JobId::new();
     let size = received.bytes.len();
     let job = NewJob {
@@ -131,6 +142,7 @@ async fn upload_image(
         max_attempts: state.max_attempts,
         trace_id,
         traceparent,
+        owner,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

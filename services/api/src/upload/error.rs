@@ -115,6 +115,10 @@ impl EndpointOutRegister for UploadError {
                 "400",
                 "No image in the body, no `file` part, or an unreadable body",
             ),
+            (
+                "408",
+                "The body did not arrive within FOODSEG_UPLOAD_BODY_TIMEOUT (30 s by default)",
+            ),
             ("413", "Image over the upload limit (20 MiB by default)"),
             (
                 "415",

@@ -24,11 +24,18 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// text fields).
 pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
-/// How large uploads may be and how long they are kept at most.
+/// Default `FOODSEG_UPLOAD_BODY_TIMEOUT`: how long an upload's whole body may take.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How large uploads may be, how long their bodies may take, and how long they are kept
+/// at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadLimits {
     /// Largest accepted image (`FOODSEG_UPLOAD_MAX_BYTES`).
     pub max_bytes: usize,
+    /// A body not fully received this long after the upload was admitted is answered
+    /// 408 and its slot freed (`FOODSEG_UPLOAD_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
     /// Hard maximum age of a stored upload.
     pub max_age: Duration,
 }
@@ -37,6 +44,7 @@ impl Default for UploadLimits {
     fn default() -> Self {
         UploadLimits {
             max_bytes: DEFAULT_MAX_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             max_age: DEFAULT_MAX_AGE,
         }
     }

@@ -64,18 +64,23 @@ pub async fn receive(req: &mut Request, limits: &UploadLimits) -> Result<Receive
     }
 }
 
-/// Reads and drops `req`'s body, at most `limit` bytes of it: a refusal answered before
-/// the body was read would otherwise reach a client still sending it as a reset
-/// connection instead of the answer. Costs no memory beyond one chunk.
-pub async fn discard(req: &mut Request, limit: usize) {
+/// Reads and drops `req`'s body, at most as much as an upload may send and for at most
+/// the body timeout: a refusal answered before the body was read would otherwise reach a
+/// client still sending it as a reset connection instead of the answer. Costs no memory
+/// beyond one chunk.
+pub async fn discard(req: &mut Request, limits: &UploadLimits) {
+    let limit = limits.max_bytes.saturating_add(MULTIPART_OVERHEAD);
     let mut body = std::pin::pin!(chunks(req));
-    let mut seen = 0usize;
-    while let Some(Ok(chunk)) = body.next().await {
-        seen = seen.saturating_add(chunk.len());
-        if seen > limit {
-            break;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen = seen.saturating_add(chunk.len());
+            if seen > limit {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(limits.body_timeout, drain).await;
 }
 
 /// The request body as a stream of data chunks.

@@ -2,15 +2,38 @@
 
 use std::path::{Path, PathBuf};
 
-use foodseg_testkit::{TestApi, TestBus, start_api};
+use foodseg_api::Parts;
+use foodseg_engine::Scope;
+use foodseg_testkit::{
+    TestApi, TestBus, api_key, api_parts, repo_models_dir, start_api, start_api_with,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// Streams of their own for the test, and the api on them and the test's database.
+/// Streams of their own for the test, and the api on them and the test's database, with
+/// the settings that ship (no security variable set).
 pub async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, TestApi)> {
     let tb = TestBus::new().await?;
     let api = start_api(pool.clone(), tb.subjects.clone(), &tb.url).await?;
+    Ok((tb, api))
+}
+
+/// Like [`setup`], with the parts changed by `change` first.
+pub async fn setup_with(
+    pool: &PgPool,
+    change: impl FnOnce(&mut Parts),
+) -> anyhow::Result<(TestBus, TestApi)> {
+    let tb = TestBus::new().await?;
+    let mut parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
+    change(&mut parts);
+    let api = start_api_with(parts).await?;
     Ok((tb, api))
 }
 
@@ -32,4 +55,11 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pipeline/tests/fixtures")
         .join(name)
+}
+
+/// A new API key with `scopes` on the api's database (a unique name each call); returns
+/// its token.
+pub async fn new_key(api: &TestApi, scopes: &[Scope]) -> anyhow::Result<String> {
+    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    api_key(&api.store, &name, scopes).await
 }

@@ -22,6 +22,16 @@ async fn post_form(
     cookie: Option<&str>,
     fields: &[(&str, &str)],
 ) -> anyhow::Result<reqwest::Response> {
+    post_form_with(url, cookie, fields, &[]).await
+}
+
+/// [`post_form`] with more headers.
+async fn post_form_with(
+    url: &str,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<reqwest::Response> {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish();
@@ -32,12 +42,22 @@ async fn post_form(
     if let Some(cookie) = cookie {
         request = request.header(COOKIE, cookie);
     }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     Ok(request.send().await?)
 }
 
-/// Posts the login form; the answer.
+/// Posts the login form as the console's own page does (a browser says where the form
+/// came from); the answer.
 async fn login(api: &TestApi, key: &str) -> anyhow::Result<reqwest::Response> {
-    post_form(&api.url("/console/login"), None, &[("key", key)]).await
+    post_form_with(
+        &api.url("/console/login"),
+        None,
+        &[("key", key)],
+        &[("sec-fetch-site", "same-origin"), ("origin", &api.base_url)],
+    )
+    .await
 }
 
 /// Logs in; the `name=value` of the session cookie.
@@ -94,7 +114,37 @@ async fn a_key_logs_in_once_and_the_cookie_carries_the_session(pool: PgPool) -> 
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(res.text().await?.contains("lacks scope operator"));
 
-    // An operator key opens a session: HttpOnly, SameSite=Strict, only under /console.
+    // The login form is taken only from the console's own origin: another site's form, or
+    // a request that says nothing of its origin, opens no session.
+    for headers in [
+        &[][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[("origin", "https://evil.example.org")][..],
+        &[("origin", "null")][..],
+    ] {
+        let res = post_form_with(
+            &api.url("/console/login"),
+            None,
+            &[("key", &operator)],
+            headers,
+        )
+        .await?;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(res.headers().get(SET_COOKIE).is_none(), "{headers:?}");
+    }
+    // A browser without Sec-Fetch-Site still sends Origin.
+    let res = post_form_with(
+        &api.url("/console/login"),
+        None,
+        &[("key", &operator)],
+        &[("origin", &api.base_url)],
+    )
+    .await?;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    // An operator key opens a session: Secure (by default, whatever the scheme),
+    // HttpOnly, SameSite=Strict, only under /console.
     let res = login(&api, &operator).await?;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/console");
@@ -104,10 +154,10 @@ async fn a_key_logs_in_once_and_the_cookie_carries_the_session(pool: PgPool) -> 
         "HttpOnly",
         "SameSite=Strict",
         "Path=/console",
+        "Secure",
     ] {
         assert!(set.contains(part), "{set}");
     }
-    assert!(!set.contains("Secure"), "plain HTTP here: {set}");
     assert!(!set.contains(&operator), "the cookie is not the key");
     let cookie = set.split(';').next().unwrap().to_string();
 

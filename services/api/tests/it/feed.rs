@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{json_of, setup};
+use crate::common::{json_of, setup, setup_with};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -40,7 +40,9 @@ fn since(t: chrono::DateTime<Utc>) -> String {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn paging_returns_each_job_once_while_new_jobs_arrive(pool: PgPool) -> anyhow::Result<()> {
-    let (_tb, api) = setup(&pool).await?;
+    // Pages are read back to back here: no feed rate limit.
+    let (_tb, api) = setup_with(&pool, |parts| parts.limits.feed = None).await?;
+    let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
     let start = since(Utc::now() - chrono::Duration::seconds(1));
     let mut seeded = Vec::new();
     for n in 0..1000 {
@@ -51,7 +53,7 @@ async fn paging_returns_each_job_once_while_new_jobs_arrive(pool: PgPool) -> any
         let (_, page) = get(
             &api,
             &format!("/v2/jobs?updated_since={start}&limit=1000"),
-            None,
+            Some(&operator),
         )
         .await
         .ok()?;
@@ -67,7 +69,7 @@ async fn paging_returns_each_job_once_while_new_jobs_arrive(pool: PgPool) -> any
             Some(c) => format!("/v2/jobs?updated_since={start}&limit=100&after={c}"),
             None => format!("/v2/jobs?updated_since={start}&limit=100"),
         };
-        let (status, page) = get(&api, &path, None).await?;
+        let (status, page) = get(&api, &path, Some(&operator)).await?;
         assert_eq!(status, StatusCode::OK, "{page}");
         let jobs = page["jobs"].as_array().cloned().unwrap_or_default();
         let mut last = None;
@@ -110,7 +112,9 @@ async fn paging_returns_each_job_once_while_new_jobs_arrive(pool: PgPool) -> any
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> anyhow::Result<()> {
-    let (_tb, api) = setup(&pool).await?;
+    let (_tb, api) = setup_with(&pool, |parts| parts.limits.feed = None).await?;
+    let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
+    let op = Some(operator.as_str());
     let start = since(Utc::now() - chrono::Duration::seconds(1));
     let queued = api.store.enqueue(&new_job(1), "test").await?;
     let running = api.store.enqueue(&new_job(2), "test").await?;
@@ -118,7 +122,7 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
         .claim(running.id, "w", Duration::from_secs(60))
         .await?;
     wait_until(DEADLINE, || async {
-        let (_, page) = get(&api, &format!("/v2/jobs?updated_since={start}"), None)
+        let (_, page) = get(&api, &format!("/v2/jobs?updated_since={start}"), op)
             .await
             .ok()?;
         (page["jobs"].as_array().map_or(0, Vec::len) == 2).then_some(())
@@ -127,7 +131,7 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
     let (status, page) = get(
         &api,
         &format!("/v2/jobs?updated_since={start}&status=MFR.Job.QUEUED"),
-        None,
+        op,
     )
     .await?;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -146,7 +150,7 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
             "/v2/jobs?updated_since={}",
             since(Utc::now() + chrono::Duration::hours(1))
         ),
-        None,
+        op,
     )
     .await?;
     assert_eq!(later["jobs"], json!([]));
@@ -162,20 +166,118 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
         (&format!("updated_since={start}&limit=1001"), "limit"),
         (&format!("updated_since={start}&after=garbage"), "after"),
     ] {
-        let (status, err) = get(&api, &format!("/v2/jobs?{query}"), None).await?;
+        let (status, err) = get(&api, &format!("/v2/jobs?{query}"), op).await?;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {err}");
         assert_eq!(err["error"]["code"], "invalid_parameter", "{query}");
         assert_eq!(err["error"]["field"], param, "{query}");
     }
-    let (status, _) = get(&api, "/v2/jobs", None).await?;
+    let (status, _) = get(&api, "/v2/jobs", op).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "updated_since is required");
     Ok(())
 }
 
+/// POSTs an upload of the fixture photo with `token`; the job's id.
+async fn upload(api: &TestApi, token: &str) -> anyhow::Result<String> {
+    let res = foodseg_http::client()?
+        .post(api.url("/v2/uploads?filename=fruits.jpg"))
+        .bearer_auth(token)
+        .body(std::fs::read(crate::common::fixture("fruits.jpg"))?)
+        .send()
+        .await?;
+    let (status, doc) = json_of(res).await?;
+    anyhow::ensure!(status == StatusCode::OK, "upload: {status} {doc}");
+    Ok(doc["job_id"].as_str().unwrap_or_default().to_string())
+}
+
+/// POSTs a keyless v1 enqueue; the job's id.
+async fn enqueue_v1(api: &TestApi, image: &str) -> anyhow::Result<String> {
+    let res = foodseg_http::client()?
+        .post(api.url("/enqueue"))
+        .json(&json!({ "image_url": image }))
+        .send()
+        .await?;
+    let (status, doc) = json_of(res).await?;
+    anyhow::ensure!(status == StatusCode::OK, "enqueue: {status} {doc}");
+    Ok(doc["job_id"].as_str().unwrap_or_default().to_string())
+}
+
+/// The job ids of `token`'s feed since `start`, once it lists `expected` of them.
+async fn feed_ids(
+    api: &TestApi,
+    start: &str,
+    token: &str,
+    expected: usize,
+) -> anyhow::Result<Vec<String>> {
+    wait_until(DEADLINE, || async {
+        let (status, page) = get(api, &format!("/v2/jobs?updated_since={start}"), Some(token))
+            .await
+            .ok()?;
+        let ids: Vec<String> = page["jobs"]
+            .as_array()?
+            .iter()
+            .filter_map(|d| d["job_id"].as_str().map(str::to_string))
+            .collect();
+        (status == StatusCode::OK && ids.len() >= expected).then_some(ids)
+    })
+    .await
+}
+
 #[sqlx::test(migrations = "../../migrations")]
-async fn the_feed_needs_a_submit_key_when_keys_are_required(pool: PgPool) -> anyhow::Result<()> {
-    let (tb, open) = setup(&pool).await?;
-    open.stop().await?;
+async fn with_no_security_setting_a_key_reads_only_the_jobs_it_owns(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    // The settings that ship: nothing configured.
+    let (tb, api) = setup(&pool).await?;
+    let start = since(Utc::now() - chrono::Duration::seconds(1));
+    let path = format!("/v2/jobs?updated_since={start}");
+    let (status, body) = get(&api, &path, None).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let anonymous_upload = foodseg_http::client()?
+        .post(api.url("/v2/uploads"))
+        .body(std::fs::read(crate::common::fixture("fruits.jpg"))?)
+        .send()
+        .await?;
+    assert_eq!(anonymous_upload.status(), StatusCode::UNAUTHORIZED);
+
+    let key_a = api_key(&api.store, "client-a", &[Scope::Submit]).await?;
+    let key_b = api_key(&api.store, "client-b", &[Scope::Submit]).await?;
+    let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
+    let job_a = upload(&api, &key_a).await?;
+    let job_b = upload(&api, &key_b).await?;
+    let job_v1 = enqueue_v1(&api, "https://img.example.org/v1.jpg").await?;
+
+    let all = feed_ids(&api, &start, &operator, 3).await?;
+    assert_eq!(all.len(), 3, "the operator's feed lists every job: {all:?}");
+    for id in [&job_a, &job_b, &job_v1] {
+        assert!(all.contains(id), "{id} in the operator's feed {all:?}");
+    }
+    assert_eq!(
+        feed_ids(&api, &start, &key_a, 1).await?,
+        vec![job_a.clone()]
+    );
+    assert_eq!(
+        feed_ids(&api, &start, &key_b, 1).await?,
+        vec![job_b.clone()]
+    );
+    // Filtered by status, still only the key's own.
+    let (status, page) = get(
+        &api,
+        &format!("{path}&status=MFR.Job.QUEUED,MFR.Job.SUCCESS"),
+        Some(&key_a),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["jobs"][0]["job_id"], job_a.as_str());
+    // The keyless v1 contract is unchanged: any client reads a job by its id.
+    let status_doc = foodseg_http::client()?
+        .get(api.url(&format!("/status/{job_a}")))
+        .send()
+        .await?;
+    assert_eq!(status_doc.status(), StatusCode::OK);
+    api.stop().await?;
+
+    // FOODSEG_V1_OWNER=client-a: the keyless v1 jobs are A's.
     let mut parts = api_parts(
         pool.clone(),
         tb.subjects.clone(),
@@ -183,12 +285,19 @@ async fn the_feed_needs_a_submit_key_when_keys_are_required(pool: PgPool) -> any
         &repo_models_dir(),
     )
     .await?;
-    parts.access.require_keys = true;
+    parts.access.v1_owner = Some("client-a".into());
     let api = start_api_with(parts).await?;
-    let submit = api_key(&api.store, "mfr", &[Scope::Submit]).await?;
-    let path = "/v2/jobs?updated_since=2026-01-01T00:00:00Z";
-    assert_eq!(get(&api, path, None).await?.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(get(&api, path, Some(&submit)).await?.0, StatusCode::OK);
+    let owned_v1 = enqueue_v1(&api, "https://img.example.org/mfr.jpg").await?;
+    let mine = feed_ids(&api, &start, &key_a, 2).await?;
+    assert_eq!(
+        mine,
+        vec![job_a.clone(), owned_v1.clone()],
+        "oldest change first"
+    );
+    let theirs = feed_ids(&api, &start, &key_b, 1).await?;
+    assert_eq!(theirs, vec![job_b]);
+    api.stop().await?;
+    tb.cleanup().await;
     Ok(())
 }
 

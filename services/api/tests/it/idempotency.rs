@@ -218,3 +218,58 @@ async fn uploads_are_deduplicated_per_api_key(pool: PgPool) -> anyhow::Result<()
     assert_eq!(jobs(&pool).await?, 2);
     Ok(())
 }
+
+/// `POST /enqueue` with `key` from a client bound to `from` (an address of the loopback
+/// network), so the api sees that client address.
+async fn enqueue_from(
+    api: &TestApi,
+    from: &str,
+    key: &str,
+    body: String,
+) -> anyhow::Result<(StatusCode, String)> {
+    let client = foodseg_http::client_builder()?
+        .local_address(from.parse::<std::net::IpAddr>()?)
+        .build()?;
+    let res = client
+        .post(api.url("/enqueue"))
+        .header("Idempotency-Key", key)
+        .body(body)
+        .send()
+        .await?;
+    Ok((res.status(), res.text().await?))
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_keyless_idempotency_key_belongs_to_its_client_address(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (_tb, api) = setup(&pool).await?;
+    let (status, first) = enqueue_from(&api, "127.0.0.1", "meal-1234", body("a.jpg")).await?;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let first: Value = serde_json::from_str(&first)?;
+    let first_id = first["job_id"].as_str().unwrap_or_default().to_string();
+    assert!(!first_id.is_empty());
+
+    // Another client, the same key, another body: its own job, and nothing of the first.
+    let (status, second) = enqueue_from(&api, "127.0.0.2", "meal-1234", body("b.jpg")).await?;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert!(!second.contains(&first_id), "{second}");
+    let second: Value = serde_json::from_str(&second)?;
+    assert_ne!(second["job_id"], first["job_id"]);
+    assert_eq!(jobs(&pool).await?, 2);
+
+    // Reused with yet another body, the 422 names only the caller's own job.
+    let (status, refused) = enqueue_from(&api, "127.0.0.2", "meal-1234", body("c.jpg")).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(!refused.contains(&first_id), "{refused}");
+    assert!(
+        refused.contains(second["job_id"].as_str().unwrap_or("?")),
+        "{refused}"
+    );
+    // The first client's retry still answers its own job.
+    let (status, again) = enqueue_from(&api, "127.0.0.1", "meal-1234", body("a.jpg")).await?;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(again.contains(&first_id), "{again}");
+    assert_eq!(jobs(&pool).await?, 2);
+    Ok(())
+}

@@ -171,21 +171,11 @@ async fn upload(api: &TestApi, token: Option<&str>) -> anyhow::Result<(StatusCod
 }
 
 #[sqlx::test(migrations = "../../migrations")]
-async fn uploads_need_a_submit_key_only_when_keys_are_required(pool: PgPool) -> anyhow::Result<()> {
-    // Keys not required: open, and a presented key must still be valid.
+async fn uploads_need_a_submit_key_unless_keys_are_not_required(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    // As shipped: keys required.
     let (tb, api) = setup(&pool).await?;
-    let (status, body) = upload(&api, None).await?;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = upload(&api, Some("fsk_made-up")).await?;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    api.stop().await?;
-    tb.cleanup().await;
-
-    let access = foodseg_api::auth::AccessConfig {
-        require_keys: true,
-        ..Default::default()
-    };
-    let (tb, api) = api_with(&pool, access).await?;
     let submitter = api_key(&api.store, "mfr", &[Scope::Submit]).await?;
     let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
     let (status, body) = upload(&api, None).await?;
@@ -204,6 +194,19 @@ async fn uploads_need_a_submit_key_only_when_keys_are_required(pool: PgPool) -> 
     )
     .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
+    api.stop().await?;
+    tb.cleanup().await;
+
+    // FOODSEG_REQUIRE_KEYS=false: open, and a presented key must still be valid.
+    let access = foodseg_api::auth::AccessConfig {
+        require_keys: false,
+        ..Default::default()
+    };
+    let (tb, api) = api_with(&pool, access).await?;
+    let (status, body) = upload(&api, None).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = upload(&api, Some("fsk_made-up")).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     api.stop().await?;
     tb.cleanup().await;
     Ok(())

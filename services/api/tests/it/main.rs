@@ -3,6 +3,7 @@
 
 mod common;
 mod console;
+mod exposure;
 mod feed;
 mod idempotency;
 mod keys;

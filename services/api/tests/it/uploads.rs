@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::common::{fixture, json_of, setup};
+use crate::common::{fixture, json_of, new_key, setup};
+use foodseg_engine::Scope;
 use foodseg_testkit::{TestApi, TestBus, api_parts, repo_models_dir, start_api_with, wait_until};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -30,6 +31,7 @@ async fn post_raw(
 ) -> anyhow::Result<(StatusCode, Value)> {
     let res = foodseg_http::client()?
         .post(api.url(&format!("/v2/uploads{query}")))
+        .bearer_auth(new_key(api, &[Scope::Submit]).await?)
         .header("content-type", content_type)
         .body(body)
         .send()
@@ -40,6 +42,7 @@ async fn post_raw(
 async fn post_form(api: &TestApi, query: &str, form: Form) -> anyhow::Result<(StatusCode, Value)> {
     let res = foodseg_http::client()?
         .post(api.url(&format!("/v2/uploads{query}")))
+        .bearer_auth(new_key(api, &[Scope::Submit]).await?)
         .multipart(form)
         .send()
         .await?;
@@ -462,15 +465,24 @@ async fn twenty_parallel_20_mib_uploads_stay_within_memory(pool: PgPool) -> anyh
         x as u8
     }));
     let image = bytes::Bytes::from(image);
+    let store = foodseg_engine::Store::from_pool(pool.clone(), tb.subjects.clone());
+    // Four callers, so that the uploads in flight are not capped at one caller's half.
+    let mut tokens = Vec::new();
+    for n in 0..4 {
+        tokens.push(
+            foodseg_testkit::api_key(&store, &format!("uploader-{n}"), &[Scope::Submit]).await?,
+        );
+    }
     let before = peak_rss(pid)?;
     let uploads = (0..20).map(|i| {
-        let (http, url, body) = (
+        let (http, url, body, token) = (
             http.clone(),
             format!("{base}/v2/uploads?filename=big-{i}.jpg"),
             image.clone(),
+            tokens[i % tokens.len()].clone(),
         );
         async move {
-            let res = http.post(url).body(body).send().await?;
+            let res = http.post(url).bearer_auth(token).body(body).send().await?;
             anyhow::Ok(res.status())
         }
     });
@@ -621,6 +633,7 @@ async fn arbitrary_multipart_bodies_never_fail_the_server(pool: PgPool) -> anyho
     .await?;
     parts.limits.uploads = None;
     let api = start_api_with(parts).await?;
+    let token = new_key(&api, &[Scope::Submit]).await?;
     let http = foodseg_http::client()?;
     let strategy = multipart_bodies();
     let mut runner = TestRunner::new(Config::with_cases(64));
@@ -633,6 +646,7 @@ async fn arbitrary_multipart_bodies_never_fail_the_server(pool: PgPool) -> anyho
         let before = counts(&pool).await?;
         let res = http
             .post(api.url("/v2/uploads"))
+            .bearer_auth(&token)
             .header("content-type", &content_type)
             .body(body.clone())
             .send()

@@ -16,6 +16,14 @@ impl ApiKeyId {
     pub fn new() -> Self {
         ApiKeyId(Uuid::now_v7())
     }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        ApiKeyId(id)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
 }
 
 impl Default for ApiKeyId {

@@ -79,6 +79,17 @@ impl Store {
         Ok(key)
     }
 
+    /// The id of the live key named `name`, if there is one.
+    pub async fn live_api_key_id(&self, name: &str) -> Result<Option<ApiKeyId>, StoreError> {
+        let id = sqlx::query_scalar!(
+            r#"SELECT id AS "id: ApiKeyId" FROM api_keys WHERE name = $1 AND revoked_at IS NULL"#,
+            name,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
     /// Every key, live and revoked, oldest first.
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
         let keys = sqlx::query_as!(

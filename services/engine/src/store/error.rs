@@ -15,6 +15,10 @@ pub enum StoreError {
     /// Callers answer 503 or retry; it is never the request's fault.
     #[error("database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The statement ran past the connection's `statement_timeout` and Postgres cancelled
+    /// it (SQLSTATE 57014). Callers answer 503; it is not the request's fault either.
+    #[error("database statement timed out")]
+    TimedOut(#[source] sqlx::Error),
     #[error("database query failed")]
     Query(#[source] sqlx::Error),
     #[error("database migration failed")]
@@ -51,10 +55,17 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Postgres cancelled the statement because it ran past `statement_timeout`.
+fn is_statement_timeout(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code == "57014"))
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {
             StoreError::Unavailable(e)
+        } else if is_statement_timeout(&e) {
+            StoreError::TimedOut(e)
         } else {
             StoreError::Query(e)
         }

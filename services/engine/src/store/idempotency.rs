@@ -14,12 +14,21 @@ use super::uploads::NewUpload;
 use super::{Store, StoreError};
 use crate::domain::{ApiKeyId, JobId};
 
+/// Whose keys a key is among: two callers never see each other's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyScope {
+    /// Requests made with this API key.
+    Key(ApiKeyId),
+    /// Requests made without an API key from this client address (as trusted proxies
+    /// reveal it).
+    Address(String),
+}
+
 /// A client's idempotency key and the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
-    /// The API key the request was made with: keys are scoped per API key. Requests
-    /// without an API key share one scope.
-    pub api_key: Option<ApiKeyId>,
+    /// Whose key it is.
+    pub scope: IdempotencyScope,
     /// The header's value (1–255 printable characters, checked by the caller).
     pub key: String,
     /// SHA-256 of the request's canonical form: the same key with another request is
@@ -39,6 +48,16 @@ pub enum Idempotent {
     Replayed(Job),
     /// The key was known with a different request.
     KeyReused { job_id: JobId },
+}
+
+impl IdempotencyScope {
+    /// The scope's `(api_key_id, client_addr)` columns.
+    fn columns(&self) -> (Option<ApiKeyId>, Option<&str>) {
+        match self {
+            IdempotencyScope::Key(id) => (Some(*id), None),
+            IdempotencyScope::Address(addr) => (None, Some(addr.as_str())),
+        }
+    }
 }
 
 impl Store {
@@ -80,19 +99,22 @@ impl Store {
     ) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // A key past its expiry that the purge has not deleted yet is taken over.
+        let (api_key, client_addr) = key.scope.columns();
         let bound = sqlx::query_scalar!(
-            r#"INSERT INTO idempotency_keys (api_key_id, key, request_hash, job_id, expires_at)
-               VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+            r#"INSERT INTO idempotency_keys (api_key_id, client_addr, key, request_hash, job_id,
+                                            expires_at)
+               VALUES ($1, $6, $2, $3, $4, now() + make_interval(secs => $5))
                ON CONFLICT ON CONSTRAINT idempotency_keys_scope_key DO UPDATE
                  SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,
                      created_at = now(), expires_at = EXCLUDED.expires_at
                  WHERE idempotency_keys.expires_at <= now()
                RETURNING job_id AS "job_id: JobId""#,
-            key.api_key as Option<ApiKeyId>,
+            api_key as Option<ApiKeyId>,
             &key.key,
             &key.request_hash[..],
             job.id as JobId,
             key.keep.as_secs_f64(),
+            client_addr,
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -113,21 +135,24 @@ impl Store {
         &self,
         key: &IdempotencyKey,
     ) -> Result<Option<(JobId, Vec<u8>)>, StoreError> {
-        // Two statements: `api_key_id = $1` never matches NULL, and `IS NOT DISTINCT FROM`
+        // One statement per scope: `=` never matches NULL, and `IS NOT DISTINCT FROM`
         // cannot use the unique index.
-        let row = match key.api_key {
-            Some(api_key) => sqlx::query!(
+        let row = match &key.scope {
+            IdempotencyScope::Key(api_key) => sqlx::query!(
                 r#"SELECT job_id AS "job_id: JobId", request_hash FROM idempotency_keys
-                   WHERE api_key_id = $1 AND key = $2 AND expires_at > now()"#,
-                api_key as ApiKeyId,
+                   WHERE api_key_id = $1 AND client_addr IS NULL AND key = $2
+                     AND expires_at > now()"#,
+                *api_key as ApiKeyId,
                 &key.key
             )
             .fetch_optional(&self.pool)
             .await?
             .map(|r| (r.job_id, r.request_hash)),
-            None => sqlx::query!(
+            IdempotencyScope::Address(addr) => sqlx::query!(
                 r#"SELECT job_id AS "job_id: JobId", request_hash FROM idempotency_keys
-                   WHERE api_key_id IS NULL AND key = $1 AND expires_at > now()"#,
+                   WHERE api_key_id IS NULL AND client_addr = $1 AND key = $2
+                     AND expires_at > now()"#,
+                addr,
                 &key.key
             )
             .fetch_optional(&self.pool)

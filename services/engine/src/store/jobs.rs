@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use super::row::{Job, JobEventRow};
 use super::{Store, StoreError};
 use crate::domain::{
-    Attempt, DeliveryStatus, Fence, JobId, JobStatus, RetryPolicy, Transition, next_status,
+    ApiKeyId, Attempt, DeliveryStatus, Fence, JobId, JobStatus, RetryPolicy, Transition,
+    next_status,
 };
 use crate::message::{dispatch_msg_id, redispatch_msg_id};
 
@@ -37,6 +38,9 @@ pub struct NewJob {
     pub max_attempts: Attempt,
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
+    /// The API key the job belongs to: the key that created it, or the key
+    /// `FOODSEG_V1_OWNER` names for keyless v1 calls; `None` for no one.
+    pub owner: Option<ApiKeyId>,
 }
 
 /// What happened when a worker tried to claim a job.
@@ -128,8 +132,8 @@ impl Store {
         let row = query_job!(
             "WITH j AS ( \
                INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, \
-                                 message, max_attempts, trace_id, traceparent) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *), \
+                                 message, max_attempts, trace_id, traceparent, owner_key_id) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14) RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
                    SELECT id, NULL, status, attempt, $11 FROM j), \
              o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
@@ -152,6 +156,7 @@ impl Store {
             actor,
             self.subjects.job(&job.model_name),
             dispatch_msg_id(job.id),
+            job.owner as Option<ApiKeyId>,
         )
         .fetch_one(executor)
         .await?;
@@ -180,19 +185,21 @@ impl Store {
         let trace_ids: Vec<Option<&str>> = jobs.iter().map(|j| j.trace_id.as_deref()).collect();
         let traceparents: Vec<Option<&str>> =
             jobs.iter().map(|j| j.traceparent.as_deref()).collect();
+        let owners: Vec<Option<uuid::Uuid>> =
+            jobs.iter().map(|j| j.owner.map(|o| o.as_uuid())).collect();
         // The first dispatch's `Nats-Msg-Id` is the job id (`dispatch_msg_id`), which is
         // what `id::text` gives.
         let rows = query_job!(
             "WITH i AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                    $6::int4[], $7::text[], $8::text[], $9::text[]) \
+                                    $6::int4[], $7::text[], $8::text[], $9::text[], $13::uuid[]) \
                  AS i(id, model_id, model_name, image_url, webhook_url, max_attempts, \
-                      trace_id, traceparent, actor)), \
+                      trace_id, traceparent, actor, owner_key_id)), \
              j AS ( \
                INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, \
-                                 message, max_attempts, trace_id, traceparent) \
+                                 message, max_attempts, trace_id, traceparent, owner_key_id) \
                SELECT id, $10, model_id, model_name, image_url, webhook_url, $11, \
-                      max_attempts, trace_id, traceparent FROM i \
+                      max_attempts, trace_id, traceparent, owner_key_id FROM i \
                RETURNING *), \
              e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
                    SELECT j.id, NULL, j.status, j.attempt, i.actor FROM j JOIN i ON i.id = j.id), \
@@ -215,6 +222,7 @@ impl Store {
             to as JobStatus,
             MSG_QUEUED,
             self.subjects.job(""),
+            &owners as &[Option<uuid::Uuid>],
         )
         .fetch_all(&self.pool)
         .await?;

@@ -30,7 +30,7 @@ pub use deliveries::{
 };
 pub use error::{StoreError, is_unavailable};
 pub use feed::{Cursor, ReconciliationRow};
-pub use idempotency::{IdempotencyKey, Idempotent};
+pub use idempotency::{IdempotencyKey, IdempotencyScope, Idempotent};
 pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };
@@ -63,6 +63,10 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long a caller waits for a connection before the store reports itself unavailable.
     pub acquire_timeout: Duration,
+    /// Postgres's `statement_timeout` on every connection of the pool: a statement running
+    /// longer is cancelled by the server (an abandoned request's query does not run on).
+    /// `None` leaves the server's setting. Migrations run without it.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -71,6 +75,7 @@ impl StoreConfig {
             database_url: database_url.into(),
             max_connections: 32,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: None,
         }
     }
 }
@@ -86,10 +91,14 @@ impl Store {
     /// Connects lazily: the pool opens connections on first use, so a service can start
     /// (and report itself not ready) while Postgres is down.
     pub fn connect_lazy(config: &StoreConfig, subjects: Subjects) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = config
+        let mut options: PgConnectOptions = config
             .database_url
             .parse()
             .map_err(|source| StoreError::Config { source })?;
+        if let Some(timeout) = config.statement_timeout {
+            options =
+                options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
@@ -103,8 +112,19 @@ impl Store {
     }
 
     /// Applies pending migrations. Concurrent callers are serialised by sqlx's advisory lock.
+    /// They run on a connection of their own without the pool's `statement_timeout` (an
+    /// index built on a large table may take minutes), closed afterwards.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("statement_timeout", "0")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_lazy_with(options);
+        let migrated = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        migrated?;
         Ok(())
     }
 

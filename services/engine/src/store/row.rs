@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Attempt, Fence, JobId, JobStatus};
+use crate::domain::{ApiKeyId, Attempt, Fence, JobId, JobStatus};
 
 /// A row of `jobs`: a job as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +39,8 @@ pub struct Job {
     /// When the sweeper last wrote another dispatch message for this queued job.
     pub redispatched_at: Option<DateTime<Utc>>,
     pub redispatches: i32,
+    /// The API key the job belongs to (`None`: no one's, a keyless v1 call).
+    pub owner_key_id: Option<ApiKeyId>,
 }
 
 impl Job {
@@ -92,7 +94,8 @@ macro_rules! query_job {
                    created_at AS \"created_at!\", updated_at AS \"updated_at!\", \
                    started_at AS \"started_at?\", finished_at AS \"finished_at?\", \
                    processing_time AS \"processing_time?\", \
-                   redispatched_at AS \"redispatched_at?\", redispatches AS \"redispatches!\""
+                   redispatched_at AS \"redispatched_at?\", redispatches AS \"redispatches!\", \
+                   owner_key_id AS \"owner_key_id?: crate::domain::ApiKeyId\""
                 + $after
             $(, $arg)*
         )

@@ -23,6 +23,7 @@ fn new_job(n: usize) -> NewJob {
         trace_id: (!n.is_multiple_of(2)).then(|| "0af7651916cd43dd8448eb211c80319c".into()),
         traceparent: (!n.is_multiple_of(2))
             .then(|| "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        owner: None,
     }
 }
 

@@ -26,7 +26,8 @@ const BIG_TABLES: [&str; 7] = [
 ];
 
 /// A million jobs over 58 days (one every 5 s, newest first): 2 % queued, 1 % running
-/// (leases valid), 87 % succeeded, 10 % failed; one event each, 3 in 256 of them a
+/// (leases valid), 87 % succeeded, 10 % failed, a quarter each owned by two API keys and
+/// half by no one; one event each, 3 in 256 of them a
 /// recovery; a webhook for one job in ten (pending for the last hour's, failed for failed
 /// jobs, else delivered, one attempt each); published outbox rows for two weeks, uploads
 /// for two days and idempotency keys for one job in sixteen.
@@ -48,16 +49,21 @@ DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT indexname FROM rebuilt LOOP EXECUTE 'DROP INDEX ' || quote_ident(r.indexname); END LOOP;
 END $$;
 SET session_replication_role = replica;
+INSERT INTO api_keys (id, name, scopes, token_hash)
+VALUES ('00000000-0000-0000-0000-00000000000a', 'client-a', '{submit}', sha256('a')),
+       ('00000000-0000-0000-0000-00000000000b', 'client-b', '{submit}', sha256('b'));
 INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, message,
                   max_attempts, attempt, lease_owner, lease_expires_at, created_at, updated_at,
-                  started_at, finished_at)
+                  started_at, finished_at, owner_key_id)
 SELECT lpad(to_hex(i), 32, '0')::uuid, st, '124096', 'yolov5s-seg-coco',
        'https://img.example.org/' || i, CASE WHEN i % 10 = 0 THEN 'https://hook.example.org/' END,
        'm', 3, CASE WHEN st = 'queued' THEN 0 ELSE 1 END,
        CASE WHEN st = 'running' THEN 'w' END,
        CASE WHEN st = 'running' THEN now() + interval '1 minute' END,
        c, c + interval '10 seconds', CASE WHEN st <> 'queued' THEN c + interval '1 second' END,
-       CASE WHEN st IN ('succeeded', 'failed') THEN c + interval '10 seconds' END
+       CASE WHEN st IN ('succeeded', 'failed') THEN c + interval '10 seconds' END,
+       CASE i % 4 WHEN 0 THEN '00000000-0000-0000-0000-00000000000a'::uuid
+                  WHEN 1 THEN '00000000-0000-0000-0000-00000000000b'::uuid END
 FROM (SELECT i, now() - i * interval '5 seconds' AS c,
              (CASE WHEN i % 100 < 2 THEN 'queued' WHEN i % 100 < 3 THEN 'running'
                    WHEN i % 100 < 90 THEN 'succeeded' ELSE 'failed' END)::job_status AS st
@@ -100,11 +106,13 @@ END $$;
 ANALYZE;
 "#;
 
-/// A periodic query: a fragment that finds its text in `.sqlx/`, and arguments.
+/// A periodic query: a fragment that finds its text in `.sqlx/`, and arguments; for some,
+/// the index its plan must read.
 struct Periodic {
     name: &'static str,
     fragment: &'static str,
     args: String,
+    index: Option<&'static str>,
 }
 
 fn periodic() -> Vec<Periodic> {
@@ -114,8 +122,27 @@ fn periodic() -> Vec<Periodic> {
         name,
         fragment,
         args: args.to_string(),
+        index: None,
+    };
+    // The reconciliation feed's pages from a day ago, with a status filter (an operator)
+    // and for one owner: read through their own indexes, not by sorting a day of jobs.
+    let feed = "now() - interval '1 day', now() - interval '1 day', \
+                '00000000-0000-0000-0000-000000000000', '{succeeded,failed}', 2, 100";
+    let feed_status = Periodic {
+        index: Some("jobs_status_updated"),
+        ..q("feed by status", "WHERE status = wanted.st", feed)
+    };
+    let feed_owner = Periodic {
+        index: Some("jobs_owner_status_updated"),
+        ..q(
+            "feed of one owner",
+            "WHERE owner_key_id = $7 AND status = wanted.st",
+            &format!("{feed}, '00000000-0000-0000-0000-00000000000a'"),
+        )
     };
     vec![
+        feed_status,
+        feed_owner,
         q(
             "retention delete",
             "DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM x))",
@@ -288,6 +315,14 @@ async fn every_periodic_query_reads_through_an_index(pool: PgPool) -> anyhow::Re
             if !seq.is_empty() {
                 failures.push(format!("{} ({mode}): {seq:?}", query.name));
             }
+            if let Some(index) = query.index
+                && !scans.iter().any(|scan| scan.contains(index))
+            {
+                failures.push(format!(
+                    "{} ({mode}) does not read {index}: {scans:?}",
+                    query.name
+                ));
+            }
         }
     }
     println!(
@@ -297,7 +332,7 @@ async fn every_periodic_query_reads_through_an_index(pool: PgPool) -> anyhow::Re
     );
     assert!(
         failures.is_empty(),
-        "sequential scans of big tables:\n{}",
+        "sequential scans of big tables, or a query off its index:\n{}",
         failures.join("\n")
     );
     conn.close().await?;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use foodseg_engine::store::{AttemptRecord, ClaimOutcome, IdempotencyKey, NewJob, NewUpload};
+use foodseg_engine::store::{
+    AttemptRecord, ClaimOutcome, IdempotencyKey, IdempotencyScope, NewJob, NewUpload,
+};
 use foodseg_engine::{AttemptOutcome, JobId, Store, Subjects};
 use foodseg_testkit::new_job;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -107,7 +109,7 @@ async fn retention_deletes_old_finished_jobs_with_their_rows_in_batches(
         expires_at: Utc::now() + chrono::Duration::days(365),
     };
     let key = IdempotencyKey {
-        api_key: None,
+        scope: IdempotencyScope::Address("127.0.0.1".into()),
         key: "retention-key".into(),
         request_hash: [7; 32],
         keep: Duration::from_secs(400 * DAY as u64),

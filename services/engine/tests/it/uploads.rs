@@ -28,6 +28,7 @@ fn new_upload(bytes: &'static [u8], expires_at: DateTime<Utc>) -> (NewJob, NewUp
         max_attempts: Attempt::new(2),
         trace_id: None,
         traceparent: None,
+        owner: None,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

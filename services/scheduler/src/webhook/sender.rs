@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::webhook::retry_after;
 use crate::webhook::schedule::Answer;
-use crate::webhook::signature::WebhookSecret;
+use crate::webhook::signature::WebhookSecrets;
 
 /// Bytes of a non-2xx answer kept in the attempt's error text.
 const EXCERPT_BYTES: usize = 256;
@@ -33,7 +33,7 @@ pub struct Outgoing<'a> {
 pub struct Sender {
     client: reqwest::Client,
     policy: NetPolicy,
-    secret: Option<WebhookSecret>,
+    secret: Option<WebhookSecrets>,
     timeout: Duration,
     connect_timeout: Duration,
 }
@@ -43,7 +43,7 @@ impl Sender {
     /// followed (a POST must not turn into a GET elsewhere): a 3xx is retried like an error.
     pub fn new(
         policy: NetPolicy,
-        secret: Option<WebhookSecret>,
+        secret: Option<WebhookSecrets>,
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, foodseg_http::Error> {

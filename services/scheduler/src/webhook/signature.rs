@@ -1,6 +1,12 @@
 //! Standard Webhooks signing: `webhook-signature: v1,<base64(HMAC-SHA256(key,
 //! "{webhook-id}.{webhook-timestamp}.{body}"))>`, the key being the base64 after the
-//! `whsec_` prefix of `FOODSEG_WEBHOOK_SECRET`.
+//! `whsec_` prefix of a secret of `FOODSEG_WEBHOOK_SECRET`.
+//!
+//! The variable takes several secrets separated by spaces (`whsec_new whsec_old`), and
+//! each delivery carries one `v1,` signature per secret, space-separated as the standard
+//! allows: a receiver that holds any one of them verifies it. That is how a secret is
+//! rotated without a window in which the receiver rejects webhooks — add the new secret
+//! beside the old, let the receiver switch, then drop the old one.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,9 +16,17 @@ use sha2::Sha256;
 /// Prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
-/// The secret is not `whsec_<base64>`.
+/// A secret is not `whsec_<base64>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
+    #[error("no secret given")]
+    None,
+    #[error("secret {position} of the list: {reason}")]
+    InList {
+        position: usize,
+        #[source]
+        reason: Box<SecretError>,
+    },
     #[error("must start with {SECRET_PREFIX:?}")]
     Prefix,
     #[error("the part after {SECRET_PREFIX:?} is not valid base64")]
@@ -49,8 +63,49 @@ impl std::str::FromStr for WebhookSecret {
     }
 }
 
+/// The signing secrets of `FOODSEG_WEBHOOK_SECRET`, newest first. Their `Debug` never
+/// shows a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSecrets(Vec<WebhookSecret>);
+
+impl std::str::FromStr for WebhookSecrets {
+    type Err = SecretError;
+
+    /// One or more secrets separated by spaces.
+    fn from_str(s: &str) -> Result<Self, SecretError> {
+        let secrets = s
+            .split_whitespace()
+            .enumerate()
+            .map(|(i, secret)| {
+                secret
+                    .parse::<WebhookSecret>()
+                    .map_err(|e| SecretError::InList {
+                        position: i + 1,
+                        reason: Box::new(e),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() {
+            return Err(SecretError::None);
+        }
+        Ok(WebhookSecrets(secrets))
+    }
+}
+
+impl WebhookSecrets {
+    /// The `webhook-signature` header value for one attempt: one `v1,` signature per
+    /// secret, separated by spaces.
+    pub fn sign(&self, webhook_id: &str, timestamp: i64, body: &str) -> String {
+        self.0
+            .iter()
+            .map(|secret| secret.sign(webhook_id, timestamp, body))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 impl WebhookSecret {
-    /// The `webhook-signature` header value for one attempt.
+    /// The `v1,` signature of one attempt under this secret.
     pub fn sign(&self, webhook_id: &str, timestamp: i64, body: &str) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
@@ -89,5 +144,35 @@ mod tests {
         assert_eq!("whsec_".parse::<WebhookSecret>(), Err(SecretError::Empty));
         let debug = format!("{:?}", "whsec_c2VjcmV0".parse::<WebhookSecret>().unwrap());
         assert!(!debug.contains("c2VjcmV0"));
+        assert_eq!("  ".parse::<WebhookSecrets>(), Err(SecretError::None));
+        let e = "whsec_c2VjcmV0 nope".parse::<WebhookSecrets>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "secret 2 of the list: must start with \"whsec_\""
+        );
+        let debug = format!(
+            "{:?}",
+            "whsec_c2VjcmV0 whsec_b3RoZXI=".parse::<WebhookSecrets>()
+        );
+        assert!(
+            !debug.contains("c2VjcmV0") && !debug.contains("b3RoZXI"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn several_secrets_give_one_signature_each_in_order() {
+        let new: WebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+        let old: WebhookSecret = "whsec_c2VjcmV0".parse().unwrap();
+        let both: WebhookSecrets = " whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw   whsec_c2VjcmV0 "
+            .parse()
+            .unwrap();
+        let (id, ts, body) = ("msg_1", 1614265330, "\"{}\"");
+        assert_eq!(
+            both.sign(id, ts, body),
+            format!("{} {}", new.sign(id, ts, body), old.sign(id, ts, body))
+        );
+        let one: WebhookSecrets = "whsec_c2VjcmV0".parse().unwrap();
+        assert_eq!(one.sign(id, ts, body), old.sign(id, ts, body));
     }
 }

@@ -24,6 +24,7 @@ async fn uploaded_job(env: &Env) -> anyhow::Result<JobId> {
         max_attempts: Attempt::new(3),
         trace_id: None,
         traceparent: None,
+        owner: None,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

@@ -19,7 +19,7 @@ async fn delivers_the_v1_document_as_a_json_string_mfr_accepts(pool: PgPool) -> 
     let env = Env::new(pool).await?;
     let receiver = Receiver::start(Some(SECRET)).await;
     let mut config = env.config();
-    config.webhook_secret = Some(SECRET.parse()?);
+    config.webhook_secrets = Some(SECRET.parse()?);
     let scheduler = env.start(config).await?;
 
     let ok = env.succeeded_job(&receiver.url("ok")).await?;

@@ -118,6 +118,7 @@ async fn a_purged_upload_fails_the_job_at_once(pool: PgPool) -> anyhow::Result<(
         max_attempts: Attempt::new(3),
         trace_id: None,
         traceparent: None,
+        owner: None,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

@@ -105,6 +105,7 @@ impl Env {
             max_attempts: Attempt::new(max_attempts),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            owner: None,
         };
         Ok(self.store.enqueue(&job, "test").await?)
     }

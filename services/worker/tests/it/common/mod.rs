@@ -115,6 +115,7 @@ impl Env {
             max_attempts: Attempt::new(max_attempts),
             trace_id: None,
             traceparent: None,
+            owner: None,
         };
         Ok(self.store.enqueue(&job, "test").await?)
     }
