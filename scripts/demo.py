@@ -3,8 +3,10 @@
 
 Uses the Postgres at DATABASE_URL and the NATS at NATS_URL when they answer, otherwise
 starts throwaway ones under .demo/. Builds and runs foodseg-api, foodseg-worker and
-foodseg-scheduler, submits the fixture photos with a local webhook receiver, prints what
-was found, renders overlay pictures with the `foodseg` CLI, then checks each service's
+foodseg-scheduler with an API key of its own (which owns the jobs it submits), submits the
+fixture photos with a local webhook receiver, prints what was found, reads them back from
+the key's reconciliation feed, renders overlay pictures with the `foodseg` CLI, then checks
+each service's
 /metrics (promtool clean; every metric the alerts and the dashboard use is exported:
 deploy/check_metrics.py) and stops what it started. Standard library only (PyYAML and
 promtool for the metrics check).
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -102,7 +105,18 @@ def main() -> int:
                FOODSEG_SCHEDULER_ADDR=f"127.0.0.1:{sched_port}",
                # The daily reconciliation, due in the next minute, so its metrics show.
                FOODSEG_RECONCILE_AT=reconcile_soon(),
+               # The console over plain HTTP on this machine.
+               FOODSEG_CONSOLE_INSECURE_COOKIE="true",
                RUST_LOG=os.environ.get("RUST_LOG", "info"))
+    # Every route beyond the MFR v1 contract needs an API key: the demo makes one, and
+    # the jobs it submits through the keyless v1 routes belong to it (FOODSEG_V1_OWNER).
+    key_name = f"demo-{os.urandom(4).hex()}"
+    token = subprocess.run([str(target / "foodseg-api"), "keys", "create", "--name", key_name,
+                            "--scope", "submit"], env=env, check=True, capture_output=True,
+                           text=True).stdout.strip()
+    env["FOODSEG_V1_OWNER"] = key_name
+    say(f"API key {key_name} created (scope submit); it owns the v1 jobs of this demo")
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
     for service in ["api", "worker", "scheduler"]:
         spawn([str(target / f"foodseg-{service}")], env=env, log=DEMO / "logs" / f"{service}.log")
     api = f"http://127.0.0.1:{api_port}"
@@ -142,6 +156,9 @@ def main() -> int:
         print(f"{'':<12} ({doc['processing_time']:.2f} s, model {doc['model_identifier']})")
     print()
 
+    if not check_feed(api, token, started, set(jobs.values())):
+        failed = True
+
     for photo, job_id in jobs.items():
         png = out / f"{Path(photo).stem}.overlay.png"
         subprocess.run([str(target / "foodseg"), "--api", api, "overlay", job_id,
@@ -154,6 +171,31 @@ def main() -> int:
     if not check_metrics([f"{api}/metrics", f"http://127.0.0.1:{worker_port}/metrics", sched_metrics]):
         failed = True
     return 1 if failed else 0
+
+
+def check_feed(api: str, token: str, since: datetime, job_ids: set[str]) -> bool:
+    """The reconciliation feed (GET /v2/jobs) refuses a caller without a key and lists the
+    demo's jobs to the key that owns them."""
+    url = f"{api}/v2/jobs?" + urllib.parse.urlencode({"updated_since": since.isoformat()})
+    try:
+        urllib.request.urlopen(url, timeout=10)
+        print("demo: the feed answered a caller without a key", file=sys.stderr)
+        return False
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            print(f"demo: the feed answered {e.code} to a caller without a key", file=sys.stderr)
+            return False
+    listed: set[str] = set()
+
+    def owned_jobs_listed() -> bool:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            listed.update(doc["job_id"] for doc in json.loads(r.read())["jobs"])
+        return job_ids <= listed
+
+    wait_for("the demo's jobs in its key's feed", owned_jobs_listed, timeout=30)
+    say(f"feed: the demo's key reads its {len(job_ids)} jobs; without a key the feed answers 401")
+    return True
 
 
 def reconcile_soon() -> str:

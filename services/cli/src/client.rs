@@ -280,7 +280,14 @@ pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
             } else {
                 b.error.code
             },
-            message: b.error.message,
+            message: if status == StatusCode::UNAUTHORIZED {
+                format!(
+                    "{} (give an API key with --api-key or FOODSEG_API_KEY)",
+                    b.error.message
+                )
+            } else {
+                b.error.message
+            },
         },
         Err(_) => {
             let text = String::from_utf8_lossy(body);

@@ -24,11 +24,16 @@ pub(crate) fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// Runs `foodseg` against `api` with a key of scope `submit` of its own in
+/// `FOODSEG_API_KEY` (uploads need one).
 pub(crate) async fn foodseg(api: &TestApi, args: &[&str]) -> anyhow::Result<Output> {
+    let name = format!("cli-{}", uuid::Uuid::new_v4().simple());
+    let key = foodseg_testkit::api_key(&api.store, &name, &[foodseg_engine::Scope::Submit]).await?;
     Ok(Command::new(env!("CARGO_BIN_EXE_foodseg"))
         .arg("--api")
         .arg(&api.base_url)
         .args(args)
+        .env("FOODSEG_API_KEY", key)
         .kill_on_drop(true)
         .output()
         .await?)

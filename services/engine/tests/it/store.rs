@@ -413,3 +413,47 @@ async fn prune_deletes_only_rows_published_long_ago(pool: PgPool) {
     assert_eq!(rows(&pool, recent.id).await.outbox, 1);
     assert_eq!(rows(&pool, unpublished.id).await.outbox, 1);
 }
+
+/// A store on the test's database (by URL, as a service connects) whose connections
+/// carry `statement_timeout`.
+fn store_with_timeout(pool: &PgPool, timeout: Duration) -> anyhow::Result<Store> {
+    let db = pool
+        .connect_options()
+        .get_database()
+        .map(str::to_string)
+        .unwrap_or_default();
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
+    url.set_path(&db);
+    let mut config = foodseg_engine::StoreConfig::new(url.as_str());
+    config.statement_timeout = Some(timeout);
+    Ok(Store::connect_lazy(
+        &config,
+        Subjects::with_prefix("tstore"),
+    )?)
+}
+
+#[sqlx::test(migrations = false)]
+async fn statements_past_the_timeout_are_cancelled_but_migrations_are_not(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    // Migrations run on a connection of their own without the timeout: even a timeout of
+    // one millisecond does not cut an index build short.
+    store_with_timeout(&pool, Duration::from_millis(1))?
+        .migrate()
+        .await?;
+    let store = store_with_timeout(&pool, Duration::from_millis(200))?;
+    let setting: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await?;
+    assert_eq!(setting, "200ms");
+    let slow = sqlx::query("SELECT pg_sleep(2)")
+        .execute(store.pool())
+        .await
+        .map_err(StoreError::from);
+    assert!(
+        matches!(slow, Err(StoreError::TimedOut(_))),
+        "Postgres cancels the statement: {slow:?}"
+    );
+    assert!(!slow.unwrap_err().is_unavailable());
+    Ok(())
+}

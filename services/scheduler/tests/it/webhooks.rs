@@ -75,6 +75,96 @@ async fn delivers_the_v1_document_as_a_json_string_mfr_accepts(pool: PgPool) -> 
     env.cleanup().await
 }
 
+/// Verifies a delivery with the Standard Webhooks reference library (PyPI
+/// `standardwebhooks`, in `.cache/standardwebhooks-venv`) under `secret`.
+async fn verified_by_the_reference_library(
+    secret: &str,
+    hit: &crate::common::receiver::Hit,
+) -> anyhow::Result<bool> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = tokio::process::Command::new(root.join("scripts/python-venv.sh"))
+        .arg(root.join(".cache/standardwebhooks-venv"))
+        .arg("import standardwebhooks")
+        .arg("standardwebhooks==1.3.0")
+        .output()
+        .await?;
+    anyhow::ensure!(venv.status.success(), "{venv:?}");
+    let python = String::from_utf8(venv.stdout)?.trim().to_string();
+    const VERIFY: &str = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+case = json.load(sys.stdin)
+try:
+    Webhook(case["secret"]).verify(case["body"], case["headers"])
+    print("verified")
+except Exception as e:
+    print(f"refused: {e!r}")
+"#;
+    let case = serde_json::json!({
+        "secret": secret,
+        "body": hit.body,
+        "headers": {
+            "webhook-id": hit.webhook_id,
+            "webhook-timestamp": hit.timestamp.map(|t| t.to_string()),
+            "webhook-signature": hit.signature,
+        },
+    });
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", VERIFY])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("python's stdin")?;
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, case.to_string().as_bytes()).await?;
+    drop(stdin);
+    let out = child.wait_with_output().await?;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    anyhow::ensure!(out.status.success(), "python failed: {out:?}");
+    Ok(said == "verified")
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn with_two_secrets_each_receiver_verifies_the_webhook_with_the_reference_library(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    const NEW: &str = "whsec_c2VjcmV0LW9mLXRoZS1uZXctcmVjZWl2ZXI=";
+    let env = Env::new(pool).await?;
+    // A receiver holding only the new secret, while the scheduler signs with both.
+    let receiver = Receiver::start(Some(NEW)).await;
+    let mut config = env.config();
+    config.webhook_secrets = Some(format!("{NEW} {SECRET}").parse()?);
+    let scheduler = env.start(config).await?;
+    let job = env.succeeded_job(&receiver.url("ok")).await?;
+    let d = env.settled_delivery(job.id).await?;
+    assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
+    let hit = receiver
+        .hits_for(&format!("msg_{}", job.id.simple()))
+        .remove(0);
+    let signatures = hit.signature.clone().unwrap_or_default();
+    assert_eq!(
+        signatures
+            .split(' ')
+            .filter(|s| s.starts_with("v1,"))
+            .count(),
+        2,
+        "one signature per secret: {signatures}"
+    );
+    for secret in [NEW, SECRET] {
+        assert!(
+            verified_by_the_reference_library(secret, &hit).await?,
+            "standardwebhooks verifies under {}…",
+            &secret[..10]
+        );
+    }
+    assert!(
+        !verified_by_the_reference_library("whsec_b3RoZXItc2VjcmV0", &hit).await?,
+        "and refuses it under a secret the scheduler does not hold"
+    );
+    scheduler.stop().await?;
+    env.cleanup().await
+}
+
 #[tokio::test]
 async fn the_test_receiver_refuses_what_rails_refuses() {
     // A plain object lands in params without `_json`: MFR's controller answers 400.

@@ -49,10 +49,13 @@ async fn uploaded_photos_are_segmented_from_the_stored_bytes(pool: PgPool) -> an
     .await?;
     let worker = env.start_worker(env.config("w-upload", 15.0));
     let http = foodseg_http::client()?;
+    let key =
+        foodseg_testkit::api_key(&api.store, "uploader", &[foodseg_engine::Scope::Submit]).await?;
 
     // Raw body, as the foodseg CLI sends it.
     let queued: Value = http
         .post(api.url("/v2/uploads?filename=fruits.jpg&model_id=124096"))
+        .bearer_auth(&key)
         .header("content-type", "image/jpeg")
         .body(std::fs::read(fixture("fruits.jpg"))?)
         .send()
@@ -79,6 +82,7 @@ async fn uploaded_photos_are_segmented_from_the_stored_bytes(pool: PgPool) -> an
     );
     let queued: Value = http
         .post(api.url("/v2/uploads"))
+        .bearer_auth(&key)
         .multipart(form)
         .send()
         .await?

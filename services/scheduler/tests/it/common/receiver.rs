@@ -35,6 +35,10 @@ pub struct Hit {
     pub timestamp: Option<i64>,
     /// Whether the signature verified (`None` when the receiver has no secret).
     pub signature_ok: Option<bool>,
+    /// The `webhook-signature` header as sent.
+    pub signature: Option<String>,
+    /// The body as sent.
+    pub body: String,
     pub traceparent: Option<String>,
     /// The job document found in `params[:_json]`, or why Rails would have refused it.
     pub document: Result<serde_json::Value, String>,
@@ -168,6 +172,8 @@ impl Handler for Hook {
             webhook_id: webhook_id.clone(),
             timestamp,
             signature_ok,
+            signature: signature.clone(),
+            body: body.clone(),
             traceparent,
             document: document.clone(),
             status: 0,

@@ -108,7 +108,14 @@ impl Stack {
         }
         common.extend(extra);
         let services: [(&str, Vec<(&str, String)>); 3] = [
-            ("foodseg-api", vec![("FOODSEG_API_ADDR", api.to_string())]),
+            (
+                "foodseg-api",
+                vec![
+                    ("FOODSEG_API_ADDR", api.to_string()),
+                    // The console over plain HTTP.
+                    ("FOODSEG_CONSOLE_INSECURE_COOKIE", "true".into()),
+                ],
+            ),
             (
                 "foodseg-worker",
                 vec![
