@@ -16,11 +16,32 @@ pub use config::{Common, ConfigError, Env, Unit};
 pub use ops::{ReadyReport, serve_ops};
 pub use signal::shutdown_on_signal;
 
-/// The body of a service's `main`: starts telemetry as `service`, reads the configuration
-/// with `config`, then runs `run` until it returns, cancelling its token on Ctrl-C or
-/// SIGTERM. A failure of `run` becomes its error chain on one line.
+/// The command line of a service binary that takes no arguments: `--help` prints `about`
+/// and how it is configured, `--version` the version, and anything else is refused with
+/// a usage message (exit code 2) — never started as the service.
+pub fn service_command(service: &'static str, about: &'static str) -> clap::Command {
+    clap::Command::new(service)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about)
+        .after_help(
+            "Configured by environment variables (DATABASE_URL, NATS_URL, FOODSEG_*): \
+             README.md lists them all. Ctrl-C or SIGTERM stops it gracefully.",
+        )
+}
+
+/// Parses the command line of a service that takes no arguments ([`service_command`]):
+/// returns only when there were none; `--help` and `--version` print and exit 0, anything
+/// else exits 2 with a usage message.
+pub fn parse_service_args(service: &'static str, about: &'static str) {
+    service_command(service, about).get_matches();
+}
+
+/// The body of a service's `main`, once its arguments are parsed: starts telemetry as
+/// `service`, reads the configuration with `config`, then runs `run` until it returns,
+/// cancelling its token on Ctrl-C or SIGTERM. A failure of `run` becomes its error chain
+/// on one line.
 pub async fn run_service<T, CE, R, Fut, E>(
-    service: &str,
+    service: &'static str,
     config: impl FnOnce() -> Result<T, CE>,
     run: R,
 ) -> anyhow::Result<()>

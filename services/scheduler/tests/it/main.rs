@@ -2,6 +2,7 @@
 //! test): webhook delivery as MFR's Rails app receives it, recovery sweeps, uploads purge, retention,
 //! operator routes, and one trace per job across the three services as processes.
 
+mod args;
 mod common;
 mod console;
 mod operator;

@@ -2,6 +2,7 @@
 //! api does (or through the api), images served from 127.0.0.1, results read back from
 //! the store.
 
+mod args;
 mod common;
 mod e2e;
 mod lifecycle;
