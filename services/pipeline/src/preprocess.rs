@@ -52,11 +52,6 @@ impl Letterbox {
     pub fn to_original(&self, x: f32, y: f32) -> (f32, f32) {
         ((x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale)
     }
-
-    /// Maps a point in original-image pixels to model-input pixels.
-    pub fn to_input(&self, x: f32, y: f32) -> (f32, f32) {
-        (x * self.scale + self.pad_x, y * self.scale + self.pad_y)
-    }
 }
 
 /// A model input tensor with its letterbox.

@@ -32,10 +32,6 @@ impl ReadyReport {
         self.ok &= passed;
         self
     }
-
-    pub fn is_ready(&self) -> bool {
-        self.ok
-    }
 }
 
 impl Default for ReadyReport {

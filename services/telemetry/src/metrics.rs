@@ -73,12 +73,6 @@ impl Handle {
     pub fn render(&self) -> String {
         self.inner.render()
     }
-
-    /// Drains buffered histogram samples. Each `render` does this too; call it
-    /// periodically only in processes that are rarely scraped.
-    pub fn run_upkeep(&self) {
-        self.inner.run_upkeep();
-    }
 }
 
 /// Content type of [`Handle::render`]'s output.
@@ -203,9 +197,4 @@ pub fn http_server_request(route: &str, method: &str, status: u16, took: Duratio
         "http_response_status_code" => status.to_string(),
     )
     .record(took.as_secs_f64());
-}
-
-/// The sweeper recovered a job (`lease_expired`, `republished`, `failed_exhausted`).
-pub fn sweep_recovery(kind: &str) {
-    metrics::counter!(names::SWEEP_RECOVERIES, "kind" => kind.to_owned()).increment(1);
 }

@@ -64,16 +64,6 @@ pub fn set_parent_from_http(span: &tracing::Span, headers: &http::HeaderMap) {
     set_parent_context(span, extract_context(&HttpHeaders(headers)));
 }
 
-/// Writes `span`'s context as `traceparent` (and `tracestate`) into NATS headers.
-pub fn inject_nats(span: &tracing::Span, headers: &mut async_nats::HeaderMap) {
-    inject_context(&span.context(), &mut NatsHeadersMut(headers));
-}
-
-/// Writes `span`'s context as `traceparent` (and `tracestate`) into HTTP headers.
-pub fn inject_http(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    inject_context(&span.context(), &mut HttpHeadersMut(headers));
-}
-
 /// `span`'s context as header pairs, replacing any trace headers already in `headers`
 /// (for APIs taking `&[(String, String)]`, such as the outbox relay's publish).
 pub fn inject_pairs(span: &tracing::Span, headers: &mut Vec<(String, String)>) {
@@ -148,14 +138,6 @@ impl Extractor for NatsHeaders<'_> {
     }
 }
 
-struct NatsHeadersMut<'a>(&'a mut async_nats::HeaderMap);
-
-impl Injector for NatsHeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value);
-    }
-}
-
 struct HttpHeaders<'a>(&'a http::HeaderMap);
 
 impl Extractor for HttpHeaders<'_> {
@@ -165,19 +147,6 @@ impl Extractor for HttpHeaders<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-struct HttpHeadersMut<'a>(&'a mut http::HeaderMap);
-
-impl Injector for HttpHeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
     }
 }
 

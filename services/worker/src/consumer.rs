@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, message::Acker};
 use chrono::Utc;
-use foodseg_engine::message::{JobMessage, TRACEPARENT};
+use foodseg_engine::message::JobMessage;
 use foodseg_engine::store::ClaimOutcome;
 use foodseg_engine::{Attempt, Backoff, JobId, JobStatus, StoreError};
 use futures::StreamExt;
@@ -113,11 +113,11 @@ async fn handle(
     release: CancellationToken,
 ) {
     let (msg, acker) = msg.split();
+    // Only a well-formed `traceparent` is carried on (into logs and the job's spans).
     let traceparent = msg
         .headers
         .as_ref()
-        .and_then(|h| h.get(TRACEPARENT))
-        .map(|v| v.as_str().to_string());
+        .and_then(foodseg_telemetry::trace::traceparent_from_nats);
     let job_msg: JobMessage = match serde_json::from_slice(&msg.payload) {
         Ok(m) => m,
         Err(e) => {

@@ -14,7 +14,6 @@ fn install_is_idempotent_and_renders_recorded_metrics() {
     metrics::job_transition("queued", "in_progress");
     metrics::job_transition("in_progress", "succeeded");
     metrics::webhook_attempt("delivered");
-    metrics::sweep_recovery("lease_expired");
     metrics::queue_oldest_queued(Duration::from_secs(42));
     metrics::stream_pending("FOODSEG_JOBS", "worker-m", 7);
     metrics::worker_stage("inference", Duration::from_millis(300));
@@ -32,10 +31,6 @@ fn install_is_idempotent_and_renders_recorded_metrics() {
     );
     assert!(
         has(r#"foodseg_webhook_attempts_total{outcome="delivered"} 1"#),
-        "{text}"
-    );
-    assert!(
-        has(r#"foodseg_sweep_recoveries_total{kind="lease_expired"} 1"#),
         "{text}"
     );
     assert!(has("foodseg_queue_oldest_queued_seconds 42"), "{text}");
