@@ -12,8 +12,7 @@ default:
 demo:
     python3 scripts/demo.py
 
-# Faults under load (workers, NATS, Postgres, scheduler and api killed or stopped; with
-# --cluster a 3-node NATS): no job lost or doubled (`--short` for CI, `--jobs N`).
+# Faults under load (services, NATS, Postgres killed): no job lost or doubled (--short, --cluster, --jobs N).
 chaos *ARGS: ort services
     python3 scripts/chaos.py {{ARGS}}
 
@@ -29,16 +28,20 @@ browser:
 services:
     @scripts/ensure-services.sh
 
-# Run every test against the real Postgres, NATS and ONNX Runtime, then Schemathesis
-# against a live api (no 5xx; every answer matches the OpenAPI document).
+# Every test against the real Postgres, NATS and ONNX Runtime, then Schemathesis against a live api.
 test: ort services browser
     cargo test --workspace --no-fail-fast
     scripts/schemathesis.sh 50
 
-# Formatting, lints and the checked queries' offline data, as CI checks them.
-lint: deploy-check alerts-check sqlx-check
+# Formatting, lints, unused dependencies and the checked queries' offline data, as CI checks them.
+lint: deploy-check alerts-check sqlx-check machete
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# No crate names a dependency it does not use (cargo-machete, installed when missing).
+machete:
+    @command -v cargo-machete >/dev/null 2>&1 || cargo install cargo-machete --version 0.9.2 --locked
+    cargo machete
 
 # Every checked query agrees with the migrations (`.sqlx/` is up to date).
 sqlx-check: sqlx-cli services
@@ -68,8 +71,7 @@ bench-worker *ARGS: ort services
 bench-e2e *ARGS: ort services
     cargo run --release -p foodseg-scheduler --example bench_e2e -- {{ARGS}}
 
-# A job's processing_time on real photos (incl. a 12 MP JPEG) beside the plain Python
-# pipeline (OpenCV + onnxruntime, same version and threads), and jobs/s at saturation.
+# A job's time on real photos (with a 12 MP JPEG) beside the plain Python pipeline, and jobs/s at saturation.
 bench-photos *ARGS: ort services
     "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL' onnxruntime==1.31.1 opencv-python-headless numpy pillow)" scripts/bench_photos.py {{ARGS}}
 
