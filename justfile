@@ -33,8 +33,9 @@ test: ort services browser
     cargo test --workspace --no-fail-fast
     scripts/schemathesis.sh 50
 
-# Formatting, lints, unused dependencies and the checked queries' offline data, as CI checks them.
+# Formatting, lints, unused dependencies, import circles and the checked queries' offline data.
 lint: deploy-check alerts-check sqlx-check machete
+    python3 scripts/import_graph.py
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 

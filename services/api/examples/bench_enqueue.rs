@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use foodseg_testkit::{TestBus, api_parts, repo_models_dir, start_api_with};
+use foodseg_api::local::{api_parts, start_api_with};
+use foodseg_testkit::{TestBus, repo_models_dir};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 

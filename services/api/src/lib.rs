@@ -12,7 +12,10 @@ pub mod error;
 pub mod idempotency;
 pub mod keys_command;
 pub mod limits;
+pub mod local;
 pub mod metrics;
+pub mod paging;
+pub mod request;
 pub mod routes;
 pub mod state;
 pub mod upload;
@@ -177,12 +180,25 @@ pub async fn serve(
     if let Some(addr) = addr {
         tracing::info!(%addr, "api listening");
     }
-    let served = server.try_serve(routes::service(state)).await;
+    let served = server.try_serve(service(state)).await;
     tasks.cancel();
     if let Err(e) = relay_task.await {
         tracing::warn!(error = %e, "outbox relay task ended abnormally");
     }
     served.map_err(Error::Serve)
+}
+
+/// Every route (the api's and the console's) with the state injected, in a service that
+/// traces and measures every request (matched or not) and answers unmatched routes with
+/// JSON.
+pub fn service(state: AppState) -> Service {
+    let router = Router::new()
+        .hoop(request::Inject(state))
+        .push(routes::router())
+        .push(console::router());
+    Service::new(router)
+        .hoop(routes::trace_request)
+        .catcher(salvo::catcher::Catcher::default().hoop(routes::json_errors))
 }
 
 /// Retries the migrations until they apply (or shutdown), then marks the schema ready.

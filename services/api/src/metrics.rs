@@ -5,10 +5,15 @@
 use foodseg_models::Registry;
 
 use crate::limits::{RATE_LIMITED_TOTAL, UPLOADS_IN_FLIGHT};
-use crate::routes::{IDEMPOTENT_REPLAYS_TOTAL, UPLOAD_BYTES, UPLOADS_TOTAL};
 
 /// Jobs accepted (by `/enqueue` or `/v2/uploads`; idempotent replays not counted), by model.
 pub const JOBS_ENQUEUED_TOTAL: &str = "foodseg_jobs_enqueued_total";
+/// Requests answered with the job an earlier request (same idempotency key) created.
+pub const IDEMPOTENT_REPLAYS_TOTAL: &str = "foodseg_api_idempotent_replays_total";
+/// Uploads accepted, by model.
+pub const UPLOADS_TOTAL: &str = "foodseg_uploads_total";
+/// Size of accepted uploads.
+pub const UPLOAD_BYTES: &str = "foodseg_upload_bytes";
 
 /// Installs the process's recorder (idempotent) and registers the api's series; the
 /// recorder may be unavailable, in which case `/metrics` answers 503.
@@ -23,7 +28,7 @@ pub fn install(registry: &Registry) {
         metrics::counter!(UPLOADS_TOTAL, "model" => model.name().to_owned()).increment(0);
     }
     metrics::counter!(IDEMPOTENT_REPLAYS_TOTAL).increment(0);
-    for route in ["enqueue", "uploads", "redeliver"] {
+    for route in ["enqueue", "uploads", "feed", "redeliver"] {
         metrics::counter!(RATE_LIMITED_TOTAL, "route" => route, "reason" => "rate").increment(0);
     }
     metrics::counter!(RATE_LIMITED_TOTAL, "route" => "uploads", "reason" => "uploads_in_flight")

@@ -161,7 +161,7 @@ async fn run(
     let stop_hook = server.handle();
     tokio::spawn(server.serve(Router::with_path("hook").post(Hook(arrivals.clone()))));
 
-    let api = foodseg_testkit::start_api(pool.clone(), subjects.clone(), nats_url).await?;
+    let api = foodseg_api::local::start_api(pool.clone(), subjects.clone(), nats_url).await?;
     let shutdown = CancellationToken::new();
     let vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", database_url.to_string()),

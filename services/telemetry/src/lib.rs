@@ -14,6 +14,7 @@
 //! logs of one job stay correlated across services.
 
 pub mod config;
+mod error;
 pub mod jaeger;
 mod logfmt;
 pub mod metrics;
@@ -26,47 +27,16 @@ pub mod trace;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Dispatch;
-use tracing_subscriber::filter::{EnvFilter, ParseError};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::util::TryInitError;
 use tracing_subscriber::{Layer, Registry, fmt};
 
 pub use config::{LogFormat, OtlpProtocol, OtlpTarget, TelemetryConfig};
+pub use error::TelemetryError;
 pub use jaeger::JaegerLinks;
 pub use logfmt::WithTraceIds;
 pub use otlp::SHUTDOWN_TIMEOUT;
-
-/// Telemetry could not be set up; every variant is a configuration the operator fixes.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    #[error("unsupported OTLP protocol {0:?}: use \"http/protobuf\" or \"grpc\"")]
-    UnsupportedProtocol(String),
-    #[error("invalid RUST_LOG directives {directives:?}")]
-    LogFilter {
-        directives: String,
-        #[source]
-        source: ParseError,
-    },
-    #[error("invalid FOODSEG_TRACE_FILTER directives {directives:?}")]
-    TraceFilter {
-        directives: String,
-        #[source]
-        source: ParseError,
-    },
-    #[error("cannot set up the OTLP ({protocol}) span exporter")]
-    Exporter {
-        protocol: OtlpProtocol,
-        #[source]
-        source: opentelemetry_otlp::ExporterBuildError,
-    },
-    #[error("cannot set up the OTLP/HTTP client")]
-    HttpClient(#[source] foodseg_http::Error),
-    #[error("OTLP over gRPC needs a Tokio runtime: call telemetry::init inside it")]
-    NoRuntime,
-    #[error("a global tracing subscriber or logger is already installed")]
-    AlreadyInitialized(#[source] TryInitError),
-}
 
 /// Keeps telemetry alive; dropping it (or [`shutdown`](Self::shutdown)) flushes buffered
 /// spans to the collector, waiting at most [`SHUTDOWN_TIMEOUT`].

@@ -29,8 +29,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::TelemetryError;
 use crate::config::{OtlpProtocol, OtlpTarget};
+use crate::error::TelemetryError;
 
 /// How long a graceful shutdown waits for buffered spans to reach the collector.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -210,7 +210,7 @@ fn run(session: &ModelSession, batch: Vec<Request>, threads: Option<usize>) {
             }
             return;
         }
-        Ok(Err(e)) => crate::segment::classify(SegmentError::Inference(e)),
+        Ok(Err(e)) => Failure::from(SegmentError::Inference(e)),
         Err(panic) => Failure::from_panic("inference", panic),
     };
     for request in batch {

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use foodseg_engine::netguard::Refusal;
+use foodseg_pipeline::{FetchError, SegmentError};
+
 /// Why one attempt of a job did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -47,5 +50,66 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.reason())
+    }
+}
+
+/// Permanent: undecodable images and model outputs that cannot be read. Transient:
+/// runtime failures such as device out-of-memory, which may pass on a retry.
+impl From<SegmentError> for Failure {
+    fn from(e: SegmentError) -> Self {
+        match e {
+            SegmentError::Postprocess(e) => {
+                Failure::Permanent(format!("cannot read the model's output: {e}"))
+            }
+            e if e.is_permanent() => Failure::Permanent(e.to_string()),
+            e => Failure::Transient(foodseg_engine::error_chain(&e)),
+        }
+    }
+}
+
+/// Permanent: HTTP 4xx (but 408/429), over the size cap, refused addresses, redirect
+/// loops. Transient: HTTP 5xx, timeouts, connection failures (name lookups included).
+impl From<FetchError> for Failure {
+    fn from(e: FetchError) -> Self {
+        if let Some(refusal) = Refusal::find(&e).filter(|r| r.is_permanent()) {
+            let what = match refusal {
+                Refusal::Address(_) | Refusal::Resolves { .. } => "address",
+                _ => "URL",
+            };
+            return Failure::Permanent(format!(
+                "image_url redirects to a refused {what}: {refusal}"
+            ));
+        }
+        if e.is_permanent() {
+            Failure::Permanent(e.to_string())
+        } else {
+            Failure::Transient(foodseg_engine::error_chain(&e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use foodseg_pipeline::DecodeError;
+    use foodseg_pipeline::postprocess::PostprocessError;
+
+    use super::*;
+
+    #[test]
+    fn stage_failures_are_classified() {
+        assert_eq!(
+            Failure::from(SegmentError::from(DecodeError::Empty)),
+            Failure::Permanent("image data is empty".into())
+        );
+        let unreadable = PostprocessError::MissingOutput {
+            name: "output1".into(),
+        };
+        assert_eq!(
+            Failure::from(SegmentError::from(unreadable)),
+            Failure::Permanent(
+                "cannot read the model's output: model output \"output1\" is missing".into()
+            )
+        );
+        assert!(!Failure::from(SegmentError::ModelNotLoaded("124096".into())).is_permanent());
     }
 }

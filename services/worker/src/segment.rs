@@ -11,8 +11,8 @@ use foodseg_engine::netguard::{NetPolicy, Refusal};
 use foodseg_models::{Model, Registry};
 use foodseg_pipeline::session::RawOutputs;
 use foodseg_pipeline::{
-    DecodeLimits, DecodedImage, FetchError, FetchLimits, ModelSession, Preprocessed, SegmentError,
-    Segmenter, SessionOptions,
+    DecodeLimits, DecodedImage, FetchLimits, ModelSession, Preprocessed, SegmentError, Segmenter,
+    SessionOptions,
 };
 use url::Url;
 
@@ -80,14 +80,14 @@ impl ModelRuntime {
     pub fn decode(&self, bytes: &Bytes) -> Result<DecodedImage, Failure> {
         let cover = self.model().manifest().input.size;
         foodseg_pipeline::decode_to_cover(bytes, &self.decode_limits, cover)
-            .map_err(|e| classify(e.into()))
+            .map_err(|e| Failure::from(SegmentError::from(e)))
     }
 
     /// Letterbox and tensor (blocking).
     pub fn preprocess(&self, image: DecodedImage) -> Result<Preprocessed, Failure> {
         self.segmenter
             .preprocess(self.model(), &image)
-            .map_err(classify)
+            .map_err(Failure::from)
     }
 
     /// Runs the model on `input` in the next batch, off the async threads.
@@ -105,21 +105,9 @@ impl ModelRuntime {
         let items = self
             .segmenter
             .postprocess(self.model(), &outputs, input, image_id)
-            .map_err(classify)?;
+            .map_err(Failure::from)?;
         serde_json::to_value(items)
             .map_err(|e| Failure::Permanent(format!("cannot encode the result: {e}")))
-    }
-}
-
-/// Permanent: undecodable images and model outputs that cannot be read. Transient:
-/// runtime failures such as device out-of-memory, which may pass on a retry.
-pub(crate) fn classify(e: SegmentError) -> Failure {
-    match e {
-        SegmentError::Postprocess(e) => {
-            Failure::Permanent(format!("cannot read the model's output: {e}"))
-        }
-        e if e.is_permanent() => Failure::Permanent(e.to_string()),
-        e => Failure::Transient(foodseg_engine::error_chain(&e)),
     }
 }
 
@@ -219,7 +207,7 @@ impl ImageFetcher {
         self.precheck(&url).await?;
         match foodseg_pipeline::fetch(&self.client, &url, &self.limits).await {
             Ok(fetched) => Ok(fetched.bytes),
-            Err(e) => Err(classify_fetch(e)),
+            Err(e) => Err(Failure::from(e)),
         }
     }
 
@@ -237,50 +225,5 @@ impl ImageFetcher {
                 r if r.is_permanent() => Failure::Permanent(format!("image_url is refused: {r}")),
                 r => Failure::Transient(format!("image_url: {r}")),
             })
-    }
-}
-
-/// Permanent: HTTP 4xx (but 408/429), over the size cap, refused addresses, redirect
-/// loops. Transient: HTTP 5xx, timeouts, connection failures (name lookups included).
-fn classify_fetch(e: FetchError) -> Failure {
-    if let Some(refusal) = Refusal::find(&e).filter(|r| r.is_permanent()) {
-        let what = match refusal {
-            Refusal::Address(_) | Refusal::Resolves { .. } => "address",
-            _ => "URL",
-        };
-        return Failure::Permanent(format!(
-            "image_url redirects to a refused {what}: {refusal}"
-        ));
-    }
-    if e.is_permanent() {
-        Failure::Permanent(e.to_string())
-    } else {
-        Failure::Transient(foodseg_engine::error_chain(&e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use foodseg_pipeline::DecodeError;
-    use foodseg_pipeline::postprocess::PostprocessError;
-
-    use super::*;
-
-    #[test]
-    fn stage_failures_are_classified() {
-        assert_eq!(
-            classify(DecodeError::Empty.into()),
-            Failure::Permanent("image data is empty".into())
-        );
-        let unreadable = PostprocessError::MissingOutput {
-            name: "output1".into(),
-        };
-        assert_eq!(
-            classify(unreadable.into()),
-            Failure::Permanent(
-                "cannot read the model's output: model output \"output1\" is missing".into()
-            )
-        );
-        assert!(!classify(SegmentError::ModelNotLoaded("124096".into())).is_permanent());
     }
 }

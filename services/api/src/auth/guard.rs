@@ -10,7 +10,7 @@ use salvo::prelude::*;
 use super::client::client_ip;
 use super::keys::AuthKey;
 use crate::error::ApiError;
-use crate::routes::with_deadline;
+use crate::request::with_deadline;
 use crate::state::AppState;
 
 /// Who made the request.
@@ -128,7 +128,7 @@ impl Handler for RequireScope {
         res: &mut Response,
         ctrl: &mut FlowCtrl,
     ) {
-        let Some(state) = crate::routes::state(depot).cloned() else {
+        let Some(state) = crate::request::state(depot).cloned() else {
             return;
         };
         match self.check(req, &state).await {
@@ -157,7 +157,7 @@ impl Handler for V1Access {
         res: &mut Response,
         ctrl: &mut FlowCtrl,
     ) {
-        let Some(state) = crate::routes::state(depot).cloned() else {
+        let Some(state) = crate::request::state(depot).cloned() else {
             return;
         };
         let ip = client_ip(req, &state.access);

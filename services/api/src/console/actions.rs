@@ -5,10 +5,9 @@
 use foodseg_engine::store::{Action, Redelivery};
 use salvo::prelude::*;
 
-use super::page::ConsoleError;
-use super::pages::path_job;
+use super::page::{ConsoleError, path_job};
 use super::session::session;
-use crate::routes::{ready_state, with_deadline};
+use crate::request::{ready_state, with_deadline};
 
 /// The notice a job page shows after an action (`?done=`); unknown values show none.
 pub fn notice(done: &str) -> Option<&'static str> {

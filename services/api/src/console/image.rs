@@ -10,9 +10,8 @@ use foodseg_pipeline::{FetchLimits, sniff::sniff};
 use salvo::http::HeaderValue;
 use salvo::prelude::*;
 
-use super::page::ConsoleError;
-use super::pages::path_job;
-use crate::routes::{ready_state, with_deadline};
+use super::page::{ConsoleError, path_job};
+use crate::request::{ready_state, with_deadline};
 use crate::state::AppState;
 
 /// Largest image the console shows.

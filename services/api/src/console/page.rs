@@ -1,13 +1,17 @@
 //! How console pages are answered: rendered templates with the console's security
-//! headers, and [`ConsoleError`], every way a console request can fail, shown as a page
-//! with the status code an API client would get.
+//! headers, [`ConsoleError`], every way a console request can fail, shown as a page
+//! with the status code an API client would get, and the job a page's path names.
 
 use askama::Template;
 use salvo::http::HeaderValue;
 use salvo::prelude::*;
 
+use foodseg_engine::{Job, JobId};
+
 use super::views::ErrorPage;
 use crate::error::ApiError;
+use crate::request::with_deadline;
+use crate::state::AppState;
 
 /// Why a console request failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,4 +100,14 @@ pub async fn security_headers(res: &mut Response) {
     set(headers, "referrer-policy", "same-origin");
     // The photo and the static files replace this with their own.
     set(headers, "cache-control", "no-store");
+}
+
+/// The job the path names (`{job_id}`), or a 404.
+pub async fn path_job(req: &Request, state: &AppState) -> Result<Job, ConsoleError> {
+    let raw = req.param::<String>("job_id").unwrap_or_default();
+    let not_found = || ApiError::JobNotFound(raw.clone());
+    let id: JobId = raw.parse().map_err(|_| not_found())?;
+    Ok(with_deadline(state.store.get(id))
+        .await?
+        .ok_or_else(not_found)?)
 }

@@ -2,17 +2,17 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use foodseg_engine::store::{Cursor, JobFilter, WORKER_LIVE_WITHIN};
-use foodseg_engine::{Job, JobId, JobStatus};
+use foodseg_engine::{JobId, JobStatus};
 use salvo::prelude::*;
 
-use super::page::{ConsoleError, render};
+use super::page::{ConsoleError, path_job, render};
 use super::session::session;
 use super::views::{
     Chrome, DeliveryBlock, EventLine, FilterForm, JobFacts, JobLine, JobPage, JobsPage, ModelRow,
     OverviewPage, StatsView, WorkerView, items_of, seconds, when,
 };
-use crate::routes::{decode_cursor, encode_cursor, ready_state, with_deadline};
-use crate::state::AppState;
+use crate::paging::{decode_cursor, encode_cursor};
+use crate::request::{ready_state, with_deadline};
 
 /// Jobs per page of the list.
 const PAGE: i64 = 50;
@@ -184,16 +184,6 @@ pub async fn show_job(req: &mut Request, depot: &mut Depot, res: &mut Response) 
         Ok(page) => render(res, StatusCode::OK, &page),
         Err(e) => e.write_to(res),
     }
-}
-
-/// The job the path names (`{job_id}`), or a 404.
-pub async fn path_job(req: &Request, state: &AppState) -> Result<Job, ConsoleError> {
-    let raw = req.param::<String>("job_id").unwrap_or_default();
-    let not_found = || crate::error::ApiError::JobNotFound(raw.clone());
-    let id: JobId = raw.parse().map_err(|_| not_found())?;
-    Ok(with_deadline(state.store.get(id))
-        .await?
-        .ok_or_else(not_found)?)
 }
 
 async fn job_page(req: &Request, depot: &Depot) -> Result<JobPage, ConsoleError> {

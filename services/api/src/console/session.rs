@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use super::page::{ConsoleError, render};
 use super::views::LoginPage;
 use crate::auth::hash_token;
-use crate::routes::{ready_state, with_deadline};
+use crate::request::{ready_state, with_deadline};
 
 /// The session cookie.
 pub const COOKIE: &str = "foodseg_console";

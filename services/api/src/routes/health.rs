@@ -3,8 +3,7 @@
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 
-use super::jobs::with_deadline;
-use super::middleware::state;
+use crate::request::{state, with_deadline};
 
 pub fn router() -> Router {
     Router::with_path("health")

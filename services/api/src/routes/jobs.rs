@@ -1,7 +1,5 @@
 //! The MFR v1 contract: `POST /enqueue` and `GET /status/{job_id}`.
 
-use std::future::Future;
-
 use foodseg_engine::JobId;
 use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::{IdempotencyKey, IdempotencyScope, Idempotent, Job, NewJob, NewUpload};
@@ -9,11 +7,11 @@ use salvo::oapi::ToSchema;
 use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
 
-use super::middleware::state;
 use crate::enqueue::{self, EnqueueRequest, MAX_BODY_BYTES};
 use crate::error::ApiError;
 use crate::idempotency::{self, Fingerprint, KeyHeader};
-use crate::state::{AppState, DB_DEADLINE};
+use crate::request::{state, with_deadline};
+use crate::state::AppState;
 
 /// Actor recorded in the job's event log for enqueues.
 const ACTOR: &str = "api";
@@ -212,7 +210,7 @@ pub(crate) async fn store_job(
             match with_deadline(state.store.enqueue_idempotent(job, upload, &key, ACTOR)).await? {
                 Idempotent::Created(stored) => (stored, false),
                 Idempotent::Replayed(stored) => {
-                    metrics::counter!(IDEMPOTENT_REPLAYS_TOTAL).increment(1);
+                    metrics::counter!(crate::metrics::IDEMPOTENT_REPLAYS_TOTAL).increment(1);
                     (stored, true)
                 }
                 Idempotent::KeyReused { job_id } => {
@@ -230,10 +228,6 @@ pub(crate) async fn store_job(
     };
     Ok((stored, reply))
 }
-
-/// Counter of requests answered with the job an earlier request (same idempotency key)
-/// created.
-pub const IDEMPOTENT_REPLAYS_TOTAL: &str = "foodseg_api_idempotent_replays_total";
 
 /// Whose `Idempotency-Key`s a request's key is among: its API key's, else its client
 /// address's (as trusted proxies reveal it), so that a key names only the caller's own
@@ -274,16 +268,6 @@ fn ensure_schema(state: &AppState) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::DatabaseUnavailable(None))
-    }
-}
-
-/// Bounds a store call: a database that stopped answering gets a 503, not a hang.
-pub(crate) async fn with_deadline<T>(
-    f: impl Future<Output = Result<T, foodseg_engine::StoreError>>,
-) -> Result<T, ApiError> {
-    match tokio::time::timeout(DB_DEADLINE, f).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(_) => Err(ApiError::DatabaseTimeout),
     }
 }
 

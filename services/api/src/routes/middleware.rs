@@ -1,43 +1,9 @@
-//! Hoops shared by all routes: state injection, the request span, JSON error bodies.
+//! Hoops around every request: the request span and its metrics, JSON error bodies.
 
 use salvo::prelude::*;
 use tracing::Instrument;
 
-use crate::error::{ApiError, status_body};
-use crate::state::AppState;
-
-/// Puts the [`AppState`] into each request's depot.
-pub struct Inject(pub AppState);
-
-#[async_trait]
-impl Handler for Inject {
-    async fn handle(
-        &self,
-        _req: &mut Request,
-        depot: &mut Depot,
-        _res: &mut Response,
-        _ctrl: &mut FlowCtrl,
-    ) {
-        depot.insert_typed(self.0.clone());
-    }
-}
-
-/// The state injected by [`Inject`].
-pub fn state(depot: &Depot) -> Option<&AppState> {
-    depot.get_typed::<AppState>().ok()
-}
-
-/// The injected state once the migrations have been applied (503 until then): how a
-/// handler that reads the database starts.
-pub fn ready_state(depot: &Depot) -> Result<AppState, ApiError> {
-    let state = state(depot)
-        .ok_or_else(|| ApiError::Internal("application state missing from the request".into()))?
-        .clone();
-    if !state.schema_ready() {
-        return Err(ApiError::DatabaseUnavailable(None));
-    }
-    Ok(state)
-}
+use crate::error::status_body;
 
 /// Runs the rest of the chain inside an HTTP server span (continuing a caller's
 /// `traceparent`), so the job stores the trace it was enqueued in, and records the

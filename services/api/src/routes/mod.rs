@@ -1,4 +1,5 @@
-//! The HTTP surface, one module per area; [`router`] puts them together.
+//! The HTTP routes of the api, one module per area; [`router`] puts them together (the
+//! console is mounted beside them by [`crate::service`]).
 
 mod docs;
 mod feed;
@@ -10,20 +11,17 @@ mod operator;
 mod reports;
 mod uploads;
 
-pub(crate) use feed::{decode_cursor, encode_cursor};
-pub(crate) use jobs::with_deadline;
-pub use jobs::{IDEMPOTENT_REPLAYS_TOTAL, JobDocumentSchema};
-pub(crate) use middleware::{ready_state, state};
-pub use uploads::{UPLOAD_BYTES, UPLOADS_TOTAL};
+pub use jobs::JobDocumentSchema;
+pub use middleware::{json_errors, trace_request};
 
-use salvo::catcher::Catcher;
 use salvo::prelude::*;
 
 use crate::auth;
-use crate::state::AppState;
 
-/// Every route of the api, with the state injected and JSON error bodies everywhere.
-pub fn router(state: AppState) -> Router {
+/// The api's routes — the MFR v1 contract, health, metrics, operator routes and `/v2` —
+/// each behind its guard, with the OpenAPI document and the docs generated from them.
+/// They read the state the caller injects ([`crate::request::Inject`]).
+pub fn router() -> Router {
     let api = Router::new()
         .push(jobs::router().hoop(auth::V1Access))
         .push(health::router())
@@ -31,16 +29,6 @@ pub fn router(state: AppState) -> Router {
         .push(operator::router().hoop(auth::RequireScope::operator()))
         .push(reports::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
-        .push(feed::router().hoop(auth::RequireScope::reader()))
-        .push(crate::console::router());
-    let router = Router::new().hoop(middleware::Inject(state)).push(api);
-    docs::with_docs(router)
-}
-
-/// The router wrapped in a service that traces and measures every request (matched or
-/// not) and whose catcher answers unmatched routes with JSON.
-pub fn service(state: AppState) -> Service {
-    Service::new(router(state))
-        .hoop(middleware::trace_request)
-        .catcher(Catcher::default().hoop(middleware::json_errors))
+        .push(feed::router().hoop(auth::RequireScope::reader()));
+    docs::with_docs(api)
 }

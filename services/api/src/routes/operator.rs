@@ -10,9 +10,8 @@ use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::jobs::with_deadline;
-use super::middleware::ready_state;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::request::{ready_state, with_deadline};
 use crate::state::AppState;
 
 pub fn router() -> Router {

@@ -10,10 +10,9 @@ use salvo::oapi::extract::QueryParam;
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::feed::{Page, parse_limit, parse_time};
-use super::jobs::with_deadline;
-use super::middleware::ready_state;
 use crate::error::ApiError;
+use crate::paging::{Page, parse_limit, parse_time};
+use crate::request::{ready_state, with_deadline};
 
 /// Reports listed by `GET /reconciliations` unless `limit` says otherwise.
 const DEFAULT_REPORTS: i64 = 30;

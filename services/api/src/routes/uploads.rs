@@ -15,16 +15,11 @@ use salvo::prelude::*;
 use uuid::Uuid;
 
 use super::jobs::{DocumentReply, idempotency_scope, store_job};
-use super::middleware::state;
 use crate::enqueue::check_url;
 use crate::error::ApiError;
 use crate::idempotency::{Fingerprint, KeyHeader};
+use crate::request::state;
 use crate::upload::{UploadError, check_filename, check_image, discard, receive};
-
-/// Counter of accepted uploads, by model.
-pub const UPLOADS_TOTAL: &str = "foodseg_uploads_total";
-/// Size of accepted uploads.
-pub const UPLOAD_BYTES: &str = "foodseg_upload_bytes";
 
 pub fn router() -> Router {
     Router::with_path("v2/uploads").post(upload_image)
@@ -158,8 +153,9 @@ async fn upload_image(
     }
     metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "model" => job.model_name.clone())
         .increment(1);
-    metrics::counter!(UPLOADS_TOTAL, "model" => job.model_name.clone()).increment(1);
-    metrics::histogram!(UPLOAD_BYTES).record(size as f64);
+    metrics::counter!(crate::metrics::UPLOADS_TOTAL, "model" => job.model_name.clone())
+        .increment(1);
+    metrics::histogram!(crate::metrics::UPLOAD_BYTES).record(size as f64);
     tracing::info!(
         job_id = %job.id,
         model = %job.model_name,

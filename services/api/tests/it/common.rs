@@ -3,17 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use foodseg_api::Parts;
+use foodseg_api::local::{LocalApi, api_key, api_parts, start_api, start_api_with};
 use foodseg_engine::Scope;
-use foodseg_testkit::{
-    TestApi, TestBus, api_key, api_parts, repo_models_dir, start_api, start_api_with,
-};
+use foodseg_testkit::{TestBus, repo_models_dir};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
 
 /// Streams of their own for the test, and the api on them and the test's database, with
 /// the settings that ship (no security variable set).
-pub async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, TestApi)> {
+pub async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, LocalApi)> {
     let tb = TestBus::new().await?;
     let api = start_api(pool.clone(), tb.subjects.clone(), &tb.url).await?;
     Ok((tb, api))
@@ -23,7 +22,7 @@ pub async fn setup(pool: &PgPool) -> anyhow::Result<(TestBus, TestApi)> {
 pub async fn setup_with(
     pool: &PgPool,
     change: impl FnOnce(&mut Parts),
-) -> anyhow::Result<(TestBus, TestApi)> {
+) -> anyhow::Result<(TestBus, LocalApi)> {
     let tb = TestBus::new().await?;
     let mut parts = api_parts(
         pool.clone(),
@@ -59,7 +58,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// A new API key with `scopes` on the api's database (a unique name each call); returns
 /// its token.
-pub async fn new_key(api: &TestApi, scopes: &[Scope]) -> anyhow::Result<String> {
+pub async fn new_key(api: &LocalApi, scopes: &[Scope]) -> anyhow::Result<String> {
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
-    api_key(&api.store, &name, scopes).await
+    Ok(api_key(&api.store, &name, scopes).await?)
 }

@@ -1,8 +1,9 @@
 //! The operator console over HTTP (the browser test drives the same pages in Chromium):
 //! login with a key, the session cookie, pages, CSRF-checked actions, refusals.
 
+use foodseg_api::local::{LocalApi, api_key};
 use foodseg_engine::{JobStatus, Scope};
-use foodseg_testkit::{TestApi, api_key, finished_job, new_job};
+use foodseg_testkit::{finished_job, new_job};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use sqlx::PgPool;
@@ -50,7 +51,7 @@ async fn post_form_with(
 
 /// Posts the login form as the console's own page does (a browser says where the form
 /// came from); the answer.
-async fn login(api: &TestApi, key: &str) -> anyhow::Result<reqwest::Response> {
+async fn login(api: &LocalApi, key: &str) -> anyhow::Result<reqwest::Response> {
     post_form_with(
         &api.url("/console/login"),
         None,
@@ -61,14 +62,14 @@ async fn login(api: &TestApi, key: &str) -> anyhow::Result<reqwest::Response> {
 }
 
 /// Logs in; the `name=value` of the session cookie.
-async fn session(api: &TestApi, key: &str) -> anyhow::Result<String> {
+async fn session(api: &LocalApi, key: &str) -> anyhow::Result<String> {
     let res = login(api, key).await?;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookie = res.headers()[SET_COOKIE].to_str()?.to_string();
     Ok(cookie.split(';').next().unwrap_or_default().to_string())
 }
 
-async fn page(api: &TestApi, cookie: &str, path: &str) -> anyhow::Result<(StatusCode, String)> {
+async fn page(api: &LocalApi, cookie: &str, path: &str) -> anyhow::Result<(StatusCode, String)> {
     let res = client()?
         .get(api.url(path))
         .header(COOKIE, cookie)

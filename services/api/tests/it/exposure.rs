@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::Utc;
+use foodseg_api::local::LocalApi;
 use foodseg_engine::store::{AttemptRecord, ClaimOutcome};
 use foodseg_engine::{AttemptOutcome, Scope};
-use foodseg_testkit::TestApi;
 use reqwest::StatusCode;
 use reqwest::header::SET_COOKIE;
 use sqlx::PgPool;
@@ -53,7 +53,7 @@ async fn trickle(addr: SocketAddr, token: String) -> anyhow::Result<u16> {
 }
 
 /// An upload of the fixture photo under `token`; its status.
-async fn upload(api: &TestApi, token: &str) -> anyhow::Result<StatusCode> {
+async fn upload(api: &LocalApi, token: &str) -> anyhow::Result<StatusCode> {
     let res = foodseg_http::client()?
         .post(api.url("/v2/uploads?filename=fruits.jpg"))
         .bearer_auth(token)
@@ -230,7 +230,7 @@ async fn made_up_keys_are_refused_per_address_and_then_not_looked_up(
 }
 
 /// Logs in to the console as its own page does; the `Set-Cookie` answered.
-async fn console_cookie(api: &TestApi, key: &str) -> anyhow::Result<String> {
+async fn console_cookie(api: &LocalApi, key: &str) -> anyhow::Result<String> {
     let res = foodseg_http::client_builder()?
         .redirect(reqwest::redirect::Policy::none())
         .build()?

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
+use foodseg_api::local::{LocalApi, api_key, api_parts, start_api_with};
 use foodseg_engine::Scope;
-use foodseg_testkit::{
-    TestApi, api_key, api_parts, finished_job, repo_models_dir, start_api_with, wait_until,
-};
+use foodseg_testkit::{finished_job, repo_models_dir, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -22,7 +21,7 @@ fn new_job(n: usize) -> foodseg_engine::store::NewJob {
 }
 
 async fn get(
-    api: &TestApi,
+    api: &LocalApi,
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Value)> {
@@ -177,7 +176,7 @@ async fn the_feed_filters_by_status_and_checks_its_parameters(pool: PgPool) -> a
 }
 
 /// POSTs an upload of the fixture photo with `token`; the job's id.
-async fn upload(api: &TestApi, token: &str) -> anyhow::Result<String> {
+async fn upload(api: &LocalApi, token: &str) -> anyhow::Result<String> {
     let res = foodseg_http::client()?
         .post(api.url("/v2/uploads?filename=fruits.jpg"))
         .bearer_auth(token)
@@ -190,7 +189,7 @@ async fn upload(api: &TestApi, token: &str) -> anyhow::Result<String> {
 }
 
 /// POSTs a keyless v1 enqueue; the job's id.
-async fn enqueue_v1(api: &TestApi, image: &str) -> anyhow::Result<String> {
+async fn enqueue_v1(api: &LocalApi, image: &str) -> anyhow::Result<String> {
     let res = foodseg_http::client()?
         .post(api.url("/enqueue"))
         .json(&json!({ "image_url": image }))
@@ -203,7 +202,7 @@ async fn enqueue_v1(api: &TestApi, image: &str) -> anyhow::Result<String> {
 
 /// The job ids of `token`'s feed since `start`, once it lists `expected` of them.
 async fn feed_ids(
-    api: &TestApi,
+    api: &LocalApi,
     start: &str,
     token: &str,
     expected: usize,

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use foodseg_api::local::{LocalApi, api_key, api_parts, start_api_with};
 use foodseg_engine::Scope;
-use foodseg_testkit::{TestApi, api_key, api_parts, repo_models_dir, start_api_with};
+use foodseg_testkit::repo_models_dir;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -20,7 +21,7 @@ fn body(image: &str) -> String {
 /// `POST /enqueue` with an optional key; the status, the body and whether the answer
 /// says it was replayed.
 async fn enqueue(
-    api: &TestApi,
+    api: &LocalApi,
     key: Option<&str>,
     body: String,
 ) -> anyhow::Result<(StatusCode, Value, bool)> {
@@ -222,7 +223,7 @@ async fn uploads_are_deduplicated_per_api_key(pool: PgPool) -> anyhow::Result<()
 /// `POST /enqueue` with `key` from a client bound to `from` (an address of the loopback
 /// network), so the api sees that client address.
 async fn enqueue_from(
-    api: &TestApi,
+    api: &LocalApi,
     from: &str,
     key: &str,
     body: String,

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
+use foodseg_api::local::{LocalApi, api_key, api_parts, start_api_with};
 use foodseg_engine::{JobId, Scope};
-use foodseg_testkit::{
-    TestApi, TestBus, api_key, api_parts, finished_job, repo_models_dir, start_api_with, wait_until,
-};
+use foodseg_testkit::{TestBus, finished_job, repo_models_dir, wait_until};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -27,7 +26,7 @@ fn operator_routes(id: JobId) -> [(reqwest::Method, String); 3] {
 }
 
 async fn call(
-    api: &TestApi,
+    api: &LocalApi,
     method: reqwest::Method,
     path: &str,
     token: Option<&str>,
@@ -143,7 +142,7 @@ async fn ten_thousand_unauthenticated_redeliveries_create_no_delivery(
 async fn api_with(
     pool: &PgPool,
     access: foodseg_api::auth::AccessConfig,
-) -> anyhow::Result<(TestBus, TestApi)> {
+) -> anyhow::Result<(TestBus, LocalApi)> {
     let tb = TestBus::new().await?;
     let mut parts = api_parts(
         pool.clone(),
@@ -156,7 +155,7 @@ async fn api_with(
     Ok((tb, start_api_with(parts).await?))
 }
 
-async fn upload(api: &TestApi, token: Option<&str>) -> anyhow::Result<(StatusCode, Value)> {
+async fn upload(api: &LocalApi, token: Option<&str>) -> anyhow::Result<(StatusCode, Value)> {
     let jpeg = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../pipeline/tests/fixtures/fruits.jpg"),

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use crate::common::{fixture, json_of, new_key, setup};
+use foodseg_api::local::{LocalApi, api_parts, start_api_with};
 use foodseg_engine::Scope;
-use foodseg_testkit::{TestApi, TestBus, api_parts, repo_models_dir, start_api_with, wait_until};
+use foodseg_testkit::{TestBus, repo_models_dir, wait_until};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -24,7 +25,7 @@ type RejectCase = (
 );
 
 async fn post_raw(
-    api: &TestApi,
+    api: &LocalApi,
     query: &str,
     content_type: &str,
     body: Vec<u8>,
@@ -39,7 +40,7 @@ async fn post_raw(
     json_of(res).await
 }
 
-async fn post_form(api: &TestApi, query: &str, form: Form) -> anyhow::Result<(StatusCode, Value)> {
+async fn post_form(api: &LocalApi, query: &str, form: Form) -> anyhow::Result<(StatusCode, Value)> {
     let res = foodseg_http::client()?
         .post(api.url(&format!("/v2/uploads{query}")))
         .bearer_auth(new_key(api, &[Scope::Submit]).await?)
@@ -470,7 +471,7 @@ async fn twenty_parallel_20_mib_uploads_stay_within_memory(pool: PgPool) -> anyh
     let mut tokens = Vec::new();
     for n in 0..4 {
         tokens.push(
-            foodseg_testkit::api_key(&store, &format!("uploader-{n}"), &[Scope::Submit]).await?,
+            foodseg_api::local::api_key(&store, &format!("uploader-{n}"), &[Scope::Submit]).await?,
         );
     }
     let before = peak_rss(pid)?;

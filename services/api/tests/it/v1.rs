@@ -4,11 +4,9 @@ use std::time::Duration;
 
 use crate::common::{json_of, setup};
 
+use foodseg_api::local::{LocalApi, api_parts, start_api, start_api_with};
 use foodseg_engine::{Bus, JobId, JobStatus, Store, StoreConfig};
-use foodseg_testkit::{
-    NatsServer, TestApi, TestBus, api_parts, free_port, repo_models_dir, start_api, start_api_with,
-    wait_until,
-};
+use foodseg_testkit::{NatsServer, TestBus, free_port, repo_models_dir, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -17,7 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(15);
 const FORM: &str = "application/x-www-form-urlencoded";
 
 async fn post(
-    api: &TestApi,
+    api: &LocalApi,
     content_type: &str,
     body: impl Into<reqwest::Body>,
 ) -> anyhow::Result<(StatusCode, Value)> {

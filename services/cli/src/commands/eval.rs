@@ -167,7 +167,7 @@ fn read_metrics(path: &Path) -> Result<MetricsFile, CliError> {
 }
 
 fn write_json<T: serde::Serialize>(path: &PathBuf, value: &T) -> Result<(), CliError> {
-    let text = super::to_json(value);
+    let text = super::json::to_json(value);
     std::fs::write(path, text + "\n").map_err(|source| CliError::WriteFile {
         path: path.clone(),
         source,

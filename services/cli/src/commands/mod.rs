@@ -2,6 +2,7 @@
 //! for the exit status.
 
 mod eval;
+mod json;
 mod overlay;
 mod reconcile;
 mod status;
@@ -25,9 +26,4 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reconcile(args) => reconcile::run(client, args).await,
         Command::Eval(args) => eval::run(client, args).await,
     }
-}
-
-/// Pretty JSON of a job document (serialising a parsed document cannot fail).
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -8,7 +8,7 @@ use crate::table::{items_table, job_header};
 pub async fn run(client: ApiClient, args: StatusArgs) -> Result<(), CliError> {
     let doc = client.status(&args.job_id).await?;
     if args.json {
-        println!("{}", super::to_json(&doc));
+        println!("{}", super::json::to_json(&doc));
         return Ok(());
     }
     let items = doc.items()?;

@@ -37,7 +37,7 @@ pub async fn run(client: ApiClient, args: SubmitArgs) -> Result<(), CliError> {
 
     let items = doc.items()?;
     if args.json {
-        println!("{}", super::to_json(&doc));
+        println!("{}", super::json::to_json(&doc));
     } else {
         println!("{}", job_header(&doc, items.len()));
         if !items.is_empty() {
@@ -51,8 +51,8 @@ pub async fn run(client: ApiClient, args: SubmitArgs) -> Result<(), CliError> {
         });
     }
     if let Some(out) = &args.overlay {
-        let image = super::image_for(submitter.client(), &doc, file_of(&target)).await?;
-        super::write_overlay(&image, &items, out)?;
+        let image = super::overlay::image_for(submitter.client(), &doc, file_of(&target)).await?;
+        super::overlay::write_overlay(&image, &items, out)?;
         eprintln!("overlay written to {}", out.display());
     }
     Ok(())

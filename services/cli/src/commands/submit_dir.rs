@@ -111,12 +111,12 @@ async fn one(
     let doc = submitter.submit_file(LocalImage::read(path)?).await?;
     let doc = submitter.wait(doc, |_| {}).await?;
     if let (Some(dir), Status::Success) = (overlay_dir, doc.status()) {
-        let image = super::image_for(submitter.client(), &doc, Some(path)).await?;
+        let image = super::overlay::image_for(submitter.client(), &doc, Some(path)).await?;
         let stem = path
             .file_stem()
             .unwrap_or(path.as_os_str())
             .to_string_lossy();
-        super::write_overlay(&image, &doc.items()?, &dir.join(format!("{stem}.png")))?;
+        super::overlay::write_overlay(&image, &doc.items()?, &dir.join(format!("{stem}.png")))?;
     }
     Ok(doc)
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use foodseg_testkit::{TestApi, TestBus, start_api};
+use foodseg_api::local::{LocalApi, start_api};
+use foodseg_testkit::TestBus;
 use sqlx::PgPool;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +27,10 @@ pub(crate) fn scratch_dir() -> PathBuf {
 
 /// Runs `foodseg` against `api` with a key of scope `submit` of its own in
 /// `FOODSEG_API_KEY` (uploads need one).
-pub(crate) async fn foodseg(api: &TestApi, args: &[&str]) -> anyhow::Result<Output> {
+pub(crate) async fn foodseg(api: &LocalApi, args: &[&str]) -> anyhow::Result<Output> {
     let name = format!("cli-{}", uuid::Uuid::new_v4().simple());
-    let key = foodseg_testkit::api_key(&api.store, &name, &[foodseg_engine::Scope::Submit]).await?;
+    let key =
+        foodseg_api::local::api_key(&api.store, &name, &[foodseg_engine::Scope::Submit]).await?;
     Ok(Command::new(env!("CARGO_BIN_EXE_foodseg"))
         .arg("--api")
         .arg(&api.base_url)

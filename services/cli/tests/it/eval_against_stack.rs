@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use foodseg_api::local::start_api;
 use foodseg_cli::eval::report::MetricsFile;
 use foodseg_cli::eval::{Dataset, Segmentation};
-use foodseg_testkit::{TestBus, start_api};
+use foodseg_testkit::TestBus;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

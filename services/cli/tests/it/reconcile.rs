@@ -3,12 +3,13 @@
 
 use std::process::Output;
 
+use foodseg_api::local::{LocalApi, api_key, start_api};
 use foodseg_engine::Scope;
-use foodseg_testkit::{TestApi, TestBus, api_key, finished_job, start_api};
+use foodseg_testkit::{TestBus, finished_job};
 use sqlx::PgPool;
 use tokio::process::Command;
 
-async fn reconcile(api: &TestApi, key: Option<&str>) -> anyhow::Result<Output> {
+async fn reconcile(api: &LocalApi, key: Option<&str>) -> anyhow::Result<Output> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_foodseg"));
     cmd.arg("--api").arg(&api.base_url);
     cmd.env_remove("FOODSEG_API_KEY");

@@ -5,7 +5,7 @@
 use foodseg_models::{MaskKind, Thresholds};
 use ndarray::ArrayD;
 
-use super::{Detection, PostprocessError, box_to_original, contiguous};
+use super::detection::{Detection, PostprocessError, box_to_original, contiguous};
 use crate::mask::{pixel_span, sample_mask, sample_positions};
 use crate::preprocess::Letterbox;
 use crate::session::OutputTensor;

@@ -4,8 +4,8 @@
 use foodseg_models::Thresholds;
 use ndarray::ArrayD;
 
+use super::detection::{Detection, PostprocessError, box_to_original, contiguous};
 use super::nms::{Candidate, nms};
-use super::{Detection, PostprocessError, box_to_original, contiguous};
 use crate::mask::{grid_len, pixel_span, sample_mask, sample_positions};
 use crate::preprocess::Letterbox;
 

@@ -9,9 +9,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail, ensure};
+use foodseg_api::local::api_key;
 use foodseg_engine::store::CANCELLED_BY_OPERATOR;
 use foodseg_engine::{DeliveryStatus, JobId, JobStatus, Scope, Store};
-use foodseg_testkit::{api_key, new_job, wait_until};
+use foodseg_testkit::{new_job, wait_until};
 use sqlx::PgPool;
 
 use crate::common::stack::{DEADLINE, Hooks, Stack, workspace_root};

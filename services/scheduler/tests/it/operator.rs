@@ -32,11 +32,12 @@ async fn post(url: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
 #[sqlx::test(migrations = "../../migrations")]
 async fn operators_see_events_and_attempts_and_can_redeliver(pool: PgPool) -> anyhow::Result<()> {
     let env = Env::new(pool.clone()).await?;
-    let api = foodseg_testkit::start_api(pool, env.subjects.clone(), &foodseg_testkit::nats_url())
-        .await?;
+    let api =
+        foodseg_api::local::start_api(pool, env.subjects.clone(), &foodseg_testkit::nats_url())
+            .await?;
     let receiver = Receiver::start(None).await;
     let scheduler = env.start(env.config()).await?;
-    let token = foodseg_testkit::api_key(&env.store, "ops", &[Scope::Operator]).await?;
+    let token = foodseg_api::local::api_key(&env.store, "ops", &[Scope::Operator]).await?;
 
     let job = env.succeeded_job(&receiver.url("fail/1")).await?;
     let first = env.settled_delivery(job.id).await?;

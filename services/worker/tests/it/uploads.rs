@@ -41,7 +41,7 @@ async fn wait_done(http: &reqwest::Client, status_url: &str) -> anyhow::Result<V
 #[sqlx::test(migrations = "../../migrations")]
 async fn uploaded_photos_are_segmented_from_the_stored_bytes(pool: PgPool) -> anyhow::Result<()> {
     let env = Env::without_relay(pool.clone()).await?;
-    let api = foodseg_testkit::start_api(
+    let api = foodseg_api::local::start_api(
         pool.clone(),
         env.subjects.clone(),
         &foodseg_testkit::nats_url(),
@@ -49,8 +49,8 @@ async fn uploaded_photos_are_segmented_from_the_stored_bytes(pool: PgPool) -> an
     .await?;
     let worker = env.start_worker(env.config("w-upload", 15.0));
     let http = foodseg_http::client()?;
-    let key =
-        foodseg_testkit::api_key(&api.store, "uploader", &[foodseg_engine::Scope::Submit]).await?;
+    let key = foodseg_api::local::api_key(&api.store, "uploader", &[foodseg_engine::Scope::Submit])
+        .await?;
 
     // Raw body, as the foodseg CLI sends it.
     let queued: Value = http

@@ -25,8 +25,9 @@ fn has_item(items: &[serde_json::Value], name: &str, min_score: f64, bbox: [f64;
 #[sqlx::test(migrations = "../../migrations")]
 async fn photos_enqueued_on_the_api_succeed_via_status(pool: PgPool) -> anyhow::Result<()> {
     let env = Env::without_relay(pool.clone()).await?;
-    let api = foodseg_testkit::start_api(pool, env.subjects.clone(), &foodseg_testkit::nats_url())
-        .await?;
+    let api =
+        foodseg_api::local::start_api(pool, env.subjects.clone(), &foodseg_testkit::nats_url())
+            .await?;
     let images = ImageServer::start(0).await;
     let worker = env.start_worker(env.config("w-api", 15.0));
     let http = foodseg_http::client()?;
