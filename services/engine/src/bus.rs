@@ -10,6 +10,9 @@ use bytes::Bytes;
 use crate::chain::error_chain;
 use crate::subjects::Subjects;
 
+/// Where NATS is unless `NATS_URL` says otherwise: a local server.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
 /// How long JetStream remembers a `Nats-Msg-Id` to drop duplicate publishes.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long finished-job events stay in their stream.

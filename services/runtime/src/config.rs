@@ -209,13 +209,15 @@ impl Env {
 /// Default `DATABASE_URL`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/foodseg";
 /// Default `NATS_URL`.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use foodseg_engine::bus::DEFAULT_NATS_URL;
 /// Default `FOODSEG_MODELS_DIR`.
 pub const DEFAULT_MODELS_DIR: &str = "models";
 /// Default `FOODSEG_NATS_REPLICAS`.
 pub const DEFAULT_NATS_REPLICAS: usize = 1;
 /// Default `FOODSEG_DB_MAX_CONNECTIONS`.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 32;
+/// Default `FOODSEG_WORKER_LEASE_SECS`.
+pub const DEFAULT_WORKER_LEASE: Duration = Duration::from_secs(15);
 
 /// The settings every service reads.
 #[derive(Debug, Clone)]
@@ -237,6 +239,10 @@ pub struct Common {
     /// `FOODSEG_DB_STATEMENT_TIMEOUT`: Postgres cancels a statement of this service that
     /// runs longer (each service has its own default: [`Common::load`]).
     pub db_statement_timeout: Duration,
+    /// `FOODSEG_WORKER_LEASE_SECS`: the lease a worker takes on a claimed job, renewed
+    /// every third of it. Workers take it; the scheduler waits that long after an outage
+    /// before re-driving lapsed leases, so both read it here.
+    pub worker_lease: Duration,
 }
 
 impl Common {
@@ -272,6 +278,11 @@ impl Common {
                 "FOODSEG_DB_STATEMENT_TIMEOUT",
                 Unit::Seconds,
                 statement_timeout,
+            )?,
+            worker_lease: env.duration_or(
+                "FOODSEG_WORKER_LEASE_SECS",
+                Unit::Seconds,
+                DEFAULT_WORKER_LEASE,
             )?,
         })
     }

@@ -25,7 +25,7 @@ pub fn service_command(service: &'static str, about: &'static str) -> clap::Comm
         .about(about)
         .after_help(
             "Configured by environment variables (DATABASE_URL, NATS_URL, FOODSEG_*): \
-             README.md lists them all. Ctrl-C or SIGTERM stops it gracefully.",
+             docs/configuration.md lists them all. Ctrl-C or SIGTERM stops it gracefully.",
         )
 }
 

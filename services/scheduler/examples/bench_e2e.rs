@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let args = args()?;
     let base_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/foodseg".into());
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats_url = foodseg_testkit::nats_url();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
 
     // A throwaway database and throwaway streams.

@@ -53,7 +53,7 @@ pub struct Config {
     /// Uploaded images are purged this long after their job finished
     /// (`FOODSEG_UPLOAD_RETENTION_HOURS`, 24; 0 purges at once).
     pub upload_retention: Duration,
-    /// The workers' lease (`FOODSEG_WORKER_LEASE_SECS`, 15 s, as the workers read it).
+    /// The workers' lease (`FOODSEG_WORKER_LEASE_SECS`, 15 s, read by the common config).
     /// After Postgres was unreachable, lapsed leases are re-driven only once the scheduler
     /// and Postgres have been up this long again, so live workers renew theirs first.
     pub redrive_grace: Duration,
@@ -88,8 +88,8 @@ impl Config {
 
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let secs = |var, default| env.duration_or(var, Unit::Seconds, default);
+        let common = Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?;
         Ok(Config {
-            common: Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?,
             http_addr: env.listen_addr_or(
                 "FOODSEG_SCHEDULER_ADDR",
                 Some(SocketAddr::from(([0, 0, 0, 0], 8002))),
@@ -120,14 +120,11 @@ impl Config {
                 Unit::Hours,
                 DEFAULT_UPLOAD_RETENTION,
             )?,
-            redrive_grace: env.duration_or_zero(
-                "FOODSEG_WORKER_LEASE_SECS",
-                Unit::Seconds,
-                Duration::from_secs(15),
-            )?,
+            redrive_grace: common.worker_lease,
             retention: env
                 .with("FOODSEG_RETENTION_DAYS", parse_retention)?
                 .unwrap_or(Some(DEFAULT_RETENTION)),
+            common,
         })
     }
 }

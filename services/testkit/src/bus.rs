@@ -8,7 +8,7 @@ use foodseg_engine::{Bus, Subjects};
 
 /// `NATS_URL`, or the local default.
 pub fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    std::env::var("NATS_URL").unwrap_or_else(|_| foodseg_engine::bus::DEFAULT_NATS_URL.into())
 }
 
 /// Subjects and stream names no other test uses.

@@ -152,15 +152,12 @@ impl Config {
             )?,
             parallel_runs,
         };
+        let common = Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?;
         Ok(Config {
-            common: Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?,
+            lease: common.worker_lease,
+            common,
             models: env.list("FOODSEG_WORKER_MODELS"),
             concurrency,
-            lease: env.duration_or(
-                "FOODSEG_WORKER_LEASE_SECS",
-                Unit::Seconds,
-                Duration::from_secs(15),
-            )?,
             device,
             intra_threads,
             image,
@@ -213,7 +210,7 @@ mod tests {
     fn defaults() {
         let c = config(&[]).expect("defaults are valid");
         assert_eq!(c.concurrency, 2);
-        assert_eq!(c.lease, Duration::from_secs(15));
+        assert_eq!(c.lease, foodseg_runtime::config::DEFAULT_WORKER_LEASE);
         assert_eq!(c.renew_every(), Duration::from_secs(5));
         assert_eq!(c.device, Device::Cpu);
         assert_eq!(c.batch.max, 1);

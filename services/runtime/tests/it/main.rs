@@ -1,3 +1,3 @@
 //! Checks that hold the repository's documentation to the code.
 
-mod readme;
+mod configuration_page;

@@ -85,7 +85,7 @@ async fn a_result_finished_while_postgres_is_down_is_written_when_it_returns() -
 
 fn scheduler_config(env: &Env, database_url: &str) -> foodseg_scheduler::Config {
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats = foodseg_testkit::nats_url();
     let vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", database_url.to_string()),
         ("NATS_URL", nats),

@@ -55,13 +55,14 @@ impl Env {
             ("FOODSEG_WEBHOOK_TIMEOUT", "5s"),
             ("FOODSEG_SCHEDULER_POLL", "200ms"),
             ("FOODSEG_SWEEP_INTERVAL", "100ms"),
-            ("FOODSEG_WORKER_LEASE_SECS", "0"),
         ]
         .into_iter()
         .collect();
         let mut config =
             Config::load(&foodseg_runtime::Env::from_pairs(vars)).expect("test config");
         config.common.subjects = self.subjects.clone();
+        // Lapsed leases are re-driven at once (no grace after an outage or start).
+        config.redrive_grace = Duration::ZERO;
         config.scheduler_id = format!(
             "scheduler-test-{}",
             &Uuid::new_v4().simple().to_string()[..6]
@@ -184,5 +185,5 @@ impl Running {
 }
 
 fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    foodseg_testkit::nats_url()
 }

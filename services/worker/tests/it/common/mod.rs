@@ -51,7 +51,7 @@ impl Env {
         let prefix = format!("t{}", Uuid::new_v4().simple());
         let subjects = Subjects::with_prefix(&prefix);
         let store = Store::from_pool(pool, subjects.clone());
-        let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let nats = foodseg_testkit::nats_url();
         let bus = Bus::connect(&nats, subjects.clone()).await?;
         bus.ensure_streams().await?;
         let relay = CancellationToken::new();
@@ -76,10 +76,7 @@ impl Env {
         let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
         let vars: HashMap<&str, String> = HashMap::from([
             ("DATABASE_URL", self.database_url.clone()),
-            (
-                "NATS_URL",
-                std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-            ),
+            ("NATS_URL", foodseg_testkit::nats_url()),
             ("FOODSEG_NATS_PREFIX", self.subjects.prefix.clone()),
             ("FOODSEG_MODELS_DIR", models.display().to_string()),
             ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8".into()),

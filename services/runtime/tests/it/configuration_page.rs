@@ -1,4 +1,5 @@
-//! README.md lists every environment variable the services read, and nothing they do not.
+//! docs/configuration.md (linked from README.md) lists every environment variable the
+//! services read, and nothing they do not.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -56,9 +57,10 @@ fn variables_in_code() -> BTreeSet<String> {
     names
 }
 
-/// The variables named in README.md's configuration tables (`` | `NAME` | … ``).
-fn variables_in_readme() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+/// The variables named in docs/configuration.md's tables (`` | `NAME` | … ``).
+fn variables_in_docs() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(repo().join("docs/configuration.md"))
+        .expect("docs/configuration.md");
     readme
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
@@ -69,29 +71,29 @@ fn variables_in_readme() -> BTreeSet<String> {
 }
 
 #[test]
-fn the_readme_lists_every_variable_the_code_reads() {
+fn the_configuration_page_lists_every_variable_the_code_reads() {
     let code = variables_in_code();
     assert!(
         code.contains("DATABASE_URL") && code.contains("FOODSEG_API_ADDR"),
         "the scan finds variables: {code:?}"
     );
-    let readme = variables_in_readme();
+    let readme = variables_in_docs();
     let missing: Vec<_> = code.difference(&readme).collect();
     assert!(
         missing.is_empty(),
-        "read by the code but not listed in README.md's configuration table: {missing:?}"
+        "read by the code but not listed in docs/configuration.md: {missing:?}"
     );
 }
 
 #[test]
-fn the_readme_lists_no_variable_the_code_does_not_read() {
+fn the_configuration_page_lists_no_variable_the_code_does_not_read() {
     let code = variables_in_code();
-    let stale: Vec<_> = variables_in_readme()
+    let stale: Vec<_> = variables_in_docs()
         .into_iter()
         .filter(|name| name.starts_with("FOODSEG_") && !code.contains(name))
         .collect();
     assert!(
         stale.is_empty(),
-        "listed in README.md but read by no code: {stale:?}"
+        "listed in docs/configuration.md but read by no code: {stale:?}"
     );
 }
