@@ -11,26 +11,39 @@ pub const API_VERSION: &str = "v1.0";
 
 /// The request as the client sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(salvo::oapi::ToSchema))]
+#[cfg_attr(feature = "openapi", salvo(schema(name = "JobRequest")))]
 pub struct JobRequest {
     pub image_url: String,
     pub webhook_url: Option<String>,
 }
 
-/// The v1 job document. Field names and status strings are the contract.
+/// The v1 job document that `/enqueue`, `/status` and webhooks answer. Field names and
+/// status strings are the contract.
+// With the `openapi` feature this one type is also the document's schema in the api's
+// OpenAPI document: the contract is defined once on the server side.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(salvo::oapi::ToSchema))]
+#[cfg_attr(feature = "openapi", salvo(schema(name = "JobDocument")))]
 pub struct JobDocument {
+    /// Opaque job id.
     pub job_id: String,
+    /// RFC 3339 with microseconds, UTC.
     pub created_at: String,
+    /// RFC 3339 with microseconds, UTC.
     pub updated_at: String,
-    /// Seconds; null until finished.
+    /// Seconds; null until the job finished.
     pub processing_time: Option<f64>,
     /// `MFR.Job.QUEUED` | `MFR.Job.IN_PROGRESS` | `MFR.Job.SUCCESS` | `MFR.Job.ERROR`.
     pub status: String,
+    /// Human readable; on ERROR it says why.
     pub message: String,
     pub request: JobRequest,
-    /// SUCCESS: the list of items; ERROR: `{}`; otherwise null.
+    /// SUCCESS: list of COCO-style items; ERROR: `{}`; otherwise null.
     pub response: serde_json::Value,
+    /// The model_id the job runs with.
     pub model_identifier: String,
+    /// Contract version, `v1.0`.
     pub api_version: String,
 }
 

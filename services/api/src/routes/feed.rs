@@ -12,7 +12,6 @@ use salvo::oapi::{self, ToSchema};
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::jobs::JobDocumentSchema;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::paging::{Page, parse_time};
@@ -27,19 +26,11 @@ pub fn router() -> Router {
 }
 
 /// A page of the feed.
-#[derive(Debug, Serialize)]
-pub struct JobFeed {
-    pub jobs: Vec<JobDocument>,
-    pub cursor: Option<String>,
-    pub has_more: bool,
-}
-
-/// A page of the feed (documentation schema of [`JobFeed`]).
 #[derive(Debug, Serialize, ToSchema)]
 #[salvo(schema(name = "JobFeed"))]
-pub struct JobFeedSchema {
+pub struct JobFeed {
     /// Job documents (as `/status/{job_id}` answers them), oldest change first.
-    pub jobs: Vec<JobDocumentSchema>,
+    pub jobs: Vec<JobDocument>,
     /// Pass as `after` to read on from the last job of this page; null when the page is
     /// empty and no `after` was given.
     pub cursor: Option<String>,
@@ -56,7 +47,7 @@ impl Writer for JobFeed {
 
 impl salvo::oapi::EndpointOutRegister for JobFeed {
     fn register(components: &mut salvo::oapi::Components, operation: &mut salvo::oapi::Operation) {
-        let schema = JobFeedSchema::to_schema(components);
+        let schema = JobFeed::to_schema(components);
         operation.responses.insert(
             "200",
             oapi::Response::new("A page of job documents")

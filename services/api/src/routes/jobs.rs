@@ -24,38 +24,6 @@ pub fn router() -> Router {
         .push(Router::with_path("status/{job_id}").get(job_status))
 }
 
-/// The v1 job document (documentation schema of [`JobDocument`]).
-#[derive(Debug, serde::Serialize, ToSchema)]
-#[salvo(schema(name = "JobDocument"))]
-pub struct JobDocumentSchema {
-    /// Opaque job id.
-    pub job_id: String,
-    /// RFC 3339 with microseconds, UTC.
-    pub created_at: String,
-    pub updated_at: String,
-    /// Seconds; null until the job finished.
-    pub processing_time: Option<f64>,
-    /// `MFR.Job.QUEUED` | `MFR.Job.IN_PROGRESS` | `MFR.Job.SUCCESS` | `MFR.Job.ERROR`.
-    pub status: String,
-    /// Human readable; on ERROR it says why.
-    pub message: String,
-    pub request: JobRequestSchema,
-    /// SUCCESS: list of COCO-style items; ERROR: `{}`; otherwise null.
-    pub response: serde_json::Value,
-    /// The model_id the job runs with.
-    pub model_identifier: String,
-    /// Contract version, `v1.0`.
-    pub api_version: String,
-}
-
-/// The request as the client sent it.
-#[derive(Debug, serde::Serialize, ToSchema)]
-#[salvo(schema(name = "JobRequest"))]
-pub struct JobRequestSchema {
-    pub image_url: String,
-    pub webhook_url: Option<String>,
-}
-
 /// A job document answer; a replayed one (an `Idempotency-Key` seen before) says so in
 /// the `Idempotency-Replayed` header.
 pub struct DocumentReply {
@@ -92,7 +60,7 @@ impl Writer for DocumentReply {
 
 impl salvo::oapi::EndpointOutRegister for DocumentReply {
     fn register(components: &mut salvo::oapi::Components, operation: &mut salvo::oapi::Operation) {
-        let schema = JobDocumentSchema::to_schema(components);
+        let schema = JobDocument::to_schema(components);
         operation.responses.insert(
             "200",
             salvo::oapi::Response::new(
@@ -151,13 +119,6 @@ async fn enqueue_job(
         .clone()
         .unwrap_or_else(|| model.primary_id().to_string());
     ensure_schema(&state)?;
-    let traceparent = foodseg_telemetry::trace::current_traceparent();
-    let trace_id = foodseg_telemetry::trace::current_trace_id().or_else(|| {
-        traceparent
-            .as_deref()
-            .and_then(foodseg_telemetry::trace::trace_id_of)
-            .map(str::to_string)
-    });
     let caller = crate::auth::caller(depot);
     let key = key.map(|key| {
         Fingerprint::new("enqueue")
@@ -167,17 +128,14 @@ async fn enqueue_job(
             .key(key, idempotency_scope(caller), state.idempotency_keep)
     });
     let owner = with_deadline(state.v1_owner.of(caller, &state.store)).await?;
-    let job = NewJob {
-        id: JobId::new(),
-        model_id,
-        model_name: model.name().to_string(),
-        image_url: request.image_url,
-        webhook_url: request.webhook_url,
-        max_attempts: state.max_attempts,
-        trace_id,
-        traceparent,
+    let job = new_job(
+        &state,
+        JobId::new(),
+        (model_id, model),
+        request.image_url,
+        request.webhook_url,
         owner,
-    };
+    );
     let (job, reply) = store_job(&state, &job, None, key).await?;
     if !reply.is_replay() {
         metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "model" => job.model_name.clone())
@@ -185,6 +143,37 @@ async fn enqueue_job(
         tracing::info!(job_id = %job.id, model = %job.model_name, trace_id = job.trace_id.as_deref().unwrap_or(""), "job queued");
     }
     Ok(reply)
+}
+
+/// The job an entry route (`/enqueue`, `/v2/uploads`) writes: the model it runs with (the
+/// `model_id` asked for, and the registry's model), the URLs, its owner, the attempt
+/// budget, and the trace of the request it came in.
+pub(crate) fn new_job(
+    state: &AppState,
+    id: JobId,
+    (model_id, model): (String, &foodseg_models::Model),
+    image_url: String,
+    webhook_url: Option<String>,
+    owner: Option<foodseg_engine::ApiKeyId>,
+) -> NewJob {
+    let traceparent = foodseg_telemetry::trace::current_traceparent();
+    let trace_id = foodseg_telemetry::trace::current_trace_id().or_else(|| {
+        traceparent
+            .as_deref()
+            .and_then(foodseg_telemetry::trace::trace_id_of)
+            .map(str::to_string)
+    });
+    NewJob {
+        id,
+        model_id,
+        model_name: model.name().to_string(),
+        image_url,
+        webhook_url,
+        max_attempts: state.max_attempts,
+        trace_id,
+        traceparent,
+        owner,
+    }
 }
 
 /// Writes a new job (with its uploaded image, if any); with an idempotency key, only

@@ -11,7 +11,6 @@ mod operator;
 mod reports;
 mod uploads;
 
-pub use jobs::JobDocumentSchema;
 pub use middleware::{json_errors, trace_request};
 
 use salvo::prelude::*;

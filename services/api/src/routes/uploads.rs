@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use foodseg_engine::JobId;
-use foodseg_engine::store::{NewJob, NewUpload, upload_image_url};
+use foodseg_engine::store::{NewUpload, upload_image_url};
 use salvo::extract::Metadata;
 use salvo::http::ParseError;
 use salvo::oapi::schema::{BasicType, KnownFormat, Object, SchemaFormat};
@@ -14,7 +14,7 @@ use salvo::oapi::{
 use salvo::prelude::*;
 use uuid::Uuid;
 
-use super::jobs::{DocumentReply, idempotency_scope, store_job};
+use super::jobs::{DocumentReply, idempotency_scope, new_job, store_job};
 use crate::enqueue::check_url;
 use crate::error::ApiError;
 use crate::idempotency::{Fingerprint, KeyHeader};
@@ -103,13 +103,6 @@ async fn upload_image(
     if !state.schema_ready() {
         return Err(ApiError::DatabaseUnavailable(None).into());
     }
-    let traceparent = foodseg_telemetry::trace::current_traceparent();
-    let trace_id = foodseg_telemetry::trace::current_trace_id().or_else(|| {
-        traceparent
-            .as_deref()
-            .and_then(foodseg_telemetry::trace::trace_id_of)
-            .map(str::to_string)
-    });
     let key = key.map(|key| {
         Fingerprint::new("upload")
             .part(&received.bytes)
@@ -128,17 +121,14 @@ async fn upload_image(
     };
     let job_id = JobId::new();
     let size = received.bytes.len();
-    let job = NewJob {
-        id: job_id,
-        model_id,
-        model_name: model.name().to_string(),
-        image_url: upload_image_url(job_id, &filename),
+    let job = new_job(
+        &state,
+        job_id,
+        (model_id, model),
+        upload_image_url(job_id, &filename),
         webhook_url,
-        max_attempts: state.max_attempts,
-        trace_id,
-        traceparent,
         owner,
-    };
+    );
     let upload = NewUpload {
         id: Uuid::now_v7(),
         content_type: image.mime().to_string(),
