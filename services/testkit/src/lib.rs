@@ -3,10 +3,12 @@
 //! [`TestBus`] gives each test its own JetStream streams, [`FileServer`] serves fixture files over HTTP on loopback,
 //! [`NatsServer`] and [`PostgresServer`] run a throwaway NATS or Postgres to stop and
 //! restart, [`NatsCluster`] a throwaway 3-node JetStream cluster whose nodes can be
-//! killed, and [`TestModels`] writes a unique models directory. It depends on no service
+//! killed, [`TestModels`] writes a unique models directory, and
+//! [`check_service_command_line`] holds a service binary to its command line. It depends on no service
 //! crate: the api in-process is `foodseg_api::local`.
 
 mod bus;
+mod command_line;
 mod files;
 mod jobs;
 mod models;
@@ -16,6 +18,7 @@ mod serve;
 mod wait;
 
 pub use bus::{TestBus, nats_url, unique_subjects};
+pub use command_line::check_service_command_line;
 pub use files::FileServer;
 pub use jobs::{finished_job, new_job};
 pub use models::{TestModels, repo_models_dir};

@@ -24,6 +24,17 @@ pub async fn setup_with(
     change: impl FnOnce(&mut Parts),
 ) -> anyhow::Result<(TestBus, LocalApi)> {
     let tb = TestBus::new().await?;
+    let api = start_on(pool, &tb, change).await?;
+    Ok((tb, api))
+}
+
+/// An api on the test's database and `tb`'s streams (another one beside, or after, the
+/// first), with the parts changed by `change`.
+pub async fn start_on(
+    pool: &PgPool,
+    tb: &TestBus,
+    change: impl FnOnce(&mut Parts),
+) -> anyhow::Result<LocalApi> {
     let mut parts = api_parts(
         pool.clone(),
         tb.subjects.clone(),
@@ -32,8 +43,7 @@ pub async fn setup_with(
     )
     .await?;
     change(&mut parts);
-    let api = start_api_with(parts).await?;
-    Ok((tb, api))
+    Ok(start_api_with(parts).await?)
 }
 
 /// The answer's status and JSON body; every answer of these endpoints is JSON.

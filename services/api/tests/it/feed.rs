@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use foodseg_api::local::{LocalApi, api_key, api_parts, start_api_with};
+use foodseg_api::local::{LocalApi, api_key};
 use foodseg_engine::Scope;
-use foodseg_testkit::{finished_job, repo_models_dir, wait_until};
+use foodseg_testkit::{finished_job, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{json_of, setup, setup_with};
+use crate::common::{json_of, setup, setup_with, start_on};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -277,15 +277,10 @@ async fn with_no_security_setting_a_key_reads_only_the_jobs_it_owns(
     api.stop().await?;
 
     // FOODSEG_V1_OWNER=client-a: the keyless v1 jobs are A's.
-    let mut parts = api_parts(
-        pool.clone(),
-        tb.subjects.clone(),
-        &tb.url,
-        &repo_models_dir(),
-    )
+    let api = start_on(&pool, &tb, |parts| {
+        parts.access.v1_owner = Some("client-a".into());
+    })
     .await?;
-    parts.access.v1_owner = Some("client-a".into());
-    let api = start_api_with(parts).await?;
     let owned_v1 = enqueue_v1(&api, "https://img.example.org/mfr.jpg").await?;
     let mine = feed_ids(&api, &start, &key_a, 2).await?;
     assert_eq!(

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use foodseg_api::local::{LocalApi, api_key, api_parts, start_api_with};
+use foodseg_api::local::{LocalApi, api_key};
 use foodseg_engine::Scope;
-use foodseg_testkit::repo_models_dir;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{fixture, json_of, setup};
+use crate::common::{fixture, json_of, setup, start_on};
 
 fn body(image: &str) -> String {
     json!({"image_url": format!("https://img.example.org/{image}"), "model_id": "124096"})
@@ -144,14 +143,7 @@ async fn keys_survive_an_api_restart_and_expire(pool: PgPool) -> anyhow::Result<
     let (_, first, _) = enqueue(&api, Some("restart"), body("a.jpg")).await?;
     api.stop().await?;
 
-    let parts = api_parts(
-        pool.clone(),
-        tb.subjects.clone(),
-        &tb.url,
-        &repo_models_dir(),
-    )
-    .await?;
-    let api = start_api_with(parts).await?;
+    let api = start_on(&pool, &tb, |_| {}).await?;
     let (status, again, replayed) = enqueue(&api, Some("restart"), body("a.jpg")).await?;
     assert_eq!((status, replayed), (StatusCode::OK, true), "{again}");
     assert_eq!(again["job_id"], first["job_id"]);
@@ -159,15 +151,10 @@ async fn keys_survive_an_api_restart_and_expire(pool: PgPool) -> anyhow::Result<
 
     // An api that keeps keys a microsecond: the key has expired by the next request and
     // is taken over by a new job.
-    let mut parts = api_parts(
-        pool.clone(),
-        tb.subjects.clone(),
-        &tb.url,
-        &repo_models_dir(),
-    )
+    let api = start_on(&pool, &tb, |parts| {
+        parts.idempotency_keep = Duration::from_micros(1);
+    })
     .await?;
-    parts.idempotency_keep = Duration::from_micros(1);
-    let api = start_api_with(parts).await?;
     let (_, short, _) = enqueue(&api, Some("brief"), body("a.jpg")).await?;
     let (status, next, replayed) = enqueue(&api, Some("brief"), body("b.jpg")).await?;
     assert_eq!((status, replayed), (StatusCode::OK, false), "{next}");

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use foodseg_api::local::{LocalApi, api_key, api_parts, start_api_with};
+use foodseg_api::local::{LocalApi, api_key};
 use foodseg_engine::{JobId, Scope};
-use foodseg_testkit::{TestBus, finished_job, repo_models_dir, wait_until};
+use foodseg_testkit::{TestBus, finished_job, wait_until};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -143,16 +143,7 @@ async fn api_with(
     pool: &PgPool,
     access: foodseg_api::auth::AccessConfig,
 ) -> anyhow::Result<(TestBus, LocalApi)> {
-    let tb = TestBus::new().await?;
-    let mut parts = api_parts(
-        pool.clone(),
-        tb.subjects.clone(),
-        &tb.url,
-        &repo_models_dir(),
-    )
-    .await?;
-    parts.access = access;
-    Ok((tb, start_api_with(parts).await?))
+    crate::common::setup_with(pool, |parts| parts.access = access).await
 }
 
 async fn upload(api: &LocalApi, token: Option<&str>) -> anyhow::Result<(StatusCode, Value)> {

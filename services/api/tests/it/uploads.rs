@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::common::{fixture, json_of, new_key, setup};
-use foodseg_api::local::{LocalApi, api_parts, start_api_with};
+use crate::common::{fixture, json_of, new_key, setup, setup_with};
+use foodseg_api::local::LocalApi;
 use foodseg_engine::Scope;
 use foodseg_testkit::{TestBus, repo_models_dir, wait_until};
 use reqwest::StatusCode;
@@ -194,16 +194,7 @@ async fn multipart_upload_takes_the_file_part(pool: PgPool) -> anyhow::Result<()
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn uploads_over_the_cap_get_413_and_write_nothing(pool: PgPool) -> anyhow::Result<()> {
-    let tb = TestBus::new().await?;
-    let mut parts = api_parts(
-        pool.clone(),
-        tb.subjects.clone(),
-        &tb.url,
-        &repo_models_dir(),
-    )
-    .await?;
-    parts.uploads.max_bytes = 64 * 1024;
-    let api = start_api_with(parts).await?;
+    let (tb, api) = setup_with(&pool, |parts| parts.uploads.max_bytes = 64 * 1024).await?;
     let jpeg = std::fs::read(fixture("fruits.jpg"))?;
     assert!(jpeg.len() > 64 * 1024);
 
@@ -628,16 +619,7 @@ async fn arbitrary_multipart_bodies_never_fail_the_server(pool: PgPool) -> anyho
     use proptest::strategy::{Strategy, ValueTree};
     use proptest::test_runner::{Config, TestRunner};
 
-    let tb = TestBus::new().await?;
-    let mut parts = api_parts(
-        pool.clone(),
-        tb.subjects.clone(),
-        &tb.url,
-        &repo_models_dir(),
-    )
-    .await?;
-    parts.limits.uploads = None;
-    let api = start_api_with(parts).await?;
+    let (tb, api) = setup_with(&pool, |parts| parts.limits.uploads = None).await?;
     let token = new_key(&api, &[Scope::Submit]).await?;
     let http = foodseg_http::client()?;
     let strategy = multipart_bodies();
