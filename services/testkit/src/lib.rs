@@ -9,6 +9,7 @@
 
 mod bus;
 mod command_line;
+mod database;
 mod files;
 mod jobs;
 mod models;
@@ -19,6 +20,7 @@ mod wait;
 
 pub use bus::{TestBus, nats_url, unique_subjects};
 pub use command_line::check_service_command_line;
+pub use database::database_url_of;
 pub use files::FileServer;
 pub use jobs::{finished_job, new_job};
 pub use models::{TestModels, repo_models_dir};

@@ -245,18 +245,12 @@ async fn v1_routes_can_be_limited_to_client_addresses_behind_a_trusted_proxy(
 
 /// `foodseg-api keys …` against the test's database.
 async fn keys_command(pool: &PgPool, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    let db = pool
-        .connect_options()
-        .get_database()
-        .map(str::to_string)
-        .unwrap_or_default();
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
-    url.set_path(&db);
+    let url = foodseg_testkit::database_url_of(pool)?;
     Ok(
         tokio::process::Command::new(env!("CARGO_BIN_EXE_foodseg-api"))
             .arg("keys")
             .args(args)
-            .env("DATABASE_URL", url.as_str())
+            .env("DATABASE_URL", &url)
             .kill_on_drop(true)
             .output()
             .await?,

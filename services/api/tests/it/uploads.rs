@@ -417,16 +417,10 @@ fn peak_rss(pid: u32) -> anyhow::Result<u64> {
 #[sqlx::test(migrations = "../../migrations")]
 async fn twenty_parallel_20_mib_uploads_stay_within_memory(pool: PgPool) -> anyhow::Result<()> {
     let tb = TestBus::new().await?;
-    let db = pool
-        .connect_options()
-        .get_database()
-        .map(str::to_string)
-        .unwrap_or_default();
-    let mut database_url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
-    database_url.set_path(&db);
+    let database_url = foodseg_testkit::database_url_of(&pool)?;
     let port = foodseg_testkit::free_port()?;
     let mut api = tokio::process::Command::new(env!("CARGO_BIN_EXE_foodseg-api"))
-        .env("DATABASE_URL", database_url.as_str())
+        .env("DATABASE_URL", &database_url)
         .env("NATS_URL", &tb.url)
         .env("FOODSEG_NATS_PREFIX", &tb.subjects.prefix)
         .env("FOODSEG_API_ADDR", format!("127.0.0.1:{port}"))

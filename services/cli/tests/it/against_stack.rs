@@ -50,13 +50,7 @@ pub(crate) fn worker_config(
     pool: &PgPool,
     bus: &TestBus,
 ) -> anyhow::Result<foodseg_worker::Config> {
-    let db = pool
-        .connect_options()
-        .get_database()
-        .ok_or_else(|| anyhow::anyhow!("test pool has no database name"))?
-        .to_string();
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
-    url.set_path(&db);
+    let url = foodseg_testkit::database_url_of(pool)?;
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
     let vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", url.to_string()),

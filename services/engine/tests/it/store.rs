@@ -417,14 +417,8 @@ async fn prune_deletes_only_rows_published_long_ago(pool: PgPool) {
 /// A store on the test's database (by URL, as a service connects) whose connections
 /// carry `statement_timeout`.
 fn store_with_timeout(pool: &PgPool, timeout: Duration) -> anyhow::Result<Store> {
-    let db = pool
-        .connect_options()
-        .get_database()
-        .map(str::to_string)
-        .unwrap_or_default();
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
-    url.set_path(&db);
-    let mut config = foodseg_engine::StoreConfig::new(url.as_str());
+    let url = foodseg_testkit::database_url_of(pool)?;
+    let mut config = foodseg_engine::StoreConfig::new(url);
     config.statement_timeout = Some(timeout);
     Ok(Store::connect_lazy(
         &config,

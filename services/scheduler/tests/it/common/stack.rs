@@ -74,13 +74,7 @@ impl Stack {
         let bin = built_binaries().await?;
         let root = workspace_root();
         let subjects = Subjects::with_prefix(&format!("t{}", Uuid::new_v4().simple()));
-        let mut database_url =
-            url::Url::parse(&std::env::var("DATABASE_URL").context("DATABASE_URL")?)?;
-        database_url.set_path(
-            pool.connect_options()
-                .get_database()
-                .context("test database")?,
-        );
+        let database_url = foodseg_testkit::database_url_of(pool)?;
         let images = FileServer::serve_dir(root.join("services/pipeline/tests/fixtures")).await?;
         let image_url = images.url("fruits.jpg");
         let logs = std::env::temp_dir().join(format!("foodseg-e2e-{}", subjects.prefix));

@@ -42,7 +42,7 @@ impl Env {
     }
 
     async fn build(pool: PgPool, with_relay: bool) -> anyhow::Result<Self> {
-        let database_url = database_url_of(&pool)?;
+        let database_url = foodseg_testkit::database_url_of(&pool)?;
         Self::on(pool, database_url, with_relay).await
     }
 
@@ -175,17 +175,4 @@ impl Worker {
         self.task.await??;
         Ok(())
     }
-}
-
-/// The URL of the per-test database `#[sqlx::test]` created.
-fn database_url_of(pool: &PgPool) -> anyhow::Result<String> {
-    let db = pool
-        .connect_options()
-        .get_database()
-        .context("test pool has no database name")?
-        .to_string();
-    let base = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&db);
-    Ok(url.to_string())
 }
