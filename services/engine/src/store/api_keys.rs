@@ -106,7 +106,7 @@ impl Store {
     /// Revokes the live key named `name`; `false` when there is none.
     pub async fn revoke_api_key(&self, name: &str) -> Result<bool, StoreError> {
         let done = sqlx::query!(
-            "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
+            r#"UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"#,
             name
         )
         .execute(&self.pool)
@@ -117,7 +117,7 @@ impl Store {
     /// Notes that the key was used now.
     pub async fn touch_api_key(&self, id: ApiKeyId) -> Result<(), StoreError> {
         sqlx::query!(
-            "UPDATE api_keys SET last_used_at = now() WHERE id = $1",
+            r#"UPDATE api_keys SET last_used_at = now() WHERE id = $1"#,
             id as ApiKeyId
         )
         .execute(&self.pool)

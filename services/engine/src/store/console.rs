@@ -122,12 +122,12 @@ impl Store {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query!("DELETE FROM console_sessions WHERE expires_at < now()")
+        sqlx::query!(r#"DELETE FROM console_sessions WHERE expires_at < now()"#)
             .execute(&mut *tx)
             .await?;
         sqlx::query!(
-            "INSERT INTO console_sessions (token_hash, api_key_id, csrf_token, expires_at)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+            r#"INSERT INTO console_sessions (token_hash, api_key_id, csrf_token, expires_at)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4))"#,
             token_hash.as_slice(),
             api_key_id as ApiKeyId,
             csrf_token,
@@ -161,7 +161,7 @@ impl Store {
     /// Ends a session (logout).
     pub async fn close_console_session(&self, token_hash: &[u8; 32]) -> Result<(), StoreError> {
         sqlx::query!(
-            "DELETE FROM console_sessions WHERE token_hash = $1",
+            r#"DELETE FROM console_sessions WHERE token_hash = $1"#,
             token_hash.as_slice()
         )
         .execute(&self.pool)
@@ -221,7 +221,8 @@ impl Store {
             WebhookBacklog,
             // The literal 'pending' lets every plan use a partial index on pending
             // deliveries; the literal window, the index `deliveries_created`.
-            r#"SELECT
+            r#"-- periodic: webhook backlog
+               SELECT
                  (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
                  (SELECT count(*) FROM deliveries
                   WHERE status = 'pending' AND next_attempt_at < now()) AS "overdue!",

@@ -128,13 +128,13 @@ macro_rules! query_delivery {
         sqlx::query_as!(
             DeliveryRow,
             $before
-                + "id AS \"id!: DeliveryId\", job_id AS \"job_id!: JobId\", \
-                   webhook_id AS \"webhook_id!\", url AS \"url!\", \
-                   status AS \"status!: DeliveryStatus\", attempts AS \"attempts!\", \
-                   next_attempt_at AS \"next_attempt_at!\", locked_until AS \"locked_until?\", \
-                   last_error AS \"last_error?\", traceparent AS \"traceparent?\", \
-                   created_at AS \"created_at!\", updated_at AS \"updated_at!\", \
-                   finished_at AS \"finished_at?\""
+                + r#"id AS "id!: DeliveryId", job_id AS "job_id!: JobId",
+                   webhook_id AS "webhook_id!", url AS "url!",
+                   status AS "status!: DeliveryStatus", attempts AS "attempts!",
+                   next_attempt_at AS "next_attempt_at!", locked_until AS "locked_until?",
+                   last_error AS "last_error?", traceparent AS "traceparent?",
+                   created_at AS "created_at!", updated_at AS "updated_at!",
+                   finished_at AS "finished_at?""#
                 + $after
             $(, $arg)*
         )
@@ -151,17 +151,18 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let deliveries = query_delivery!(
-            "WITH due AS ( \
-               SELECT id FROM deliveries \
-               WHERE status = 'pending' AND next_attempt_at <= now() \
-                 AND (locked_until IS NULL OR locked_until <= now()) \
-               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
-             c AS ( \
-               UPDATE deliveries d SET locked_until = now() + make_interval(secs => $2), \
-                      updated_at = now() \
-               FROM due WHERE d.id = due.id RETURNING d.*) \
-             SELECT ",
-            " FROM c",
+            r#"-- periodic: due deliveries
+               WITH due AS (
+               SELECT id FROM deliveries
+               WHERE status = 'pending' AND next_attempt_at <= now()
+                 AND (locked_until IS NULL OR locked_until <= now())
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+             c AS (
+               UPDATE deliveries d SET locked_until = now() + make_interval(secs => $2),
+                      updated_at = now()
+               FROM due WHERE d.id = due.id RETURNING d.*)
+             SELECT "#,
+            r#" FROM c"#,
             limit,
             lease.as_secs_f64(),
         )
@@ -171,7 +172,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let job_ids: Vec<Uuid> = deliveries.iter().map(|d| d.job_id.as_uuid()).collect();
-        let jobs = query_job!("SELECT ", " FROM jobs WHERE id = ANY($1)", &job_ids)
+        let jobs = query_job!(r#"SELECT "#, r#" FROM jobs WHERE id = ANY($1)"#, &job_ids)
             .fetch_all(&self.pool)
             .await?;
         let claims = deliveries
@@ -203,17 +204,17 @@ impl Store {
             _ => None,
         };
         let recorded = sqlx::query_scalar!(
-            "WITH u AS ( \
-               UPDATE deliveries SET status = $3, attempts = $2, \
-                      next_attempt_at = COALESCE($4, next_attempt_at), locked_until = NULL, \
-                      last_error = $5, updated_at = now(), \
-                      finished_at = CASE WHEN $3 = $11 THEN NULL ELSE now() END \
-               WHERE id = $1 AND status = $11 AND attempts = $2 - 1 AND locked_until = $6 \
-               RETURNING id) \
-             INSERT INTO delivery_attempts \
-                    (delivery_id, attempt, started_at, latency_ms, status_code, error, outcome) \
-             SELECT id, $2, $7, $8, $9, $5, $10 FROM u \
-             RETURNING id",
+            r#"WITH u AS (
+               UPDATE deliveries SET status = $3, attempts = $2,
+                      next_attempt_at = COALESCE($4, next_attempt_at), locked_until = NULL,
+                      last_error = $5, updated_at = now(),
+                      finished_at = CASE WHEN $3 = $11 THEN NULL ELSE now() END
+               WHERE id = $1 AND status = $11 AND attempts = $2 - 1 AND locked_until = $6
+               RETURNING id)
+             INSERT INTO delivery_attempts
+                    (delivery_id, attempt, started_at, latency_ms, status_code, error, outcome)
+             SELECT id, $2, $7, $8, $9, $5, $10 FROM u
+             RETURNING id"#,
             claim.delivery.id as DeliveryId,
             claim.attempt(),
             status as DeliveryStatus,
@@ -234,8 +235,8 @@ impl Store {
     /// Gives a claim back without an attempt (scheduler shutting down before sending).
     pub async fn release_delivery(&self, claim: &ClaimedDelivery) -> Result<(), StoreError> {
         sqlx::query!(
-            "UPDATE deliveries SET locked_until = NULL, updated_at = now() \
-             WHERE id = $1 AND status = $3 AND locked_until = $2",
+            r#"UPDATE deliveries SET locked_until = NULL, updated_at = now()
+             WHERE id = $1 AND status = $3 AND locked_until = $2"#,
             claim.delivery.id as DeliveryId,
             claim.locked_until,
             DeliveryStatus::Pending as DeliveryStatus,
@@ -248,8 +249,8 @@ impl Store {
     /// The job's deliveries with their attempts, oldest first.
     pub async fn deliveries(&self, job_id: JobId) -> Result<Vec<DeliveryView>, StoreError> {
         let rows = query_delivery!(
-            "SELECT ",
-            " FROM deliveries WHERE job_id = $1 ORDER BY created_at, id",
+            r#"SELECT "#,
+            r#" FROM deliveries WHERE job_id = $1 ORDER BY created_at, id"#,
             job_id as JobId
         )
         .fetch_all(&self.pool)
@@ -274,8 +275,8 @@ impl Store {
     /// One delivery with its attempts.
     pub async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryView>, StoreError> {
         let row = query_delivery!(
-            "SELECT ",
-            " FROM deliveries WHERE id = $1",
+            r#"SELECT "#,
+            r#" FROM deliveries WHERE id = $1"#,
             id as DeliveryId
         )
         .fetch_optional(&self.pool)
@@ -308,24 +309,18 @@ impl Store {
     /// Queues a new delivery of a finished job's webhook, with a new `webhook-id`, and
     /// notes it in the job's event log.
     pub async fn redeliver(&self, job_id: JobId, actor: &str) -> Result<Redelivery, StoreError> {
-        let webhook_id = format!(
-            "msg_{}_{}",
-            job_id.simple(),
-            &Uuid::new_v4().simple().to_string()[..8]
-        );
         let created = sqlx::query_scalar!(
             r#"WITH w AS (
                  INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent)
-                 SELECT $4, id, $2, webhook_url, $5, traceparent FROM jobs
-                 WHERE id = $1 AND status = ANY($6) AND webhook_url IS NOT NULL
+                 SELECT $3, id, job_webhook_id(id), webhook_url, $4, traceparent FROM jobs
+                 WHERE id = $1 AND status = ANY($5) AND webhook_url IS NOT NULL
                  ON CONFLICT (job_id) WHERE status = 'pending' DO NOTHING
-                 RETURNING id, job_id),
+                 RETURNING id, job_id, webhook_id),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
-                     SELECT j.id, j.status, j.status, j.attempt, $3, 'redeliver: webhook-id ' || $2
+                     SELECT j.id, j.status, j.status, j.attempt, $2, 'redeliver: webhook-id ' || w.webhook_id
                      FROM jobs j JOIN w ON w.job_id = j.id)
                SELECT id AS "id!: DeliveryId" FROM w"#,
             job_id as JobId,
-            &webhook_id,
             actor,
             DeliveryId::new() as DeliveryId,
             DeliveryStatus::Pending as DeliveryStatus,

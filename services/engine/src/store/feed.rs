@@ -61,7 +61,8 @@ impl Store {
         let jobs = match owner {
             Some(owner) => {
                 query_job!(
-                    r#"SELECT "#,
+                    r#"-- periodic: feed of one owner
+                       SELECT "#,
                     r#" FROM unnest($4::job_status[]) AS wanted(st)
                        CROSS JOIN LATERAL (
                          SELECT * FROM jobs
@@ -83,7 +84,8 @@ impl Store {
             }
             None if !statuses.is_empty() => {
                 query_job!(
-                    r#"SELECT "#,
+                    r#"-- periodic: feed by status
+                       SELECT "#,
                     r#" FROM unnest($4::job_status[]) AS wanted(st)
                        CROSS JOIN LATERAL (
                          SELECT * FROM jobs
@@ -136,12 +138,12 @@ impl Store {
             id: Uuid::nil(),
         });
         let rows = query_delivery!(
-            "SELECT ",
-            " FROM deliveries d \
-             WHERE created_at >= $1 AND (created_at, id) > ($2, $3) AND status = ANY($4) \
-               AND NOT EXISTS (SELECT 1 FROM deliveries later \
-                               WHERE later.job_id = d.job_id AND later.created_at > d.created_at) \
-             ORDER BY created_at, id LIMIT $5",
+            r#"SELECT "#,
+            r#" FROM deliveries d
+             WHERE created_at >= $1 AND (created_at, id) > ($2, $3) AND status = ANY($4)
+               AND NOT EXISTS (SELECT 1 FROM deliveries later
+                               WHERE later.job_id = d.job_id AND later.created_at > d.created_at)
+             ORDER BY created_at, id LIMIT $5"#,
             since,
             after.at,
             after.id,
@@ -157,7 +159,7 @@ impl Store {
     pub async fn reconciliations(&self, limit: i64) -> Result<Vec<ReconciliationRow>, StoreError> {
         let rows = sqlx::query_as!(
             ReconciliationRow,
-            "SELECT day, started_at, report FROM reconciliations ORDER BY day DESC LIMIT $1",
+            r#"SELECT day, started_at, report FROM reconciliations ORDER BY day DESC LIMIT $1"#,
             limit
         )
         .fetch_all(&self.pool)

@@ -167,9 +167,10 @@ impl Store {
         // `idempotency_keys_expires` serves the range; the row addresses go through an
         // array so the delete fetches them directly (no join over the whole table).
         let deleted = sqlx::query!(
-            "WITH x AS (SELECT ctid FROM idempotency_keys WHERE expires_at <= now() \
-                        ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM x))",
+            r#"-- periodic: idempotency purge
+               WITH x AS (SELECT ctid FROM idempotency_keys WHERE expires_at <= now()
+                        ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM x))"#,
             limit
         )
         .execute(&self.pool)

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::finish::Finish;
 use super::row::{Job, JobEventRow};
 use super::{Store, StoreError};
 use crate::domain::{
-    ApiKeyId, Attempt, DeliveryStatus, Fence, JobId, JobStatus, RetryPolicy, Transition,
-    next_status,
+    ApiKeyId, Attempt, Fence, JobId, JobStatus, RetryPolicy, Transition, next_status,
 };
 use crate::message::{dispatch_msg_id, redispatch_msg_id};
 
@@ -105,15 +105,6 @@ pub(crate) struct Requeue<'a> {
     pub delay: Duration,
 }
 
-/// How a finish is written: the state it leads to, the job's message, the result (on
-/// success) and the error (kept in `last_error` and as the event's detail).
-pub(crate) struct Finish<'a> {
-    pub to: JobStatus,
-    pub message: &'a str,
-    pub response: Option<&'a serde_json::Value>,
-    pub error: Option<&'a str>,
-}
-
 impl Store {
     /// Writes a new job, its first event and its dispatch message in one statement.
     pub async fn enqueue(&self, job: &NewJob, actor: &str) -> Result<Job, StoreError> {
@@ -128,39 +119,12 @@ impl Store {
         job: &NewJob,
         actor: &str,
     ) -> Result<Job, StoreError> {
-        let to = next_status(None, Transition::Enqueue)?;
-        let row = query_job!(
-            "WITH j AS ( \
-               INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, \
-                                 message, max_attempts, trace_id, traceparent, owner_key_id) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14) RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
-                   SELECT id, NULL, status, attempt, $11 FROM j), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $12, $13, jsonb_build_object('job_id', id), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END \
-                   FROM j) \
-             SELECT ",
-            " FROM j",
-            job.id as JobId,
-            to as JobStatus,
-            &job.model_id,
-            &job.model_name,
-            &job.image_url,
-            job.webhook_url.as_deref(),
-            MSG_QUEUED,
-            job.max_attempts as Attempt,
-            job.trace_id.as_deref(),
-            job.traceparent.as_deref(),
-            actor,
-            self.subjects.job(&job.model_name),
-            dispatch_msg_id(job.id),
-            job.owner as Option<ApiKeyId>,
-        )
-        .fetch_one(executor)
-        .await?;
-        Ok(row)
+        let mut rows = self
+            .enqueue_many_on(executor, std::slice::from_ref(job), &[actor])
+            .await?;
+        // An INSERT … RETURNING of one row returns it or fails.
+        rows.pop()
+            .ok_or(StoreError::Query(sqlx::Error::RowNotFound))
     }
 
     /// Writes several new jobs, each with its first event (naming `actors[i]`) and its
@@ -174,6 +138,17 @@ impl Store {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        self.enqueue_many_on(&self.pool, jobs, actors).await
+    }
+
+    /// The one statement that writes new jobs, for [`Store::enqueue`] and
+    /// [`Store::enqueue_many`].
+    async fn enqueue_many_on<'c>(
+        &self,
+        executor: impl sqlx::PgExecutor<'c>,
+        jobs: &[NewJob],
+        actors: &[&str],
+    ) -> Result<Vec<Job>, StoreError> {
         let to = next_status(None, Transition::Enqueue)?;
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id.as_uuid()).collect();
         let model_ids: Vec<&str> = jobs.iter().map(|j| j.model_id.as_str()).collect();
@@ -187,29 +162,28 @@ impl Store {
             jobs.iter().map(|j| j.traceparent.as_deref()).collect();
         let owners: Vec<Option<uuid::Uuid>> =
             jobs.iter().map(|j| j.owner.map(|o| o.as_uuid())).collect();
-        // The first dispatch's `Nats-Msg-Id` is the job id (`dispatch_msg_id`), which is
-        // what `id::text` gives.
+        let msg_ids: Vec<String> = jobs.iter().map(|j| dispatch_msg_id(j.id)).collect();
         let rows = query_job!(
-            "WITH i AS ( \
-               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                    $6::int4[], $7::text[], $8::text[], $9::text[], $13::uuid[]) \
-                 AS i(id, model_id, model_name, image_url, webhook_url, max_attempts, \
-                      trace_id, traceparent, actor, owner_key_id)), \
-             j AS ( \
-               INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, \
-                                 message, max_attempts, trace_id, traceparent, owner_key_id) \
-               SELECT id, $10, model_id, model_name, image_url, webhook_url, $11, \
-                      max_attempts, trace_id, traceparent, owner_key_id FROM i \
-               RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
-                   SELECT j.id, NULL, j.status, j.attempt, i.actor FROM j JOIN i ON i.id = j.id), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $12 || model_name, id::text, jsonb_build_object('job_id', id), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END \
-                   FROM j) \
-             SELECT ",
-            " FROM j",
+            r#"WITH i AS (
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::int4[], $7::text[], $8::text[], $9::text[],
+                                      $13::uuid[], $14::text[])
+                   AS i(id, model_id, model_name, image_url, webhook_url, max_attempts,
+                        trace_id, traceparent, actor, owner_key_id, msg_id)),
+               j AS (
+                 INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url,
+                                   message, max_attempts, trace_id, traceparent, owner_key_id)
+                 SELECT id, $10, model_id, model_name, image_url, webhook_url, $11,
+                        max_attempts, trace_id, traceparent, owner_key_id FROM i
+                 RETURNING *),
+               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor)
+                     SELECT j.id, NULL, j.status, j.attempt, i.actor FROM j JOIN i USING (id)),
+               o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
+                     SELECT $12 || j.model_name, i.msg_id, jsonb_build_object('job_id', j.id),
+                            job_trace_headers(j.traceparent)
+                     FROM j JOIN i USING (id))
+               SELECT "#,
+            r#" FROM j"#,
             &ids,
             &model_ids as &[&str],
             &model_names as &[&str],
@@ -223,15 +197,16 @@ impl Store {
             MSG_QUEUED,
             self.subjects.job(""),
             &owners as &[Option<uuid::Uuid>],
+            &msg_ids,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(executor)
         .await?;
         Ok(rows)
     }
 
     /// The job with this id, if any.
     pub async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let job = query_job!("SELECT ", " FROM jobs WHERE id = $1", id as JobId)
+        let job = query_job!(r#"SELECT "#, r#" FROM jobs WHERE id = $1"#, id as JobId)
             .fetch_optional(&self.pool)
             .await?;
         Ok(job)
@@ -262,16 +237,16 @@ impl Store {
         let from = JobStatus::Queued;
         let to = status_after(from, Transition::Claim)?;
         let claimed = query_job!(
-            "WITH c AS ( \
-               UPDATE jobs SET status = $2, attempt = attempt + 1, lease_owner = $3, \
-                      lease_expires_at = now() + make_interval(secs => $4), not_before = NULL, \
-                      started_at = now(), updated_at = now(), message = $5 \
-               WHERE id = $1 AND status = $6 AND (not_before IS NULL OR not_before <= now()) \
-               RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor) \
-                   SELECT id, $6, status, attempt, $3 FROM c) \
-             SELECT ",
-            " FROM c",
+            r#"WITH c AS (
+                 UPDATE jobs SET status = $2, attempt = attempt + 1, lease_owner = $3,
+                        lease_expires_at = now() + make_interval(secs => $4), not_before = NULL,
+                        started_at = now(), updated_at = now(), message = $5
+                 WHERE id = $1 AND status = $6 AND (not_before IS NULL OR not_before <= now())
+                 RETURNING *),
+               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor)
+                     SELECT id, $6, status, attempt, $3 FROM c)
+               SELECT "#,
+            r#" FROM c"#,
             id as JobId,
             to as JobStatus,
             owner,
@@ -434,23 +409,21 @@ impl Store {
         let from = JobStatus::Running;
         let to = status_after(from, r.transition)?;
         let row = query_job!(
-            "WITH q AS ( \
-               UPDATE jobs SET status = $4, lease_owner = NULL, lease_expires_at = NULL, \
-                      not_before = now() + make_interval(secs => $5), message = $6, \
-                      last_error = COALESCE($7, last_error), updated_at = now(), \
-                      max_attempts = max_attempts + $13 \
-               WHERE id = $1 AND status = $11 AND attempt = $2 AND lease_owner = $3 \
-               RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, $11, status, attempt, $12, $8 FROM q), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers, not_before) \
-                   SELECT $9 || model_name, $10, jsonb_build_object('job_id', id), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END, \
-                          CASE WHEN $5 > 0 THEN not_before END \
-                   FROM q) \
-             SELECT ",
-            " FROM q",
+            r#"WITH q AS (
+                 UPDATE jobs SET status = $4, lease_owner = NULL, lease_expires_at = NULL,
+                        not_before = now() + make_interval(secs => $5), message = $6,
+                        last_error = COALESCE($7, last_error), updated_at = now(),
+                        max_attempts = max_attempts + $13
+                 WHERE id = $1 AND status = $11 AND attempt = $2 AND lease_owner = $3
+                 RETURNING *),
+               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
+                     SELECT id, $11, status, attempt, $12, $8 FROM q),
+               o AS (INSERT INTO outbox (subject, msg_id, payload, headers, not_before)
+                     SELECT $9 || model_name, $10, jsonb_build_object('job_id', id),
+                            job_trace_headers(traceparent), CASE WHEN $5 > 0 THEN not_before END
+                     FROM q)
+               SELECT "#,
+            r#" FROM q"#,
             fence.job_id as JobId,
             fence.attempt as Attempt,
             &fence.owner,
@@ -464,63 +437,6 @@ impl Store {
             from as JobStatus,
             actor,
             i32::from(!r.transition.spends_attempt()),
-        )
-        .fetch_optional(executor)
-        .await?;
-        row.ok_or_else(|| fence_lost(fence))
-    }
-
-    /// Finishes the fenced attempt: the job row, its event, the finished-job message for
-    /// the outbox and the webhook delivery, in one statement. The only place a running job
-    /// finishes; `actor` is who the event names. A job's first webhook carries
-    /// `webhook-id` `msg_<job id>`; the result of a job an operator resubmitted is a new
-    /// message and gets a new id (`msg_<job id>_<random>`), so receivers that
-    /// deduplicate on the id do not drop it.
-    pub(crate) async fn finish_on<'c>(
-        &self,
-        executor: impl sqlx::PgExecutor<'c>,
-        fence: &Fence,
-        actor: &str,
-        f: &Finish<'_>,
-    ) -> Result<Job, StoreError> {
-        let from = JobStatus::Running;
-        let row = query_job!(
-            "WITH d AS ( \
-               UPDATE jobs SET status = $4, message = $5, response = $6, \
-                      last_error = COALESCE($7, last_error), lease_owner = NULL, \
-                      lease_expires_at = NULL, finished_at = now(), updated_at = now(), \
-                      processing_time = EXTRACT(EPOCH FROM now() - started_at)::float8 \
-               WHERE id = $1 AND status = $9 AND attempt = $2 AND lease_owner = $3 \
-               RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, $9, status, attempt, $10, $7 FROM d), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $8 || status, id::text || '.' || status || '.' || attempt, \
-                          jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END \
-                   FROM d), \
-             w AS (INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
-                   SELECT gen_random_uuid(), d.id, \
-                          CASE WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.job_id = d.id) \
-                               THEN 'msg_' || replace(d.id::text, '-', '') || '_' \
-                                    || left(replace(gen_random_uuid()::text, '-', ''), 8) \
-                               ELSE 'msg_' || replace(d.id::text, '-', '') END, \
-                          d.webhook_url, $11, d.traceparent \
-                   FROM d WHERE d.webhook_url IS NOT NULL) \
-             SELECT ",
-            " FROM d",
-            fence.job_id as JobId,
-            fence.attempt as Attempt,
-            &fence.owner,
-            f.to as JobStatus,
-            f.message,
-            f.response,
-            f.error,
-            self.subjects.job_event(""),
-            from as JobStatus,
-            actor,
-            DeliveryStatus::Pending as DeliveryStatus,
         )
         .fetch_optional(executor)
         .await?;

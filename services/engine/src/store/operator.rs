@@ -2,12 +2,11 @@
 //! is queued (it ends failed, with its finished message and its webhook, as if a worker
 //! had failed it), or send a failed job back to the queue with a new attempt budget.
 
-use uuid::Uuid;
-
 use super::jobs::MSG_QUEUED;
 use super::row::Job;
 use super::{Store, StoreError};
 use crate::domain::{Attempt, DeliveryStatus, JobId, JobStatus, Transition, next_status};
+use crate::message::resubmit_msg_id;
 
 /// The message (and error) of a job an operator cancelled.
 pub const CANCELLED_BY_OPERATOR: &str = "cancelled by operator";
@@ -45,61 +44,6 @@ impl Store {
         }
     }
 
-    /// Ends the queued jobs among `ids` as failed with `message` through `transition`
-    /// (cancel, expire): each with its event, its finished message in the outbox and its
-    /// webhook delivery, in one statement. Jobs no longer queued are left alone. The one
-    /// place a job that never ran finishes.
-    pub(crate) async fn fail_queued<'c>(
-        &self,
-        executor: impl sqlx::PgExecutor<'c>,
-        ids: &[JobId],
-        transition: Transition,
-        message: &str,
-        actor: &str,
-    ) -> Result<Vec<Job>, StoreError> {
-        let from = JobStatus::Queued;
-        let to = next_status(Some(from), transition)?;
-        let detail = format!("{}: {message}", transition.as_str());
-        let rows = query_job!(
-            "WITH c AS ( \
-               UPDATE jobs SET status = $2, message = $3, last_error = $3, not_before = NULL, \
-                      finished_at = now(), updated_at = now() \
-               WHERE id = ANY($1) AND status = $4 \
-               RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, $4, status, attempt, $5, $6 FROM c), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $7 || status, id::text || '.' || $9 || '.' || gen_random_uuid(), \
-                          jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END \
-                   FROM c), \
-             w AS (INSERT INTO deliveries (id, job_id, webhook_id, url, status, traceparent) \
-                   SELECT gen_random_uuid(), c.id, \
-                          CASE WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.job_id = c.id) \
-                               THEN 'msg_' || replace(c.id::text, '-', '') || '_' \
-                                    || left(replace(gen_random_uuid()::text, '-', ''), 8) \
-                               ELSE 'msg_' || replace(c.id::text, '-', '') END, \
-                          c.webhook_url, $8, c.traceparent \
-                   FROM c WHERE c.webhook_url IS NOT NULL \
-                   ON CONFLICT (job_id) WHERE status = 'pending' DO NOTHING) \
-             SELECT ",
-            " FROM c",
-            ids as &[JobId],
-            to as JobStatus,
-            message,
-            from as JobStatus,
-            actor,
-            detail,
-            self.subjects.job_event(""),
-            DeliveryStatus::Pending as DeliveryStatus,
-            transition.as_str(),
-        )
-        .fetch_all(executor)
-        .await?;
-        Ok(rows)
-    }
-
     /// Sends a failed job back to the queue with `budget` more attempts: its result and
     /// finish time are cleared, an event records who did it, and a new dispatch message
     /// (with its own `Nats-Msg-Id`) goes to the outbox. Refused while a webhook delivery
@@ -118,22 +62,21 @@ impl Store {
             budget
         );
         let row = query_job!(
-            "WITH r AS ( \
-               UPDATE jobs SET status = $2, max_attempts = attempt + $3, message = $4, \
-                      response = NULL, finished_at = NULL, processing_time = NULL, \
-                      not_before = NULL, updated_at = now() \
-               WHERE id = $1 AND status = $5 \
-                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = $1 AND d.status = $6) \
-               RETURNING *), \
-             e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail) \
-                   SELECT id, $5, status, attempt, $7, $8 FROM r), \
-             o AS (INSERT INTO outbox (subject, msg_id, payload, headers) \
-                   SELECT $9 || model_name, $10, jsonb_build_object('job_id', id), \
-                          CASE WHEN traceparent IS NULL THEN '{}'::jsonb \
-                               ELSE jsonb_build_object('traceparent', traceparent) END \
-                   FROM r) \
-             SELECT ",
-            " FROM r",
+            r#"WITH r AS (
+                 UPDATE jobs SET status = $2, max_attempts = attempt + $3, message = $4,
+                        response = NULL, finished_at = NULL, processing_time = NULL,
+                        not_before = NULL, updated_at = now()
+                 WHERE id = $1 AND status = $5
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = $1 AND d.status = $6)
+                 RETURNING *),
+               e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
+                     SELECT id, $5, status, attempt, $7, $8 FROM r),
+               o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
+                     SELECT $9 || model_name, $10, jsonb_build_object('job_id', id),
+                            job_trace_headers(traceparent)
+                     FROM r)
+               SELECT "#,
+            r#" FROM r"#,
             job_id as JobId,
             to as JobStatus,
             budget.get(),
@@ -143,7 +86,7 @@ impl Store {
             actor,
             detail,
             self.subjects.job(""),
-            format!("{job_id}.resubmit.{}", Uuid::new_v4().simple()),
+            resubmit_msg_id(job_id),
         )
         .fetch_optional(&self.pool)
         .await?;

@@ -82,8 +82,8 @@ impl OutboxBatch {
                 .map(|&(id, seq)| (id, i64::try_from(seq).unwrap_or(i64::MAX)))
                 .unzip();
             sqlx::query!(
-                "UPDATE outbox SET published_at = now(), stream_seq = p.seq \
-                 FROM UNNEST($1::bigint[], $2::bigint[]) AS p(id, seq) WHERE outbox.id = p.id",
+                r#"UPDATE outbox SET published_at = now(), stream_seq = p.seq
+                 FROM UNNEST($1::bigint[], $2::bigint[]) AS p(id, seq) WHERE outbox.id = p.id"#,
                 &ids,
                 &seqs,
             )
@@ -93,8 +93,8 @@ impl OutboxBatch {
         if !failed.is_empty() {
             let (ids, errors): (Vec<i64>, Vec<String>) = failed.iter().cloned().unzip();
             sqlx::query!(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = f.error \
-                 FROM UNNEST($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id",
+                r#"UPDATE outbox SET attempts = attempts + 1, last_error = f.error
+                 FROM UNNEST($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id"#,
                 &ids,
                 &errors,
             )
@@ -113,10 +113,11 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let rows = sqlx::query_as!(
             OutboxRow,
-            "SELECT id, subject, msg_id, payload, headers, created_at, published_at, attempts, \
-                    last_error \
-             FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now()) \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            r#"-- periodic: relay batch
+               SELECT id, subject, msg_id, payload, headers, created_at, published_at, attempts,
+                    last_error
+             FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"#,
             limit
         )
         .fetch_all(&mut *tx)
@@ -127,7 +128,8 @@ impl Store {
     /// How many rows are due and wait to be published (not those parked for a backoff).
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
         let n = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())"#
+            r#"-- periodic: outbox pending
+               SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())"#
         )
         .fetch_one(self.pool())
         .await?;
@@ -144,10 +146,11 @@ impl Store {
         // The index `outbox_published` serves the range; the ids go through an array so
         // the delete probes the primary key whatever the plan's estimate of the batch.
         let done = sqlx::query!(
-            "DELETE FROM outbox WHERE id = ANY(ARRAY( \
-               SELECT id FROM outbox WHERE published_at IS NOT NULL \
-                 AND published_at < now() - make_interval(secs => $1) \
-               ORDER BY published_at LIMIT $2))",
+            r#"-- periodic: outbox prune
+               DELETE FROM outbox WHERE id = ANY(ARRAY(
+               SELECT id FROM outbox WHERE published_at IS NOT NULL
+                 AND published_at < now() - make_interval(secs => $1)
+               ORDER BY published_at LIMIT $2))"#,
             older_than.as_secs_f64(),
             limit,
         )

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
 use crate::domain::{JobId, JobStatus};
+use crate::message::republish_msg_id;
 
 /// Event detail of a republished dispatch message.
 pub const REPUBLISH_DETAIL: &str = "republish: dispatch message may have been lost";
@@ -78,7 +79,8 @@ impl Store {
     ) -> Result<Vec<StaleQueued>, StoreError> {
         let (after_at, after_id) = after.unzip();
         let rows = sqlx::query!(
-            r#"SELECT j.id AS "id!: JobId", j.model_name, j.updated_at, now() AS "now!",
+            r#"-- periodic: stale queued with their latest dispatch
+               SELECT j.id AS "id!: JobId", j.model_name, j.updated_at, now() AS "now!",
                       o.id AS "outbox_id?", o.published_at, o.stream_seq
                FROM jobs j
                LEFT JOIN LATERAL (
@@ -124,8 +126,10 @@ impl Store {
         stale_after: Duration,
     ) -> Result<Vec<JobId>, StoreError> {
         let uuids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let msg_ids: Vec<String> = ids.iter().map(|&id| republish_msg_id(id)).collect();
         let ids = sqlx::query_scalar!(
-            r#"WITH x AS (
+            r#"-- periodic: republish
+               WITH x AS (
                  SELECT id FROM jobs
                  WHERE id = ANY($1) AND status = 'queued'
                    AND updated_at < now() - make_interval(secs => $2)
@@ -140,11 +144,9 @@ impl Store {
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
                      SELECT id, status, status, attempt, $3, $4 FROM r),
                o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
-                     SELECT $5 || model_name, id::text || '.' || attempt || '.r' || redispatches,
-                            jsonb_build_object('job_id', id),
-                            CASE WHEN traceparent IS NULL THEN '{}'::jsonb
-                                 ELSE jsonb_build_object('traceparent', traceparent) END
-                     FROM r)
+                     SELECT $5 || r.model_name, m.msg_id, jsonb_build_object('job_id', r.id),
+                            job_trace_headers(r.traceparent)
+                     FROM r JOIN UNNEST($1::uuid[], $7::text[]) AS m(id, msg_id) USING (id))
                SELECT id AS "id!: JobId" FROM r"#,
             &uuids,
             stale_after.as_secs_f64(),
@@ -152,6 +154,7 @@ impl Store {
             REPUBLISH_DETAIL,
             self.subjects.job(""),
             JobStatus::Queued as JobStatus,
+            &msg_ids,
         )
         .fetch_all(&self.pool)
         .await?;

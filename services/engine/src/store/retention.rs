@@ -27,14 +27,15 @@ impl Store {
         // array so the delete probes the primary key whatever the plan's estimate of the
         // batch.
         let deleted = sqlx::query!(
-            "WITH x AS ( \
-               SELECT j.id FROM jobs j \
-               WHERE j.status IN ('succeeded', 'failed') AND j.finished_at < $1 \
-                 AND NOT EXISTS (SELECT 1 FROM deliveries d \
-                                 WHERE d.job_id = j.id AND d.status = 'pending') \
-               ORDER BY j.finished_at LIMIT $2 \
-               FOR UPDATE OF j SKIP LOCKED) \
-             DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM x))",
+            r#"-- periodic: retention delete
+               WITH x AS (
+               SELECT j.id FROM jobs j
+               WHERE j.status IN ('succeeded', 'failed') AND j.finished_at < $1
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                 WHERE d.job_id = j.id AND d.status = 'pending')
+               ORDER BY j.finished_at LIMIT $2
+               FOR UPDATE OF j SKIP LOCKED)
+             DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM x))"#,
             finished_before,
             limit,
         )

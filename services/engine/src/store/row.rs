@@ -81,21 +81,21 @@ macro_rules! query_job {
         sqlx::query_as!(
             $crate::store::Job,
             $before
-                + "id AS \"id!: crate::domain::JobId\", \
-                   status AS \"status!: crate::domain::JobStatus\", \
-                   model_id AS \"model_id!\", model_name AS \"model_name!\", \
-                   image_url AS \"image_url!\", webhook_url AS \"webhook_url?\", \
-                   message AS \"message!\", response AS \"response?\", \
-                   attempt AS \"attempt!: crate::domain::Attempt\", \
-                   max_attempts AS \"max_attempts!: crate::domain::Attempt\", \
-                   lease_owner AS \"lease_owner?\", lease_expires_at AS \"lease_expires_at?\", \
-                   not_before AS \"not_before?\", last_error AS \"last_error?\", \
-                   trace_id AS \"trace_id?\", traceparent AS \"traceparent?\", \
-                   created_at AS \"created_at!\", updated_at AS \"updated_at!\", \
-                   started_at AS \"started_at?\", finished_at AS \"finished_at?\", \
-                   processing_time AS \"processing_time?\", \
-                   redispatched_at AS \"redispatched_at?\", redispatches AS \"redispatches!\", \
-                   owner_key_id AS \"owner_key_id?: crate::domain::ApiKeyId\""
+                + r#"id AS "id!: crate::domain::JobId",
+                   status AS "status!: crate::domain::JobStatus",
+                   model_id AS "model_id!", model_name AS "model_name!",
+                   image_url AS "image_url!", webhook_url AS "webhook_url?",
+                   message AS "message!", response AS "response?",
+                   attempt AS "attempt!: crate::domain::Attempt",
+                   max_attempts AS "max_attempts!: crate::domain::Attempt",
+                   lease_owner AS "lease_owner?", lease_expires_at AS "lease_expires_at?",
+                   not_before AS "not_before?", last_error AS "last_error?",
+                   trace_id AS "trace_id?", traceparent AS "traceparent?",
+                   created_at AS "created_at!", updated_at AS "updated_at!",
+                   started_at AS "started_at?", finished_at AS "finished_at?",
+                   processing_time AS "processing_time?",
+                   redispatched_at AS "redispatched_at?", redispatches AS "redispatches!",
+                   owner_key_id AS "owner_key_id?: crate::domain::ApiKeyId""#
                 + $after
             $(, $arg)*
         )

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
-use super::jobs::{Finish, Requeue};
+use super::finish::Finish;
+use super::jobs::Requeue;
 use super::{MSG_QUEUED, Store, StoreError};
 use crate::domain::{Attempt, Fence, JobId, JobStatus, Transition, next_status};
 
@@ -82,7 +83,8 @@ impl Store {
     ) -> Result<RedriveReport, StoreError> {
         let mut tx = self.pool.begin().await?;
         let expired = sqlx::query!(
-            r#"SELECT id AS "id: JobId", attempt AS "attempt: Attempt",
+            r#"-- periodic: redrive select
+               SELECT id AS "id: JobId", attempt AS "attempt: Attempt",
                       max_attempts AS "max_attempts: Attempt", lease_owner AS "owner!",
                       (SELECT count(*) FROM job_events ev
                        WHERE ev.job_id = jobs.id AND ev.detail = $2) AS "lost_before!"
@@ -139,8 +141,9 @@ impl Store {
     /// How long the oldest QUEUED job has waited since it was created, if any is queued.
     pub async fn oldest_queued_age(&self) -> Result<Option<Duration>, StoreError> {
         let secs = sqlx::query_scalar!(
-            "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
-             FROM jobs WHERE status = 'queued'"
+            r#"-- periodic: oldest queued
+               SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8
+             FROM jobs WHERE status = 'queued'"#
         )
         .fetch_one(&self.pool)
         .await?;
@@ -171,9 +174,12 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let done = sqlx::query_scalar!("SELECT 1 AS one FROM reconciliations WHERE day = $1", day)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let done = sqlx::query_scalar!(
+            r#"SELECT 1 AS one FROM reconciliations WHERE day = $1"#,
+            day
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         if done.is_some() {
             tx.rollback().await?;
             return Ok(None);
@@ -182,7 +188,8 @@ impl Store {
         // The index `jobs_created`.
         let jobs = sqlx::query_as!(
             JobStateCount,
-            r#"SELECT status AS "status!: JobStatus", count(*) AS "count!"
+            r#"-- periodic: reconciliation: jobs of the day
+               SELECT status AS "status!: JobStatus", count(*) AS "count!"
                FROM jobs WHERE created_at >= $1 AND created_at < $2
                GROUP BY 1 ORDER BY 1"#,
             from,
@@ -194,7 +201,8 @@ impl Store {
         // `REPUBLISH_DETAIL`) so every plan can use the partial index
         // `job_events_recoveries`, whose predicate lists the same three.
         let recoveries = sqlx::query!(
-            r#"SELECT count(*) FILTER (WHERE detail = 'redrive: lease expired (worker lost)')
+            r#"-- periodic: reconciliation: recoveries of the day
+               SELECT count(*) FILTER (WHERE detail = 'redrive: lease expired (worker lost)')
                         AS "redriven!",
                       count(*) FILTER (WHERE detail = 'fail: lease expired with no attempt left')
                         AS "lost_failed!",
@@ -214,7 +222,8 @@ impl Store {
         // Literal states: the partial indexes deliveries_failed and deliveries_one_pending;
         // the outbox backlog, outbox_unpublished.
         let deliveries = sqlx::query!(
-            r#"SELECT (SELECT count(*) FROM deliveries
+            r#"-- periodic: reconciliation: failed deliveries and backlogs
+               SELECT (SELECT count(*) FROM deliveries
                        WHERE status = 'failed' AND finished_at >= $1 AND finished_at < $2)
                         AS "failed!",
                       (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
@@ -237,7 +246,7 @@ impl Store {
         };
         let json = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
         sqlx::query!(
-            "INSERT INTO reconciliations (day, report) VALUES ($1, $2)",
+            r#"INSERT INTO reconciliations (day, report) VALUES ($1, $2)"#,
             day,
             json
         )

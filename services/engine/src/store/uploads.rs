@@ -121,8 +121,8 @@ impl Store {
         // into the statement's buffer). COPY has no checked form; the statement is fixed.
         let mut copy = tx
             .copy_in_raw(
-                "COPY uploads (id, job_id, content_type, filename, bytes, size, expires_at) \
-                 FROM STDIN",
+                r#"COPY uploads (id, job_id, content_type, filename, bytes, size, expires_at)
+                 FROM STDIN"#,
             )
             .await?;
         let head = format!(
@@ -178,17 +178,18 @@ impl Store {
         // go through arrays so every step probes a key whatever the plan's estimate of the
         // batch.
         let deleted = sqlx::query!(
-            "WITH c AS ( \
-               (SELECT id FROM uploads WHERE expires_at <= $1 ORDER BY expires_at LIMIT $3) \
-               UNION \
-               (SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id \
-                WHERE u.created_at <= $1 - make_interval(secs => $2) \
-                  AND j.status = ANY($4) AND j.finished_at <= $1 - make_interval(secs => $2) \
-                ORDER BY u.created_at LIMIT $3)), \
-             x AS ( \
-               SELECT id FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM c)) \
-               LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             DELETE FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM x))",
+            r#"-- periodic: uploads purge
+               WITH c AS (
+               (SELECT id FROM uploads WHERE expires_at <= $1 ORDER BY expires_at LIMIT $3)
+               UNION
+               (SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id
+                WHERE u.created_at <= $1 - make_interval(secs => $2)
+                  AND j.status = ANY($4) AND j.finished_at <= $1 - make_interval(secs => $2)
+                ORDER BY u.created_at LIMIT $3)),
+             x AS (
+               SELECT id FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM c))
+               LIMIT $3 FOR UPDATE SKIP LOCKED)
+             DELETE FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM x))"#,
             now,
             retention.as_secs_f64(),
             limit,

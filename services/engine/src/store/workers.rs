@@ -60,10 +60,10 @@ impl Store {
     /// the registry with its first heartbeat after.
     pub async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), StoreError> {
         sqlx::query!(
-            "INSERT INTO workers (id, models, concurrency, version) VALUES ($1, $2, $3, $4)
+            r#"INSERT INTO workers (id, models, concurrency, version) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET models = EXCLUDED.models,
                  concurrency = EXCLUDED.concurrency, version = EXCLUDED.version,
-                 heartbeat_at = now(), stopped_at = NULL",
+                 heartbeat_at = now(), stopped_at = NULL"#,
             &worker.id,
             &worker.models,
             worker.concurrency,
@@ -76,7 +76,7 @@ impl Store {
 
     /// Marks a worker that stops cleanly as stopped (no longer live, still on record).
     pub async fn worker_stopped(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query!("UPDATE workers SET stopped_at = now() WHERE id = $1", id)
+        sqlx::query!(r#"UPDATE workers SET stopped_at = now() WHERE id = $1"#, id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -103,7 +103,8 @@ impl Store {
         let rows = sqlx::query_as!(
             ModelLoad,
             // The literal 'queued' picks the partial index `jobs_queued_updated`.
-            r#"WITH q AS (SELECT model_name AS model, count(*) AS n FROM jobs
+            r#"-- periodic: model load
+               WITH q AS (SELECT model_name AS model, count(*) AS n FROM jobs
                           WHERE status = 'queued' GROUP BY model_name),
                     w AS (SELECT m AS model,
                                  count(*) FILTER (WHERE stopped_at IS NULL
@@ -122,7 +123,8 @@ impl Store {
     /// Deletes the rows of workers silent for longer than `older_than` (they died).
     pub async fn purge_workers(&self, older_than: Duration) -> Result<u64, StoreError> {
         let done = sqlx::query!(
-            "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)",
+            r#"-- periodic: workers purge
+               DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)"#,
             secs(older_than),
         )
         .execute(&self.pool)
@@ -150,7 +152,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // The literal 'queued' picks the partial index `jobs_queued_updated`.
         let candidates = sqlx::query!(
-            r#"SELECT j.id AS "id: JobId", j.model_name FROM jobs j
+            r#"-- periodic: unserved select
+               SELECT j.id AS "id: JobId", j.model_name FROM jobs j
                WHERE j.status = 'queued' AND j.updated_at < now() - make_interval(secs => $1)
                  AND NOT EXISTS (
                    SELECT 1 FROM workers w

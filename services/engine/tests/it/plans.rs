@@ -3,8 +3,11 @@
 //! neither the plan for the first executions (bound values known) nor the generic plan a
 //! prepared statement switches to later.
 //!
-//! The statements are the exact text the code runs, read from the checked queries'
-//! offline data (`.sqlx/`), prepared and explained with typical arguments.
+//! The statements are found, not listed: every checked query whose SQL begins with
+//! `-- periodic: <name>` is one, read with its exact text and parameter types from the
+//! checked queries' offline data (`.sqlx/`), prepared and explained with the arguments
+//! the code passes where the plan depends on them and typical values of their types
+//! elsewhere.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -106,138 +109,121 @@ END $$;
 ANALYZE;
 "#;
 
-/// A periodic query: a fragment that finds its text in `.sqlx/`, and arguments; for some,
-/// the index its plan must read.
+/// The marker that names a periodic query: the first line of its SQL is
+/// `-- periodic: <name>`.
+const MARKER: &str = "-- periodic: ";
+
+/// A periodic query as the checked queries' offline data (`.sqlx/`) holds it.
 struct Periodic {
-    name: &'static str,
-    fragment: &'static str,
-    args: String,
-    index: Option<&'static str>,
+    name: String,
+    text: String,
+    /// The Postgres types of its parameters, as sqlx describes them.
+    parameters: Vec<serde_json::Value>,
 }
 
-fn periodic() -> Vec<Periodic> {
-    let day = "date_trunc('day', now() - interval '1 day')";
-    let next = "date_trunc('day', now())";
-    let q = |name, fragment, args: &str| Periodic {
-        name,
-        fragment,
-        args: args.to_string(),
-        index: None,
-    };
-    // The reconciliation feed's pages from a day ago, with a status filter (an operator)
-    // and for one owner: read through their own indexes, not by sorting a day of jobs.
-    let feed = "now() - interval '1 day', now() - interval '1 day', \
-                '00000000-0000-0000-0000-000000000000', '{succeeded,failed}', 2, 100";
-    let feed_status = Periodic {
-        index: Some("jobs_status_updated"),
-        ..q("feed by status", "WHERE status = wanted.st", feed)
-    };
-    let feed_owner = Periodic {
-        index: Some("jobs_owner_status_updated"),
-        ..q(
-            "feed of one owner",
-            "WHERE owner_key_id = $7 AND status = wanted.st",
-            &format!("{feed}, '00000000-0000-0000-0000-00000000000a'"),
-        )
-    };
-    vec![
-        feed_status,
-        feed_owner,
-        q(
-            "retention delete",
-            "DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM x))",
-            "now() - interval '30 days', 500",
-        ),
-        q(
-            "uploads purge",
-            "DELETE FROM uploads WHERE id = ANY(ARRAY(SELECT id FROM x))",
-            "now(), 86400, 200, '{succeeded,failed}'",
-        ),
-        q(
-            "outbox prune",
-            "DELETE FROM outbox WHERE id = ANY(ARRAY(",
-            "86400, 5000",
-        ),
-        q(
-            "reconciliation: jobs of the day",
-            "FROM jobs WHERE created_at >= $1 AND created_at < $2",
-            &format!("{day}, {next}"),
-        ),
-        q(
-            "reconciliation: recoveries of the day",
-            "count(*) FILTER (WHERE detail = 'redrive",
-            &format!("{day}, {next}"),
-        ),
-        q(
-            "reconciliation: failed deliveries and backlogs",
-            "AS \"outbox_unpublished!\"",
-            &format!("{day}, {next}"),
-        ),
-        q(
-            "idempotency purge",
-            "DELETE FROM idempotency_keys WHERE ctid = ANY",
-            "1000",
-        ),
-        q(
-            "workers purge",
-            "DELETE FROM workers WHERE heartbeat_at",
-            "86400",
-        ),
-        q(
-            "redrive select",
-            "WHERE status = 'running' AND lease_expires_at < now()",
-            &format!("200, '{REDRIVE_DETAIL}', 15"),
-        ),
-        q(
-            "stale queued with their latest dispatch",
-            "LEFT JOIN LATERAL",
-            "200, 60, 'foodseg.jobs.segment.', NULL, NULL",
-        ),
-        q(
-            "republish",
-            "WHERE id = ANY($1) AND status = 'queued'",
-            &format!(
-                "'{{00000000-0000-0000-0000-000000000064}}', 60, 'scheduler', \
-                 '{REPUBLISH_DETAIL}', 'foodseg.jobs.segment.', 'queued'"
-            ),
-        ),
-        q("unserved select", "SELECT 1 FROM workers w", "3600, 200"),
-        q("due deliveries", "WITH due AS", "64, 30"),
-        q("webhook backlog", "AS \"overdue!\"", "'failed'"),
-        q("oldest queued", "min(created_at))::float8", ""),
-        q("model load", "WITH q AS (SELECT model_name", "30"),
-        q(
-            "relay batch",
-            "FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now()) ORDER BY id",
-            "100",
-        ),
-        q(
-            "outbox pending",
-            "AS \"n!\" FROM outbox WHERE published_at IS NULL",
-            "",
-        ),
-    ]
-}
-
-/// The text of the one checked query containing `fragment`.
-fn query_text(fragment: &str) -> anyhow::Result<String> {
+/// Every checked query whose SQL carries the periodic marker, by name.
+fn periodic() -> anyhow::Result<Vec<Periodic>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sqlx");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let data: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-            if let Some(text) = data["query"].as_str().filter(|t| t.contains(fragment)) {
-                found.push(text.to_string());
-            }
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let data: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        let text = data["query"].as_str().unwrap_or_default();
+        if let Some(rest) = text.strip_prefix(MARKER) {
+            let name = rest.lines().next().unwrap_or_default().trim().to_string();
+            let parameters = data["describe"]["parameters"]["Left"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            found.push(Periodic {
+                name,
+                text: text.to_string(),
+                parameters,
+            });
         }
     }
-    anyhow::ensure!(
-        found.len() == 1,
-        "{} checked queries contain {fragment:?}",
-        found.len()
-    );
-    Ok(found.remove(0))
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Arguments as the code passes them, where a query's plan depends on them: the feed a
+/// day back (an operator's status filter; one owner's jobs), the reconciliation of
+/// yesterday, the sweeps with their configured thresholds. Every other periodic query
+/// gets [`typical`] values for its parameter types.
+fn arguments() -> Vec<(&'static str, String)> {
+    let day = "date_trunc('day', now() - interval '1 day'), date_trunc('day', now())";
+    let feed = "now() - interval '1 day', now() - interval '1 day', \
+                '00000000-0000-0000-0000-000000000000', '{succeeded,failed}', 2, 100";
+    vec![
+        ("feed by status", feed.to_string()),
+        (
+            "feed of one owner",
+            format!("{feed}, '00000000-0000-0000-0000-00000000000a'"),
+        ),
+        ("retention delete", "now() - interval '30 days', 500".into()),
+        (
+            "uploads purge",
+            "now(), 86400, 200, '{succeeded,failed}'".into(),
+        ),
+        ("outbox prune", "86400, 5000".into()),
+        ("reconciliation: jobs of the day", day.into()),
+        ("reconciliation: recoveries of the day", day.into()),
+        ("reconciliation: failed deliveries and backlogs", day.into()),
+        ("redrive select", format!("200, '{REDRIVE_DETAIL}', 15")),
+        (
+            "stale queued with their latest dispatch",
+            "200, 60, 'foodseg.jobs.segment.', NULL, NULL".into(),
+        ),
+        (
+            "republish",
+            format!(
+                "'{{00000000-0000-0000-0000-000000000064}}', 60, 'scheduler', \
+                 '{REPUBLISH_DETAIL}', 'foodseg.jobs.segment.', 'queued', '{{x}}'"
+            ),
+        ),
+        ("webhook backlog", "'failed'".into()),
+        ("workers purge", "86400".into()),
+    ]
+}
+
+/// A typical value of a parameter of this type: a limit or a count of seconds for
+/// numbers, a day back for times, an empty array, the first value of an enum.
+fn typical(parameter: &serde_json::Value) -> anyhow::Result<String> {
+    if let Some(kind) = parameter.as_str() {
+        return Ok(match kind {
+            "Int2" | "Int4" | "Int8" => "100".into(),
+            "Float4" | "Float8" => "60".into(),
+            "Text" => "'x'".into(),
+            "Bool" => "true".into(),
+            "Uuid" => "'00000000-0000-0000-0000-000000000001'".into(),
+            "Timestamptz" => "now() - interval '1 day'".into(),
+            "Date" => "current_date".into(),
+            kind if kind.ends_with("Array") => "'{}'".into(),
+            other => anyhow::bail!("no typical value for a {other} parameter"),
+        });
+    }
+    let custom = &parameter["Custom"];
+    match (&custom["kind"]["Enum"], &custom["kind"]["Array"]) {
+        (serde_json::Value::Array(values), _) => Ok(format!(
+            "'{}'",
+            values.first().and_then(|v| v.as_str()).unwrap_or_default()
+        )),
+        (_, serde_json::Value::Object(_)) => Ok("'{}'".into()),
+        _ => anyhow::bail!("no typical value for {parameter}"),
+    }
+}
+
+/// The index a query's plan must read: the feed's pages read their own indexes, not a
+/// sort of a day of jobs.
+fn required_index(name: &str) -> Option<&'static str> {
+    match name {
+        "feed by status" => Some("jobs_status_updated"),
+        "feed of one owner" => Some("jobs_owner_status_updated"),
+        _ => None,
+    }
 }
 
 /// Every node of a plan, depth first.
@@ -299,23 +285,48 @@ async fn every_periodic_query_reads_through_an_index(pool: PgPool) -> anyhow::Re
     assert_eq!(jobs, 1_000_000);
     let loaded = started.elapsed();
 
+    let queries = periodic()?;
+    let names: BTreeSet<&str> = queries.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        queries.len(),
+        "two periodic queries share a name"
+    );
+    let known = arguments();
+    for (name, _) in &known {
+        assert!(names.contains(name), "no periodic query is named {name:?}");
+    }
+    // The sweeps, the relay, the delivery loop and the reconciliation, at the least.
+    assert!(
+        queries.len() >= 15,
+        "only {} periodic queries: {names:?}",
+        queries.len()
+    );
     let mut failures = Vec::new();
-    for (i, query) in periodic().iter().enumerate() {
+    for (i, query) in queries.iter().enumerate() {
         let name = format!("periodic_{i}");
-        let text = query_text(query.fragment)?;
-        sqlx::raw_sql(AssertSqlSafe(format!("PREPARE {name} AS {text}")))
+        let args = match known.iter().find(|(name, _)| *name == query.name) {
+            Some((_, args)) => args.clone(),
+            None => query
+                .parameters
+                .iter()
+                .map(typical)
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .join(", "),
+        };
+        sqlx::raw_sql(AssertSqlSafe(format!("PREPARE {name} AS {}", query.text)))
             .execute(&mut conn)
             .await?;
         for mode in ["force_custom_plan", "force_generic_plan"] {
             sqlx::raw_sql(AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
                 .execute(&mut conn)
                 .await?;
-            let (scans, seq) = explain(&mut conn, &name, &query.args).await?;
+            let (scans, seq) = explain(&mut conn, &name, &args).await?;
             println!("{} ({mode}): {scans:?}", query.name);
             if !seq.is_empty() {
                 failures.push(format!("{} ({mode}): {seq:?}", query.name));
             }
-            if let Some(index) = query.index
+            if let Some(index) = required_index(&query.name)
                 && !scans.iter().any(|scan| scan.contains(index))
             {
                 failures.push(format!(
