@@ -29,8 +29,9 @@ use std::time::Duration;
 
 use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{Backoff, Bus, EnqueueConfig, Enqueuer, Relay, RelayConfig, Store};
+use foodseg_engine::{Bus, EnqueueConfig, Enqueuer, Relay, RelayConfig, Store};
 use foodseg_models::Registry;
+use foodseg_runtime::Schema;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -118,18 +119,25 @@ pub async fn serve(
     crate::metrics::install(&parts.registry);
     let tasks = shutdown.child_token();
     let schema_ready = Arc::new(AtomicBool::new(false));
-    match parts.store.migrate().await {
-        Ok(()) => schema_ready.store(true, Ordering::Release),
-        Err(e) if e.is_unavailable() => {
-            tracing::warn!(error = %error_chain(&e), "database unreachable; migrations will be retried");
-            tokio::spawn(migrate_when_reachable(
-                parts.store.clone(),
-                schema_ready.clone(),
-                tasks.clone(),
-            ));
+    // The api serves while it waits for Postgres (health, and 503 for what needs the
+    // database); a migration that does not apply stops it.
+    let migration = match foodseg_runtime::migrate(&parts.store, &tasks).await? {
+        Schema::Applied => {
+            schema_ready.store(true, Ordering::Release);
+            None
         }
-        Err(e) => return Err(e.into()),
-    }
+        Schema::Waiting(task) => Some(tokio::spawn({
+            let (ready, shutdown) = (schema_ready.clone(), shutdown.clone());
+            async move {
+                let applied = task.await.unwrap_or(Ok(false));
+                match applied {
+                    Ok(applied) => ready.store(applied, Ordering::Release),
+                    Err(_) => shutdown.cancel(),
+                }
+                applied
+            }
+        })),
+    };
     if parts.bus.is_connected() {
         match tokio::time::timeout(Duration::from_secs(5), parts.bus.ensure_streams()).await {
             Ok(Ok(())) => {}
@@ -182,8 +190,11 @@ pub async fn serve(
     }
     let served = server.try_serve(service(state)).await;
     tasks.cancel();
-    if let Err(e) = relay_task.await {
-        tracing::warn!(error = %e, "outbox relay task ended abnormally");
+    foodseg_runtime::join_tasks("api", vec![relay_task]).await;
+    if let Some(migration) = migration
+        && let Ok(Err(e)) = migration.await
+    {
+        return Err(e.into());
     }
     served.map_err(Error::Serve)
 }
@@ -199,19 +210,4 @@ pub fn service(state: AppState) -> Service {
     Service::new(router)
         .hoop(routes::trace_request)
         .catcher(salvo::catcher::Catcher::default().hoop(routes::json_errors))
-}
-
-/// Retries the migrations until they apply (or shutdown), then marks the schema ready.
-async fn migrate_when_reachable(store: Store, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
-    let mut retries = Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
-    while retries.wait(&shutdown).await {
-        match store.migrate().await {
-            Ok(()) => {
-                ready.store(true, Ordering::Release);
-                tracing::info!("database reachable; migrations applied");
-                return;
-            }
-            Err(e) => tracing::debug!(error = %error_chain(&e), "migrations still pending"),
-        }
-    }
 }

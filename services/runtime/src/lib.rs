@@ -1,11 +1,15 @@
-//! Process plumbing shared by the foodseg binaries: the configuration loader ([`Env`],
-//! [`Common`]), the `main` sequence (telemetry, configuration, Ctrl-C/SIGTERM turned into
-//! a [`CancellationToken`], the error chain on failure) and the small ops listener
-//! serving `/health/live`, `/health/ready` and `/metrics`.
+//! The skeleton every foodseg service is built on, so the api, the worker and the
+//! scheduler start and stop the same way: the command line ([`parse_service_args`]:
+//! `--help`, `--version`, nothing else), the `main` sequence ([`run_service`]: telemetry,
+//! configuration, Ctrl-C/SIGTERM turned into a [`CancellationToken`], startup errors with
+//! their context), the configuration loader ([`Env`], [`Common`]), the startup steps
+//! ([`startup`]: bind, wait for Postgres and migrate, join the tasks on the way out) and
+//! the small ops listener serving `/health/live`, `/health/ready` and `/metrics`.
 
 pub mod config;
 mod ops;
 mod signal;
+pub mod startup;
 
 use std::future::Future;
 
@@ -15,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Common, ConfigError, Env, Unit};
 pub use ops::{ReadyReport, serve_ops};
 pub use signal::shutdown_on_signal;
+pub use startup::{ListenError, Schema, bind, join_tasks, migrate};
 
 /// The command line of a service binary that takes no arguments: `--help` prints `about`
 /// and how it is configured, `--version` the version, and anything else is refused with
@@ -38,8 +43,8 @@ pub fn parse_service_args(service: &'static str, about: &'static str) {
 
 /// The body of a service's `main`, once its arguments are parsed: starts telemetry as
 /// `service`, reads the configuration with `config`, then runs `run` until it returns,
-/// cancelling its token on Ctrl-C or SIGTERM. A failure of `run` becomes its error chain
-/// on one line.
+/// cancelling its token on Ctrl-C or SIGTERM. A failure keeps its chain of causes under
+/// the step that failed.
 pub async fn run_service<T, CE, R, Fut, E>(
     service: &'static str,
     config: impl FnOnce() -> Result<T, CE>,
@@ -49,7 +54,7 @@ where
     CE: std::error::Error + Send + Sync + 'static,
     R: FnOnce(T, CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: std::error::Error,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let telemetry = foodseg_telemetry::TelemetryConfig::from_env(service);
     let _guard = foodseg_telemetry::init(&telemetry).context("starting telemetry")?;
@@ -57,5 +62,5 @@ where
     let shutdown = shutdown_on_signal();
     run(config, shutdown)
         .await
-        .map_err(|e| anyhow::anyhow!(foodseg_engine::error_chain(&e)))
+        .with_context(|| format!("{service} stopped with an error"))
 }

@@ -1,4 +1,5 @@
-//! The ops listener of the worker and the scheduler: `/health/live`, `/health/ready` and
+//! The ops listener of the worker and the scheduler (the api serves the same routes on
+//! its own listener): `/health/live`, `/health/ready` and
 //! `/metrics`.
 
 use std::future::Future;
@@ -9,6 +10,8 @@ use futures::future::BoxFuture;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use tokio_util::sync::CancellationToken;
+
+use crate::startup::ListenError;
 
 /// The outcome of a readiness check: named checks, ready when all pass.
 #[derive(Debug, Clone)]
@@ -93,12 +96,20 @@ pub fn serve_ops<R, F>(
     ready: R,
     render_metrics: impl Fn() -> String + Send + Sync + 'static,
     shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>>
+) -> Result<tokio::task::JoinHandle<()>, ListenError>
 where
     R: Fn() -> F + Send + Sync + 'static,
     F: Future<Output = ReadyReport> + Send + 'static,
 {
-    let acceptor = TcpAcceptor::try_from(listener)?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let acceptor = TcpAcceptor::try_from(listener).map_err(|source| ListenError {
+        addr: addr.clone(),
+        source,
+    })?;
+    tracing::info!(%addr, "health and metrics listening");
     let ready: ReadyFn = Arc::new(move || Box::pin(ready()));
     let router = Router::new()
         .push(Router::with_path("health/live").get(Live))

@@ -12,12 +12,8 @@ pub enum Error {
     Bus(#[from] BusError),
     #[error("cannot build the webhook HTTP client")]
     HttpClient(#[source] foodseg_http::Error),
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] foodseg_runtime::ListenError),
     #[error(transparent)]
     Metrics(#[from] foodseg_telemetry::metrics::MetricsError),
 }

@@ -37,10 +37,9 @@ pub use config::Config;
 pub use error::Error;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use foodseg_engine::error_chain;
-use foodseg_engine::{Backoff, Bus, Relay, RelayConfig, Store};
+use foodseg_engine::{Bus, Relay, RelayConfig, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -72,17 +71,7 @@ impl Parts {
 /// Runs the scheduler until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let parts = Parts::from_config(&config).await?;
-    let listener = match config.http_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Bind {
-                    addr: addr.to_string(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
+    let listener = foodseg_runtime::bind(config.http_addr).await?;
     serve(config, parts, listener, shutdown).await
 }
 
@@ -97,7 +86,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let Parts { store, bus } = parts;
-    if !migrate(&store, &shutdown).await? {
+    if !foodseg_runtime::migrate(&store, &shutdown)
+        .await?
+        .applied()
+        .await?
+    {
         return Ok(());
     }
     let metrics_handle = foodseg_telemetry::metrics::install()?;
@@ -145,10 +138,6 @@ pub async fn serve(
         )),
     ];
     if let Some(listener) = listener {
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
         let ready = {
             let (store, bus) = (store.clone(), bus.clone());
             move || {
@@ -161,15 +150,7 @@ pub async fn serve(
             }
         };
         let render_metrics = move || metrics_handle.render();
-        let server =
-            serve_ops(listener, ready, render_metrics, tasks.clone()).map_err(|source| {
-                Error::Bind {
-                    addr: addr.clone(),
-                    source,
-                }
-            })?;
-        tracing::info!(%addr, "scheduler probes and metrics listening");
-        handles.push(server);
+        handles.push(serve_ops(listener, ready, render_metrics, tasks.clone())?);
     }
     tracing::info!(scheduler_id = %config.scheduler_id, "scheduler started");
 
@@ -184,31 +165,9 @@ pub async fn serve(
     ));
     dispatcher.run(shutdown.clone()).await;
     tasks.cancel();
-    for handle in handles {
-        if let Err(e) = handle.await {
-            tracing::warn!(error = %e, "scheduler task ended abnormally");
-        }
-    }
+    foodseg_runtime::join_tasks("scheduler", handles).await;
     tracing::info!("scheduler stopped");
     Ok(())
-}
-
-/// Applies pending migrations, waiting while Postgres is unreachable. `false` when
-/// shutdown came first.
-async fn migrate(store: &Store, shutdown: &CancellationToken) -> Result<bool, Error> {
-    let mut retries = Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
-    loop {
-        match store.migrate().await {
-            Ok(()) => return Ok(true),
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %error_chain(&e), "database unreachable; waiting to apply migrations");
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if !retries.wait(shutdown).await {
-            return Ok(false);
-        }
-    }
 }
 
 /// The models of the registry (`FOODSEG_MODELS_DIR`): the per-model worker gauges cover

@@ -25,10 +25,6 @@ pub enum WorkerError {
     Metrics(#[from] foodseg_telemetry::metrics::MetricsError),
     #[error("cannot build the image download client")]
     HttpClient(#[source] foodseg_http::Error),
-    #[error("cannot listen on {addr}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] foodseg_runtime::ListenError),
 }

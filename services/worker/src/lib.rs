@@ -44,7 +44,9 @@ const RELEASE_GRACE: Duration = Duration::from_secs(10);
 /// within the drain timeout and releases the ones that do not.
 ///
 /// Models and ONNX Runtime sessions load first: a model that cannot load (for example
-/// CUDA asked for but unavailable) is an error before any message is consumed.
+/// CUDA asked for but unavailable) is an error before any message is consumed. Then the
+/// ops listener opens, and the worker waits for Postgres (and applies the migrations)
+/// before it consumes.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let metrics_handle = foodseg_telemetry::metrics::install()?;
     let runtimes = segment::load_models(&config).await?;
@@ -55,22 +57,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
 
     let common = &config.common;
     let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
-    store.migrate().await?;
     let bus = common.connect_bus().await?;
-    bus.ensure_streams().await?;
 
     let consuming = Arc::new(AtomicBool::new(false));
-    // The listener stops with the worker, including when `run` returns an error.
+    // The listener answers while the worker waits for Postgres, and stops with the
+    // worker, including when `run` returns an error.
     let server_stop = shutdown.child_token();
     let _server_stop_on_return = server_stop.clone().drop_guard();
-    let server = match config.http_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| WorkerError::Listen { addr, source })?;
-            let bound = listener
-                .local_addr()
-                .map_err(|source| WorkerError::Listen { addr, source })?;
+    let server = match foodseg_runtime::bind(config.http_addr).await? {
+        Some(listener) => {
             let ready = {
                 let (store, bus, consuming) = (store.clone(), bus.clone(), consuming.clone());
                 move || {
@@ -83,18 +78,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
                     }
                 }
             };
-            let task = serve_ops(
+            let render_metrics = move || metrics_handle.render();
+            Some(serve_ops(
                 listener,
                 ready,
-                move || metrics_handle.render(),
+                render_metrics,
                 server_stop.clone(),
-            )
-            .map_err(|source| WorkerError::Listen { addr, source })?;
-            tracing::info!(addr = %bound, "health and metrics listening");
-            Some(task)
+            )?)
         }
         None => None,
     };
+    if !foodseg_runtime::migrate(&store, &shutdown)
+        .await?
+        .applied()
+        .await?
+    {
+        return Ok(());
+    }
+    bus.ensure_streams().await?;
 
     let fetcher = ImageFetcher::new(&common.net_policy, config.image)?;
     let ctx = Arc::new(JobContext {

@@ -100,3 +100,62 @@ fn scheduler_config(env: &Env, database_url: &str) -> foodseg_scheduler::Config 
     foodseg_scheduler::Config::load(&foodseg_runtime::Env::from_pairs(vars))
         .expect("test configuration is valid")
 }
+
+/// A worker started while Postgres is down does not fail: it answers its liveness probe,
+/// reports not ready, and once Postgres is up applies the migrations and runs jobs.
+#[tokio::test]
+async fn a_worker_started_before_postgres_waits_for_it() -> anyhow::Result<()> {
+    let mut pg = PostgresServer::start().await?;
+    let url = pg.url("foodseg");
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(&url)?;
+    pg.halt().await?;
+    let env = Env::on(pool, url.clone(), true).await?;
+    let mut config = env.config("w-early", LEASE_SECS as f64);
+    let ops = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    config.http_addr = Some(ops);
+    let worker = env.start_worker(config);
+
+    let http = foodseg_http::client()?;
+    let probe = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://{ops}{path}"))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
+    };
+    wait_until(Duration::from_secs(60), || async {
+        (probe("/health/live").await == Some(200)).then_some(())
+    })
+    .await
+    .context("the worker's liveness probe never answered")?;
+    assert_eq!(
+        probe("/health/ready").await,
+        Some(503),
+        "not ready without Postgres"
+    );
+    assert!(
+        !worker.task.is_finished(),
+        "the worker waits rather than failing"
+    );
+
+    pg.resume().await?;
+    wait_until(Duration::from_secs(60), || async {
+        (probe("/health/ready").await == Some(200)).then_some(())
+    })
+    .await
+    .context("the worker never became ready once Postgres was up")?;
+    let server = ImageServer::start(0).await;
+    let job = env.enqueue(&server.url("/img/fruits.jpg"), 1).await?;
+    let done = env.wait_finished(job.id, Duration::from_secs(120)).await?;
+    assert_eq!(done.status, JobStatus::Succeeded, "{}", done.message);
+
+    worker.stop().await?;
+    env.cleanup().await;
+    Ok(())
+}
