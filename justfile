@@ -72,7 +72,7 @@ bench-worker *ARGS: ort services
 bench-e2e *ARGS: ort services
     cargo run --release -p foodseg-scheduler --example bench_e2e -- {{ARGS}}
 
-# A job's time on real photos (with a 12 MP JPEG) beside the plain Python pipeline, and jobs/s at saturation.
+# Jobs on real photos (one 12 MP) timed enqueue -> webhook, alternating with the plain Python pipeline; items compared; saturation against as many Python processes as worker sessions; targets met or missed.
 bench-photos *ARGS: ort services
     "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL' onnxruntime==1.31.1 opencv-python-headless numpy pillow)" scripts/bench_photos.py {{ARGS}}
 
