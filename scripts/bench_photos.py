@@ -425,9 +425,7 @@ def main() -> int:
     ort = subprocess.run([str(ROOT / "scripts" / "fetch-onnxruntime.sh")], check=True,
                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
     say("building the release api, worker and scheduler…")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "foodseg-api", "-p", "foodseg-worker",
-                    "-p", "foodseg-scheduler"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+    target = localstack.build(release=True)
 
     logs = DEMO / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)

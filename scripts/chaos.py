@@ -440,11 +440,8 @@ def main() -> int:
     if not Path(ort).is_file():
         ort = subprocess.run([str(ROOT / "scripts" / "fetch-onnxruntime.sh")], check=True,
                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    profile = ["--release"] if args.release else []
     log(f"building the api, worker and scheduler ({'release' if args.release else 'debug'})…")
-    subprocess.run(["cargo", "build", *profile, "--quiet", "-p", "foodseg-api", "-p", "foodseg-worker",
-                    "-p", "foodseg-scheduler"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / ("release" if args.release else "debug")
+    target = localstack.build(release=args.release)
 
     pg = Postgres(WORK / "pg", log=WORK / "logs" / "postgres.log", watch=False).init()
     pg.start()

@@ -25,7 +25,7 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from localstack import (DEMO, ROOT, cleanups, http_json, nats_url, postgres_url, ready, run_main,
+from localstack import (DEMO, ROOT, build, cleanups, http_json, nats_url, postgres_url, ready, run_main,
                         scrape, spawn, wait_for, free_port, say)
 
 FIXTURES = ROOT / "services" / "pipeline" / "tests" / "fixtures"
@@ -89,9 +89,7 @@ def main() -> int:
     say(f"ONNX Runtime: {ort}")
 
     say("building foodseg (cargo build)…")
-    subprocess.run(["cargo", "build", "--quiet", "-p", "foodseg-api", "-p", "foodseg-worker",
-                    "-p", "foodseg-scheduler", "-p", "foodseg-cli"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+    target = build()
 
     db, nats = postgres_url(), nats_url()
     http_port = serve_http()

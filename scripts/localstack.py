@@ -126,6 +126,18 @@ def stop_all() -> None:
 # --- infrastructure ---------------------------------------------------------------
 
 
+def build(release: bool = False) -> Path:
+    """Builds the service binaries and returns their directory. The debug build is
+    `cargo build --workspace --all-targets`: the same targets and features `cargo test
+    --workspace` compiles, so the demo, the chaos suite and the tests share one build."""
+    if release:
+        args = ["cargo", "build", "--release", "--quiet", "--workspace", "--bins"]
+    else:
+        args = ["cargo", "build", "--quiet", "--workspace", "--all-targets"]
+    subprocess.run(args, cwd=ROOT, check=True)
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / ("release" if release else "debug")
+
+
 def postgres_url() -> str:
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/foodseg")
     if shutil.which("psql"):

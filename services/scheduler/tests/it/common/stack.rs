@@ -300,7 +300,9 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds the three binaries once per test process; returns their directory.
+/// Builds the service binaries once per test process (with the targets and features
+/// `cargo test --workspace` compiles, so nothing is compiled twice); returns their
+/// directory.
 pub async fn built_binaries() -> anyhow::Result<PathBuf> {
     static BUILT: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
     BUILT
@@ -311,15 +313,7 @@ pub async fn built_binaries() -> anyhow::Result<PathBuf> {
                 .to_path_buf();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = tokio::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "foodseg-api",
-                    "-p",
-                    "foodseg-worker",
-                    "-p",
-                    "foodseg-scheduler",
-                ])
+                .args(["build", "--workspace", "--all-targets"])
                 .current_dir(workspace_root())
                 .status()
                 .await?;
