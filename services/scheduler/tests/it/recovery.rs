@@ -186,26 +186,30 @@ async fn only_a_message_the_stream_lost_is_republished(pool: PgPool) -> anyhow::
     .await
     .context("the jobs never became stale")?;
     let scheduler = env.start(config).await?;
-    let store = env.store.clone();
-    wait_until(DEADLINE, || {
-        let store = store.clone();
-        async move {
-            let events = store.events(lost).await.ok()?;
-            events
-                .iter()
-                .any(|e| e.detail.as_deref() == Some(REPUBLISH_DETAIL))
-                .then_some(())
-        }
+    // The republish writes its event and outbox row together; the relay publishes the
+    // row after, so wait for the message itself.
+    let in_stream = wait_until(DEADLINE, || async {
+        let in_stream = job_sequences(&env).await.ok()?;
+        in_stream
+            .iter()
+            .any(|(_, id)| *id == lost)
+            .then_some(in_stream)
     })
     .await
     .context("the lost message's republish")?;
+    let events = env.store.events(lost).await?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.detail.as_deref() == Some(REPUBLISH_DETAIL)),
+        "the republish is in the job's events: {events:?}"
+    );
     // The same sweep saw the other four, all stale too, and left them alone: their
     // messages are still in the stream.
     for id in &ids[1..] {
         let job = env.store.get(*id).await?.context("job")?;
         assert_eq!(job.redispatches, 0, "job {id} was not republished");
     }
-    let in_stream = job_sequences(&env).await?;
     assert_eq!(in_stream.len(), 5, "four waiting messages and the new one");
     assert_eq!(in_stream.iter().filter(|(_, id)| *id == lost).count(), 1);
 

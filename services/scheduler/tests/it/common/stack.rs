@@ -312,11 +312,32 @@ pub async fn built_binaries() -> anyhow::Result<PathBuf> {
                 .context("binary directory")?
                 .to_path_buf();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = tokio::process::Command::new(cargo)
+            let mut build = tokio::process::Command::new(cargo);
+            build
                 .args(["build", "--workspace", "--all-targets"])
-                .current_dir(workspace_root())
-                .status()
-                .await?;
+                .current_dir(workspace_root());
+            // Cargo gives this test process the variables of the package under test;
+            // build scripts that watch one of them (ring watches CARGO_MANIFEST_DIR)
+            // would see it changed and rebuild half the tree.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if [
+                    "CARGO_PKG_",
+                    "CARGO_BIN_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                    || matches!(
+                        name.as_ref(),
+                        "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+                    )
+                {
+                    build.env_remove(name.as_ref());
+                }
+            }
+            let status = build.status().await?;
             ensure!(status.success(), "building the service binaries failed");
             Ok(dir)
         })
