@@ -7,6 +7,8 @@ use chrono::NaiveTime;
 use foodseg_runtime::config::parse_duration;
 use foodseg_runtime::{Common, ConfigError, Env, Unit};
 
+use foodseg_engine::domain::{EndpointLimits, HealthPolicy, Rate};
+
 use crate::webhook::schedule::RetrySchedule;
 use crate::webhook::signature::WebhookSecrets;
 
@@ -34,6 +36,16 @@ pub struct Config {
     /// Delivery attempts in flight at once; a hanging receiver holds one slot only
     /// (`FOODSEG_WEBHOOK_MAX_IN_FLIGHT`, 64).
     pub max_in_flight: usize,
+    /// Rate and concurrency per webhook endpoint, shared by all schedulers
+    /// (`FOODSEG_WEBHOOK_ENDPOINT_RATE`, `50/1s`; `FOODSEG_WEBHOOK_ENDPOINT_CONCURRENCY`, 8).
+    pub endpoint_limits: EndpointLimits,
+    /// When an endpoint is paused and how it is probed
+    /// (`FOODSEG_WEBHOOK_ENDPOINT_FAILURES`, 5; `FOODSEG_WEBHOOK_PROBE_INTERVAL`, 30 s;
+    /// `FOODSEG_WEBHOOK_PROBE_MAX_INTERVAL`, 5 min).
+    pub endpoint_health: HealthPolicy,
+    /// A delivery pending this long fails, however its endpoint fares
+    /// (`FOODSEG_WEBHOOK_MAX_AGE`, 72 h).
+    pub delivery_max_age: Duration,
     /// Scan for due deliveries at least this often; events and notifications wake it
     /// sooner (`FOODSEG_SCHEDULER_POLL`, 1 s).
     pub poll_interval: Duration,
@@ -63,6 +75,18 @@ pub struct Config {
     pub retention: Option<Duration>,
 }
 
+/// Default `FOODSEG_WEBHOOK_MAX_AGE`.
+pub const DEFAULT_DELIVERY_MAX_AGE: Duration = Duration::from_secs(72 * 3600);
+
+/// `FOODSEG_WEBHOOK_ENDPOINT_RATE`: `<count>/<period>`, such as `50/1s` or `600/1m`.
+fn parse_rate(value: &str) -> Result<Rate, String> {
+    let usage = "a count per period such as 50/1s or 600/1m";
+    let (count, period) = value.split_once('/').ok_or(usage)?;
+    let count: u32 = count.trim().parse().map_err(|_| usage)?;
+    let period = parse_duration(period, Unit::Seconds).map_err(|e| format!("{e}; {usage}"))?;
+    Rate::new(count, period).map_err(|e| e.to_string())
+}
+
 /// Default `FOODSEG_UPLOAD_RETENTION_HOURS`.
 pub const DEFAULT_UPLOAD_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
@@ -88,6 +112,7 @@ impl Config {
 
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let secs = |var, default| env.duration_or(var, Unit::Seconds, default);
+        let (limits, health) = (EndpointLimits::default(), HealthPolicy::default());
         let common = Common::load(env, DEFAULT_STATEMENT_TIMEOUT)?;
         Ok(Config {
             http_addr: env.listen_addr_or(
@@ -102,6 +127,30 @@ impl Config {
                 .unwrap_or_default(),
             max_in_flight: env.positive_or("FOODSEG_WEBHOOK_MAX_IN_FLIGHT", 64)?,
             poll_interval: secs("FOODSEG_SCHEDULER_POLL", Duration::from_secs(1))?,
+            endpoint_limits: EndpointLimits {
+                rate: env
+                    .with("FOODSEG_WEBHOOK_ENDPOINT_RATE", parse_rate)?
+                    .unwrap_or(limits.rate),
+                concurrency: env
+                    .positive_or("FOODSEG_WEBHOOK_ENDPOINT_CONCURRENCY", limits.concurrency)?,
+                ahead: limits.ahead,
+            },
+            endpoint_health: HealthPolicy {
+                failures_to_pause: env.positive_or(
+                    "FOODSEG_WEBHOOK_ENDPOINT_FAILURES",
+                    health.failures_to_pause,
+                )?,
+                probe_interval: secs("FOODSEG_WEBHOOK_PROBE_INTERVAL", health.probe_interval)?,
+                probe_max_interval: secs(
+                    "FOODSEG_WEBHOOK_PROBE_MAX_INTERVAL",
+                    health.probe_max_interval,
+                )?,
+            },
+            delivery_max_age: env.duration_or(
+                "FOODSEG_WEBHOOK_MAX_AGE",
+                Unit::Hours,
+                DEFAULT_DELIVERY_MAX_AGE,
+            )?,
             sweep_interval: secs("FOODSEG_SWEEP_INTERVAL", Duration::from_secs(5))?,
             stale_queued_after: secs("FOODSEG_STALE_QUEUED_AFTER", Duration::from_secs(60))?,
             max_queue_wait: secs("FOODSEG_MAX_QUEUE_WAIT", Duration::from_secs(3600))?,
@@ -156,6 +205,36 @@ mod tests {
         assert_eq!(c.upload_retention, DEFAULT_UPLOAD_RETENTION);
         assert_eq!(c.max_queue_wait, Duration::from_secs(3600));
         assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.endpoint_limits.rate.to_string(), "50/1s");
+        assert_eq!(c.endpoint_limits.concurrency, 8);
+        assert_eq!(c.endpoint_health.failures_to_pause, 5);
+        assert_eq!(c.endpoint_health.probe_interval, Duration::from_secs(30));
+        assert_eq!(
+            c.endpoint_health.probe_max_interval,
+            Duration::from_secs(300)
+        );
+        assert_eq!(c.delivery_max_age, Duration::from_secs(72 * 3600));
+    }
+
+    #[test]
+    fn endpoint_rates_are_a_count_per_period() {
+        let rate = |v: &str| {
+            config(&[("FOODSEG_WEBHOOK_ENDPOINT_RATE", v)]).map(|c| c.endpoint_limits.rate)
+        };
+        assert_eq!(rate("20/1s").unwrap().interval(), Duration::from_millis(50));
+        assert_eq!(
+            rate("600/1m").unwrap().interval(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            rate(" 5 / 2s ").unwrap().interval(),
+            Duration::from_millis(400)
+        );
+        for bad in ["50", "0/1s", "50/0s", "x/1s", "50/soon", "-1/1s"] {
+            let e = rate(bad).unwrap_err();
+            assert_eq!(e.var, "FOODSEG_WEBHOOK_ENDPOINT_RATE", "{bad:?}");
+            assert!(e.reason.contains("50/1s"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
@@ -213,6 +292,10 @@ mod tests {
             ("FOODSEG_WEBHOOK_TIMEOUT", "0s"),
             ("FOODSEG_SCHEDULER_ADDR", "port 8002"),
             ("FOODSEG_WEBHOOK_MAX_IN_FLIGHT", "0"),
+            ("FOODSEG_WEBHOOK_ENDPOINT_CONCURRENCY", "0"),
+            ("FOODSEG_WEBHOOK_ENDPOINT_FAILURES", "none"),
+            ("FOODSEG_WEBHOOK_PROBE_INTERVAL", "often"),
+            ("FOODSEG_WEBHOOK_MAX_AGE", "-1"),
             ("FOODSEG_UPLOAD_RETENTION_HOURS", "-1"),
             ("FOODSEG_UPLOAD_RETENTION_HOURS", "soon"),
         ] {

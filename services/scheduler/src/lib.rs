@@ -117,6 +117,7 @@ pub async fn serve(
         upload_retention: config.upload_retention,
         redrive_grace: config.redrive_grace,
         retention: config.retention,
+        delivery_max_age: config.delivery_max_age,
     };
     let mut handles = vec![
         tokio::spawn(relay.run(tasks.clone())),
@@ -154,15 +155,7 @@ pub async fn serve(
     }
     tracing::info!(scheduler_id = %config.scheduler_id, "scheduler started");
 
-    let dispatcher = Arc::new(Dispatcher::new(
-        store,
-        sender,
-        config.retry_schedule.clone(),
-        config.attempt_timeout,
-        config.poll_interval,
-        config.max_in_flight,
-        wake,
-    ));
+    let dispatcher = Arc::new(Dispatcher::new(store, sender, &config, wake));
     dispatcher.run(shutdown.clone()).await;
     tasks.cancel();
     foodseg_runtime::join_tasks("scheduler", handles).await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use foodseg_engine::store::ReconciliationReport;
+use foodseg_engine::store::{EndpointHealthCounts, ReconciliationReport};
 use foodseg_engine::{AttemptOutcome, JobStatus};
 
 /// Deliveries that failed for good (schedule exhausted, 410, refused URL).
@@ -19,8 +19,20 @@ pub const RECONCILE_LAST_SUCCESS: &str = "foodseg_reconcile_last_success_timesta
 pub const OUTBOX_PENDING: &str = "foodseg_outbox_pending_messages";
 /// Webhook deliveries not yet delivered nor given up.
 pub const WEBHOOKS_PENDING: &str = "foodseg_webhook_deliveries_pending";
-/// Pending webhook deliveries whose next attempt is already due.
+/// Pending webhook deliveries whose next attempt is already due (paused endpoints'
+/// deliveries wait by design and are not counted).
 pub const WEBHOOKS_OVERDUE: &str = "foodseg_webhook_deliveries_overdue";
+
+/// Webhook endpoints paused now (by failures, `Retry-After` or by hand).
+pub const ENDPOINTS_PAUSED: &str = "foodseg_webhook_endpoints_paused";
+/// How long the longest-paused endpoint has been paused.
+pub const ENDPOINT_LONGEST_PAUSE: &str = "foodseg_webhook_endpoint_longest_pause_seconds";
+/// Pending webhook deliveries by the state of their endpoint.
+pub const DELIVERIES_WAITING: &str = "foodseg_webhook_deliveries_waiting";
+/// Pauses and resumes of endpoints this scheduler's attempts caused, by `action`.
+pub const ENDPOINT_CHANGES_TOTAL: &str = "foodseg_webhook_endpoint_changes_total";
+/// Deliveries that failed because they waited past `FOODSEG_WEBHOOK_MAX_AGE`.
+pub const DELIVERIES_EXPIRED_TOTAL: &str = "foodseg_webhook_deliveries_expired_total";
 
 const STATES: [JobStatus; 4] = [
     JobStatus::Queued,
@@ -67,10 +79,36 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         WEBHOOKS_OVERDUE,
-        "Pending webhook deliveries whose next attempt is already due (no scheduler keeps up)"
+        "Pending webhook deliveries whose next attempt is already due (no scheduler keeps up), those of paused endpoints not counted"
+    );
+    metrics::describe_gauge!(
+        ENDPOINTS_PAUSED,
+        "Webhook endpoints paused now: after failed attempts in a row, by Retry-After, or by hand"
+    );
+    metrics::describe_gauge!(
+        ENDPOINT_LONGEST_PAUSE,
+        metrics::Unit::Seconds,
+        "How long the longest-paused webhook endpoint has been paused (0 when none is)"
+    );
+    metrics::describe_gauge!(
+        DELIVERIES_WAITING,
+        "Pending webhook deliveries, by the state of their endpoint (active or paused)"
+    );
+    metrics::describe_counter!(
+        ENDPOINT_CHANGES_TOTAL,
+        "Webhook endpoints paused or resumed by this scheduler's attempts, by action"
+    );
+    metrics::describe_counter!(
+        DELIVERIES_EXPIRED_TOTAL,
+        "Webhook deliveries failed because they were still pending after FOODSEG_WEBHOOK_MAX_AGE"
     );
     // Registered at zero so alerts and dashboards see the series before the first event.
     metrics::counter!(DELIVERIES_FAILED_TOTAL).increment(0);
+    metrics::counter!(DELIVERIES_EXPIRED_TOTAL).increment(0);
+    for action in ["paused", "resumed"] {
+        metrics::counter!(ENDPOINT_CHANGES_TOTAL, "action" => action).increment(0);
+    }
+    endpoint_health(&EndpointHealthCounts::default());
     for kind in [
         "lease_expired",
         "republished",
@@ -103,6 +141,29 @@ pub fn webhook_backlog(pending: i64, overdue: i64) {
 pub fn attempt(outcome: AttemptOutcome, took: Duration) {
     foodseg_telemetry::metrics::webhook_attempt(outcome.as_str());
     metrics::histogram!(ATTEMPT_SECONDS).record(took.as_secs_f64());
+}
+
+/// Endpoint health now.
+pub fn endpoint_health(h: &EndpointHealthCounts) {
+    metrics::gauge!(ENDPOINTS_PAUSED).set(h.paused as f64);
+    metrics::gauge!(ENDPOINT_LONGEST_PAUSE).set(h.longest_pause_secs as f64);
+    metrics::gauge!(DELIVERIES_WAITING, "endpoint_state" => "active").set(h.waiting_active as f64);
+    metrics::gauge!(DELIVERIES_WAITING, "endpoint_state" => "paused").set(h.waiting_paused as f64);
+}
+
+/// This scheduler's attempt paused an endpoint.
+pub fn endpoint_paused() {
+    metrics::counter!(ENDPOINT_CHANGES_TOTAL, "action" => "paused").increment(1);
+}
+
+/// This scheduler's attempt resumed an endpoint.
+pub fn endpoint_resumed() {
+    metrics::counter!(ENDPOINT_CHANGES_TOTAL, "action" => "resumed").increment(1);
+}
+
+/// `n` deliveries failed past the maximum age.
+pub fn deliveries_expired(n: u64) {
+    metrics::counter!(DELIVERIES_EXPIRED_TOTAL).increment(n);
 }
 
 pub fn delivery_failed() {

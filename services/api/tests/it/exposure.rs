@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use foodseg_api::local::LocalApi;
+use foodseg_engine::domain::{EndpointLimits, Health, HealthPolicy};
 use foodseg_engine::store::{AttemptRecord, ClaimOutcome};
 use foodseg_engine::{AttemptOutcome, Scope};
 use reqwest::StatusCode;
@@ -123,7 +124,7 @@ async fn no_operator_answer_shows_a_webhook_urls_token(pool: PgPool) -> anyhow::
     // One failed attempt whose error quotes the URL, as a transport error might.
     let claimed = api
         .store
-        .claim_due_deliveries(10, Duration::from_secs(30))
+        .claim_due_deliveries(10, Duration::from_secs(30), &EndpointLimits::default())
         .await?;
     anyhow::ensure!(claimed.len() == 1, "one delivery due");
     api.store
@@ -139,6 +140,9 @@ async fn no_operator_answer_shows_a_webhook_urls_token(pool: PgPool) -> anyhow::
                 outcome: AttemptOutcome::Retry,
                 next_attempt_at: Some(Utc::now() + chrono::Duration::minutes(5)),
             },
+            &Health::Down { retry_after: None },
+            &HealthPolicy::default(),
+            "test",
         )
         .await?;
     api.store.reconcile(Utc::now().date_naive()).await?;

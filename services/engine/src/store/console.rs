@@ -49,7 +49,8 @@ pub struct FinishedStats {
 pub struct WebhookBacklog {
     /// Deliveries not yet delivered nor given up.
     pub pending: i64,
-    /// Pending deliveries whose next attempt is already due.
+    /// Pending deliveries whose next attempt is already due, but those of paused
+    /// endpoints (they wait by design).
     pub overdue: i64,
     /// Deliveries given up in the last 24 hours.
     pub failed: i64,
@@ -224,8 +225,11 @@ impl Store {
             r#"-- periodic: webhook backlog
                SELECT
                  (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
-                 (SELECT count(*) FROM deliveries
-                  WHERE status = 'pending' AND next_attempt_at < now()) AS "overdue!",
+                 (SELECT count(*) FROM deliveries d
+                  WHERE d.status = 'pending' AND d.next_attempt_at < now()
+                    AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+                                    WHERE e.endpoint = d.endpoint AND e.state = 'paused'))
+                   AS "overdue!",
                  (SELECT count(*) FROM deliveries
                   WHERE created_at > now() - interval '24 hours' AND status = $1) AS "failed!""#,
             DeliveryStatus::Failed as DeliveryStatus,

@@ -1,13 +1,5 @@
-//! Webhook deliveries: claiming due ones under a lease, recording each attempt with the
-//! delivery's next state in one statement, and the operator's view and redelivery.
-//!
-//! A scheduler claims a delivery by setting `locked_until`; the claimed value is its
-//! fencing token. Recording an attempt only succeeds while the delivery is still pending,
-//! still at the expected attempt number and still locked with that token, so two
-//! schedulers can never both record (or both send) the same attempt.
-//!
-//! The literal `'pending'` in the claim's `WHERE` clause makes the planner use the partial
-//! index `deliveries_due`; everywhere else statuses are bound values.
+//! Webhook deliveries: their rows, the operator's view and redelivery. Claiming and
+//! recording attempts is in `attempts.rs`.
 
 use std::time::Duration;
 
@@ -27,6 +19,8 @@ pub struct DeliveryRow {
     /// Standard Webhooks `webhook-id`, the same for every attempt.
     pub webhook_id: String,
     pub url: String,
+    /// The URL's scheme, host and port, whose health and limits the delivery shares.
+    pub endpoint: String,
     pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: i32,
@@ -61,6 +55,10 @@ pub struct ClaimedDelivery {
     pub locked_until: DateTime<Utc>,
     /// The job as it is now (its document is the webhook body).
     pub job: Job,
+    /// Wait this long before sending: the endpoint's rate limit gave the attempt this slot.
+    pub send_after: Duration,
+    /// The attempt is its paused endpoint's probe.
+    pub probe: bool,
 }
 
 impl ClaimedDelivery {
@@ -129,7 +127,7 @@ macro_rules! query_delivery {
             DeliveryRow,
             $before
                 + r#"id AS "id!: DeliveryId", job_id AS "job_id!: JobId",
-                   webhook_id AS "webhook_id!", url AS "url!",
+                   webhook_id AS "webhook_id!", url AS "url!", endpoint AS "endpoint!",
                    status AS "status!: DeliveryStatus", attempts AS "attempts!",
                    next_attempt_at AS "next_attempt_at!", locked_until AS "locked_until?",
                    last_error AS "last_error?", traceparent AS "traceparent?",
@@ -142,96 +140,6 @@ macro_rules! query_delivery {
 }
 
 impl Store {
-    /// Locks up to `limit` pending deliveries that are due (and not locked by a live
-    /// claim) for `lease`, and reads their jobs. Competing schedulers skip each other's
-    /// rows.
-    pub async fn claim_due_deliveries(
-        &self,
-        limit: i64,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let deliveries = query_delivery!(
-            r#"-- periodic: due deliveries
-               WITH due AS (
-               SELECT id FROM deliveries
-               WHERE status = 'pending' AND next_attempt_at <= now()
-                 AND (locked_until IS NULL OR locked_until <= now())
-               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
-             c AS (
-               UPDATE deliveries d SET locked_until = now() + make_interval(secs => $2),
-                      updated_at = now()
-               FROM due WHERE d.id = due.id RETURNING d.*)
-             SELECT "#,
-            r#" FROM c"#,
-            limit,
-            lease.as_secs_f64(),
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        if deliveries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let job_ids: Vec<Uuid> = deliveries.iter().map(|d| d.job_id.as_uuid()).collect();
-        let jobs = query_job!(r#"SELECT "#, r#" FROM jobs WHERE id = ANY($1)"#, &job_ids)
-            .fetch_all(&self.pool)
-            .await?;
-        let claims = deliveries
-            .into_iter()
-            .filter_map(|delivery| {
-                let job = jobs.iter().find(|j| j.id == delivery.job_id)?.clone();
-                let locked_until = delivery.locked_until?;
-                Some(ClaimedDelivery {
-                    delivery,
-                    locked_until,
-                    job,
-                })
-            })
-            .collect();
-        Ok(claims)
-    }
-
-    /// Records attempt `claim.attempt()` and moves the delivery to its next state, in one
-    /// statement fenced on the attempt number and the claim. Returns `false` (and writes
-    /// nothing) when the claim is no longer current.
-    pub async fn record_attempt(
-        &self,
-        claim: &ClaimedDelivery,
-        record: &AttemptRecord,
-    ) -> Result<bool, StoreError> {
-        let status = record.outcome.delivery_status();
-        let next = match record.outcome {
-            AttemptOutcome::Retry => record.next_attempt_at,
-            _ => None,
-        };
-        let recorded = sqlx::query_scalar!(
-            r#"WITH u AS (
-               UPDATE deliveries SET status = $3, attempts = $2,
-                      next_attempt_at = COALESCE($4, next_attempt_at), locked_until = NULL,
-                      last_error = $5, updated_at = now(),
-                      finished_at = CASE WHEN $3 = $11 THEN NULL ELSE now() END
-               WHERE id = $1 AND status = $11 AND attempts = $2 - 1 AND locked_until = $6
-               RETURNING id)
-             INSERT INTO delivery_attempts
-                    (delivery_id, attempt, started_at, latency_ms, status_code, error, outcome)
-             SELECT id, $2, $7, $8, $9, $5, $10 FROM u
-             RETURNING id"#,
-            claim.delivery.id as DeliveryId,
-            claim.attempt(),
-            status as DeliveryStatus,
-            next,
-            record.error.as_deref(),
-            claim.locked_until,
-            record.started_at,
-            record.latency.as_secs_f64() * 1000.0,
-            record.status_code.map(i32::from),
-            record.outcome as AttemptOutcome,
-            DeliveryStatus::Pending as DeliveryStatus,
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(recorded.is_some())
-    }
-
     /// Gives a claim back without an attempt (scheduler shutting down before sending).
     pub async fn release_delivery(&self, claim: &ClaimedDelivery) -> Result<(), StoreError> {
         sqlx::query!(

@@ -17,6 +17,8 @@ mod api_keys;
 mod console;
 #[macro_use]
 mod deliveries;
+mod attempts;
+mod endpoints;
 mod error;
 mod feed;
 mod finish;
@@ -31,12 +33,14 @@ mod uploads;
 mod workers;
 
 pub use api_keys::{ApiKeyRow, CreateKeyError};
+pub use attempts::{EndpointChange, Recorded};
 pub use console::{
     ConsoleSession, FinishedStats, JobFilter, JobSummary, StateCount, WebhookBacklog,
 };
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryRow, DeliveryView, Redelivery,
 };
+pub use endpoints::{EndpointEvent, EndpointHealthCounts, EndpointSteer, EndpointView};
 pub use error::{StoreError, is_unavailable};
 pub use feed::{Cursor, ReconciliationRow};
 pub use idempotency::{IdempotencyKey, IdempotencyScope, Idempotent};

@@ -32,7 +32,7 @@ const BIG_TABLES: [&str; 7] = [
 /// (leases valid), 87 % succeeded, 10 % failed, a quarter each owned by two API keys and
 /// half by no one; one event each, 3 in 256 of them a
 /// recovery; a webhook for one job in ten (pending for the last hour's, failed for failed
-/// jobs, else delivered, one attempt each); published outbox rows for two weeks, uploads
+/// jobs, else delivered, one attempt each) to one endpoint; published outbox rows for two weeks, uploads
 /// for two days and idempotency keys for one job in sixteen.
 ///
 /// The tables' secondary indexes are dropped before the load and rebuilt from their own
@@ -86,6 +86,7 @@ FROM (SELECT j.*, (CASE WHEN finished_at > now() - interval '1 hour' THEN 'pendi
                         WHEN status = 'failed' THEN 'failed'
                         ELSE 'delivered' END)::delivery_status AS ds
       FROM jobs j WHERE webhook_url IS NOT NULL AND finished_at IS NOT NULL) j;
+INSERT INTO webhook_endpoints (endpoint) SELECT DISTINCT endpoint FROM deliveries;
 INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome)
 SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM deliveries;
 INSERT INTO outbox (subject, msg_id, payload, created_at, published_at)
@@ -185,6 +186,7 @@ fn arguments() -> Vec<(&'static str, String)> {
             ),
         ),
         ("webhook backlog", "'failed'".into()),
+        ("expired deliveries", "259200, 200, 'failed', 'x'".into()),
         ("workers purge", "86400".into()),
     ]
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
+use foodseg_engine::domain::{EndpointLimits, Health, HealthPolicy};
 use foodseg_engine::store::{
     AttemptRecord, ClaimOutcome, IdempotencyKey, IdempotencyScope, NewJob, NewUpload,
 };
@@ -45,7 +46,9 @@ async fn finish(store: &Store, id: JobId, ok: bool) -> anyhow::Result<()> {
 
 /// Delivers every due webhook (one attempt each).
 async fn deliver_all(store: &Store) -> anyhow::Result<usize> {
-    let claims = store.claim_due_deliveries(100, LEASE).await?;
+    let claims = store
+        .claim_due_deliveries(100, LEASE, &EndpointLimits::default())
+        .await?;
     for claim in &claims {
         let record = AttemptRecord {
             started_at: Utc::now(),
@@ -55,7 +58,16 @@ async fn deliver_all(store: &Store) -> anyhow::Result<usize> {
             outcome: AttemptOutcome::Delivered,
             next_attempt_at: None,
         };
-        anyhow::ensure!(store.record_attempt(claim, &record).await?, "attempt lost");
+        let recorded = store
+            .record_attempt(
+                claim,
+                &record,
+                &Health::Up,
+                &HealthPolicy::default(),
+                "test",
+            )
+            .await?;
+        anyhow::ensure!(recorded.is_some(), "attempt lost");
     }
     Ok(claims.len())
 }

@@ -9,6 +9,9 @@
 //! answers that the stream no longer holds it — never while NATS is away, and never for
 //! a job that simply waits in a long queue.
 //!
+//! Webhook deliveries pending longer than `FOODSEG_WEBHOOK_MAX_AGE` (their endpoint
+//! paused or failing all along) fail, and show among the undelivered.
+//!
 //! Then the purges: uploads, idempotency keys, silent workers and finished jobs past
 //! retention.
 
@@ -56,6 +59,8 @@ pub struct Sweeper {
     pub redrive_grace: Duration,
     /// Finished jobs are deleted this long after they finished; `None` keeps them.
     pub retention: Option<Duration>,
+    /// Webhook deliveries pending this long fail.
+    pub delivery_max_age: Duration,
 }
 
 impl Sweeper {
@@ -125,6 +130,7 @@ impl Sweeper {
         if counts != SweepCounts::default() {
             self.relay.wake();
         }
+        self.expire_deliveries().await?;
         // Last, so a failing purge never holds up job recovery.
         super::uploads::purge(&self.store, self.upload_retention).await?;
         super::idempotency::purge(&self.store).await?;
@@ -139,6 +145,27 @@ impl Sweeper {
             .await?;
         }
         Ok(counts)
+    }
+
+    /// Fails the webhook deliveries pending past the maximum age, a batch at a time.
+    async fn expire_deliveries(&self) -> Result<(), StoreError> {
+        loop {
+            let failed = self
+                .store
+                .fail_expired_deliveries(self.delivery_max_age, SWEEP_BATCH)
+                .await?;
+            if failed > 0 {
+                metrics::deliveries_expired(failed);
+                tracing::warn!(
+                    failed,
+                    max_age = ?self.delivery_max_age,
+                    "webhook deliveries not delivered within the maximum age failed"
+                );
+            }
+            if failed < SWEEP_BATCH as u64 {
+                return Ok(());
+            }
+        }
     }
 
     /// Re-drives or fails every job whose lease lapsed, a batch at a time.
@@ -252,6 +279,12 @@ impl Sweeper {
         match self.store.webhook_backlog().await {
             Ok(b) => metrics::webhook_backlog(b.pending, b.overdue),
             Err(e) => tracing::debug!(error = %error_chain(&e), "cannot count pending webhooks"),
+        }
+        match self.store.endpoint_health_counts().await {
+            Ok(h) => metrics::endpoint_health(&h),
+            Err(e) => {
+                tracing::debug!(error = %error_chain(&e), "cannot read webhook endpoint health")
+            }
         }
         if !self.bus.is_connected() {
             return;

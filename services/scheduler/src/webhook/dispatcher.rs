@@ -1,14 +1,17 @@
 //! The delivery loop: claims due deliveries (woken by finished-job events, Postgres
-//! notifications, scheduled retries, or at least every poll interval) and sends each
-//! attempt in its own task, at most `max_in_flight` at once, so a slow or hanging
-//! receiver only ever holds its own slot.
+//! notifications, scheduled retries, or at least every poll interval) within each
+//! endpoint's rate and concurrency, and sends each attempt in its own task at the time
+//! its endpoint's rate gave it, at most `max_in_flight` at once, so a slow or hanging
+//! receiver only ever holds its own slots. A paused endpoint is only sent its probe; the
+//! probe's span says so, and a pause or resume is an event on the attempt's span.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use foodseg_engine::domain::{EndpointAction, EndpointLimits, HealthPolicy};
 use foodseg_engine::error_chain;
-use foodseg_engine::store::{AttemptRecord, ClaimedDelivery};
+use foodseg_engine::store::{AttemptRecord, ClaimedDelivery, Recorded};
 use foodseg_engine::{AttemptOutcome, Backoff, JobDocument, Store};
 use foodseg_telemetry::{spans, trace};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -16,13 +19,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::config::Config;
 use crate::metrics;
 use crate::webhook::body;
-use crate::webhook::schedule::{Answer, RetrySchedule, decide};
+use crate::webhook::schedule::{Answer, RetrySchedule, decide, health};
 use crate::webhook::sender::{Outgoing, Sender};
 
 /// Deliveries claimed per query at most.
-const CLAIM_BATCH: usize = 64;
+const CLAIM_BATCH: u32 = 64;
 /// A claim outlives the attempt's timeout by this much before another scheduler may take
 /// the delivery over (only ever needed when this scheduler died mid-attempt).
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
@@ -34,6 +38,10 @@ pub struct Dispatcher {
     store: Store,
     sender: Sender,
     schedule: RetrySchedule,
+    limits: EndpointLimits,
+    health: HealthPolicy,
+    /// Names this scheduler in endpoint events.
+    actor: String,
     lease: Duration,
     poll_interval: Duration,
     slots: Arc<Semaphore>,
@@ -41,22 +49,20 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(
-        store: Store,
-        sender: Sender,
-        schedule: RetrySchedule,
-        attempt_timeout: Duration,
-        poll_interval: Duration,
-        max_in_flight: usize,
-        wake: Arc<Notify>,
-    ) -> Self {
+    /// A dispatcher with the webhook settings of `config`.
+    pub fn new(store: Store, sender: Sender, config: &Config, wake: Arc<Notify>) -> Self {
+        let limits = config.endpoint_limits;
         Dispatcher {
             store,
             sender,
-            schedule,
-            lease: attempt_timeout + LEASE_MARGIN,
-            poll_interval,
-            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            schedule: config.retry_schedule.clone(),
+            limits,
+            health: config.endpoint_health,
+            actor: config.scheduler_id.clone(),
+            // A claimed attempt may wait for its send time before it starts.
+            lease: limits.ahead + config.attempt_timeout + LEASE_MARGIN,
+            poll_interval: config.poll_interval,
+            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             wake,
         }
     }
@@ -71,18 +77,18 @@ impl Dispatcher {
         loop {
             while tasks.try_join_next().is_some() {}
             let mut more = false;
-            let free = self.slots.available_permits();
+            let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
             if free > 0 {
                 let limit = free.min(CLAIM_BATCH);
                 match self
                     .store
-                    .claim_due_deliveries(i64::try_from(limit).unwrap_or(64), self.lease)
+                    .claim_due_deliveries(limit, self.lease, &self.limits)
                     .await
                 {
                     Ok(claims) => {
                         failing.reset();
                         pause = self.poll_interval;
-                        more = claims.len() == limit;
+                        more = claims.len() == limit as usize;
                         for claim in claims {
                             self.start(&mut tasks, claim, &shutdown).await;
                         }
@@ -136,7 +142,27 @@ impl Dispatcher {
         // The attempt's spans join the job's trace: `webhook` (whose log lines carry the
         // job's trace id) with the CLIENT span of the request inside it.
         let delivery = &claim.delivery;
-        let log = tracing::info_span!("webhook", job_id = %delivery.job_id, webhook_id = %delivery.webhook_id, attempt);
+        // The endpoint's rate gave this attempt a send time; shutting down before it
+        // gives the claim back unsent.
+        if !claim.send_after.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    if let Err(e) = self.store.release_delivery(&claim).await {
+                        tracing::warn!(error = %error_chain(&e), delivery_id = %delivery.id, "cannot release a delivery claim");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(claim.send_after) => {}
+            }
+        }
+        let log = tracing::info_span!(
+            "webhook",
+            job_id = %delivery.job_id,
+            webhook_id = %delivery.webhook_id,
+            attempt,
+            webhook.endpoint = %delivery.endpoint,
+            webhook.probe = claim.probe,
+        );
         if let Some(parent) = &delivery.traceparent {
             trace::set_parent(&log, parent);
         }
@@ -184,9 +210,10 @@ impl Dispatcher {
                 outcome: decision.outcome,
                 next_attempt_at: decision.next_attempt_at,
             };
-            if !self.record(&claim, &record).await {
+            let Some(recorded) = self.record(&claim, &record, &answer).await else {
                 return;
-            }
+            };
+            endpoint_changed(&recorded);
             metrics::attempt(decision.outcome, latency);
             match decision.outcome {
                 AttemptOutcome::Delivered => {
@@ -212,17 +239,27 @@ impl Dispatcher {
     /// Records an attempt, retrying briefly while Postgres hiccups. `false` when it could
     /// not be recorded: the claim then expires and the attempt is sent again (the
     /// receiver sees the same `webhook-id`).
-    async fn record(&self, claim: &ClaimedDelivery, record: &AttemptRecord) -> bool {
+    async fn record(
+        &self,
+        claim: &ClaimedDelivery,
+        record: &AttemptRecord,
+        answer: &Answer,
+    ) -> Option<Recorded> {
         let mut retries =
             Backoff::new(Duration::from_millis(200), Duration::from_secs(1)).retries();
+        let health = health(answer);
         for try_no in 1..=RECORD_TRIES {
-            match self.store.record_attempt(claim, record).await {
-                Ok(true) => return true,
-                Ok(false) => {
+            match self
+                .store
+                .record_attempt(claim, record, &health, &self.health, &self.actor)
+                .await
+            {
+                Ok(Some(recorded)) => return Some(recorded),
+                Ok(None) => {
                     tracing::warn!(
                         "delivery claim expired before the attempt was recorded; another scheduler took over"
                     );
-                    return false;
+                    return None;
                 }
                 Err(e) if try_no < RECORD_TRIES => {
                     tracing::warn!(error = %error_chain(&e), "cannot record a webhook attempt; retrying");
@@ -233,7 +270,7 @@ impl Dispatcher {
                 }
             }
         }
-        false
+        None
     }
 
     /// Wakes the loop when a scheduled retry falls due (sooner than the next poll).
@@ -252,5 +289,22 @@ impl Dispatcher {
                 _ = tokio::time::sleep(wait) => wake.notify_one(),
             }
         });
+    }
+}
+
+/// Logs (as an event of the attempt's span) a pause or resume this attempt caused.
+fn endpoint_changed(recorded: &Recorded) {
+    let Some(change) = &recorded.endpoint else {
+        return;
+    };
+    match change.action {
+        EndpointAction::Paused => {
+            metrics::endpoint_paused();
+            tracing::warn!(endpoint = %change.endpoint, reason = %change.reason, "webhook endpoint paused");
+        }
+        EndpointAction::Resumed => {
+            metrics::endpoint_resumed();
+            tracing::info!(endpoint = %change.endpoint, reason = %change.reason, "webhook endpoint resumed");
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use foodseg_engine::AttemptOutcome;
+use foodseg_engine::domain::Health;
 use foodseg_runtime::config::{Unit, parse_duration};
 
 /// Longest a delivery may keep being retried, from its creation.
@@ -143,6 +144,25 @@ pub enum Answer {
     Transport(String),
     /// The URL may not be called (private address, bad scheme): no attempt can succeed.
     Refused(String),
+}
+
+/// What an answer says about the receiver's endpoint: no answer, a 5xx, 408 or 429 is a
+/// failure (with the `Retry-After` of a 429 or 503, which pauses the endpoint); any other
+/// answer shows it up; a refused URL was never sent.
+pub fn health(answer: &Answer) -> Health {
+    match answer {
+        Answer::Status {
+            code, retry_after, ..
+        } => match code {
+            429 | 503 => Health::Down {
+                retry_after: *retry_after,
+            },
+            408 | 500..=599 => Health::Down { retry_after: None },
+            _ => Health::Up,
+        },
+        Answer::Transport(_) => Health::Down { retry_after: None },
+        Answer::Refused(_) => Health::Unknown,
+    }
 }
 
 /// What to record for an attempt.
@@ -358,6 +378,38 @@ mod tests {
         }
         let ra = d(&status(503, Some(Duration::from_secs(2))), 1);
         assert_eq!(ra.next_attempt_at, Some(t0() + secs(2)));
+    }
+
+    #[test]
+    fn answers_say_whether_the_endpoint_is_up() {
+        let status = |code, retry_after| Answer::Status {
+            code,
+            retry_after,
+            excerpt: String::new(),
+        };
+        let wait = Some(Duration::from_secs(60));
+        for code in [200, 204, 301, 400, 404, 410, 422] {
+            assert_eq!(health(&status(code, wait)), Health::Up, "{code}");
+        }
+        for code in [408, 500, 502, 504, 599] {
+            assert_eq!(
+                health(&status(code, wait)),
+                Health::Down { retry_after: None },
+                "{code}"
+            );
+        }
+        for code in [429, 503] {
+            assert_eq!(
+                health(&status(code, wait)),
+                Health::Down { retry_after: wait },
+                "{code}"
+            );
+        }
+        assert_eq!(
+            health(&Answer::Transport("connection refused".into())),
+            Health::Down { retry_after: None }
+        );
+        assert_eq!(health(&Answer::Refused("private".into())), Health::Unknown);
     }
 }
 

@@ -5,6 +5,7 @@
 mod args;
 mod common;
 mod console;
+mod endpoints;
 mod operator;
 mod recovery;
 mod retention;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::common::receiver::{Receiver, rails_params};
 use crate::common::{DEADLINE, Env, wait_until};
+use foodseg_engine::domain::{EndpointLimits, Health, HealthPolicy};
 use foodseg_engine::store::{AttemptRecord, Redelivery};
 use foodseg_engine::{AttemptOutcome, DeliveryStatus};
 use sqlx::PgPool;
@@ -458,12 +459,18 @@ async fn attempts_are_fenced_on_the_claim(pool: PgPool) -> anyhow::Result<()> {
     let env = Env::new(pool).await?;
     let job = env.succeeded_job("http://127.0.0.1:9/ok").await?;
     let lease = Duration::from_secs(60);
-    let claims = env.store.claim_due_deliveries(10, lease).await?;
+    let limits = EndpointLimits::default();
+    let claims = env.store.claim_due_deliveries(10, lease, &limits).await?;
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].delivery.job_id, job.id);
     assert_eq!(claims[0].attempt(), 1);
     // Locked: nobody else gets it.
-    assert!(env.store.claim_due_deliveries(10, lease).await?.is_empty());
+    assert!(
+        env.store
+            .claim_due_deliveries(10, lease, &limits)
+            .await?
+            .is_empty()
+    );
 
     let record = AttemptRecord {
         started_at: chrono::Utc::now(),
@@ -475,17 +482,17 @@ async fn attempts_are_fenced_on_the_claim(pool: PgPool) -> anyhow::Result<()> {
     };
     let mut stale = claims[0].clone();
     stale.locked_until -= chrono::Duration::seconds(1);
-    assert!(
-        !env.store.record_attempt(&stale, &record).await?,
-        "another claim's token"
-    );
-    assert!(env.store.record_attempt(&claims[0], &record).await?);
-    assert!(
-        !env.store.record_attempt(&claims[0], &record).await?,
-        "same attempt twice"
-    );
+    let down = Health::Down { retry_after: None };
+    let policy = HealthPolicy::default();
+    let record_as = |claim| {
+        env.store
+            .record_attempt(claim, &record, &down, &policy, "test")
+    };
+    assert!(record_as(&stale).await?.is_none(), "another claim's token");
+    assert!(record_as(&claims[0]).await?.is_some());
+    assert!(record_as(&claims[0]).await?.is_none(), "same attempt twice");
 
-    let again = env.store.claim_due_deliveries(10, lease).await?;
+    let again = env.store.claim_due_deliveries(10, lease, &limits).await?;
     assert_eq!(again[0].attempt(), 2);
     let d = env.store.deliveries(job.id).await?.remove(0);
     assert_eq!(

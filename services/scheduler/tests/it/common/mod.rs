@@ -48,7 +48,12 @@ impl Env {
     /// A scheduler configuration for tests: loopback webhooks allowed, fast loops and a
     /// fast retry schedule, no HTTP listener.
     pub fn config(&self) -> Config {
-        let vars: HashMap<&str, &str> = [
+        self.config_with(&[])
+    }
+
+    /// [`Env::config`] with these variables set as well (or instead).
+    pub fn config_with(&self, more: &[(&str, &str)]) -> Config {
+        let mut vars: HashMap<&str, &str> = [
             ("FOODSEG_SCHEDULER_ADDR", "off"),
             ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8"),
             ("FOODSEG_WEBHOOK_RETRY_SCHEDULE", "20ms,20ms,20ms"),
@@ -58,6 +63,7 @@ impl Env {
         ]
         .into_iter()
         .collect();
+        vars.extend(more.iter().copied());
         let mut config =
             Config::load(&foodseg_runtime::Env::from_pairs(vars)).expect("test config");
         config.common.subjects = self.subjects.clone();

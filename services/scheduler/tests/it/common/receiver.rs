@@ -10,12 +10,14 @@
 //! - `/hang` → no answer until [`Receiver::release`], then 200
 //! - `/hang-once` → no answer (ever) to the first hit of each `webhook-id`, then 200
 //! - `/retry-after/S` → 503 with `Retry-After: S` to the first hit of each `webhook-id`, then 200
+//!
+//! While [`Receiver::set_down`] holds a status, every request gets it instead.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -44,6 +46,8 @@ pub struct Hit {
     pub document: Result<serde_json::Value, String>,
     /// What the receiver answered (0 when it never answered).
     pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 struct State {
@@ -52,6 +56,7 @@ struct State {
     seen: Mutex<HashMap<String, u32>>,
     hanging: AtomicUsize,
     release: watch::Receiver<bool>,
+    down: Mutex<Option<u16>>,
 }
 
 /// A running receiver on 127.0.0.1.
@@ -77,6 +82,7 @@ impl Receiver {
             seen: Mutex::new(HashMap::new()),
             hanging: AtomicUsize::new(0),
             release: release_rx,
+            down: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -124,6 +130,11 @@ impl Receiver {
         self.state.hanging.load(Ordering::SeqCst)
     }
 
+    /// Answers every request with `status` (the receiver is down) until `None`.
+    pub fn set_down(&self, status: Option<u16>) {
+        *self.state.down.lock().unwrap() = status;
+    }
+
     /// Lets every `/hang` request (current and future) answer 200.
     pub fn release(&self) {
         let _ = self.release.send(true);
@@ -142,6 +153,7 @@ struct Hook(Arc<State>);
 impl Handler for Hook {
     async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
         let state = &self.0;
+        let at = Instant::now();
         let path = req.uri().path().trim_start_matches('/').to_string();
         let header = |name: &str| {
             req.headers()
@@ -177,7 +189,18 @@ impl Handler for Hook {
             traceparent,
             document: document.clone(),
             status: 0,
+            at,
         };
+        let down = *state.down.lock().unwrap();
+        if let Some(status) = down {
+            hit.status = status;
+            state.hits.lock().unwrap().push(hit);
+            res.status_code(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            );
+            res.render("down for maintenance");
+            return;
+        }
         if document.is_err() || signature_ok == Some(false) {
             hit.status = 400;
             state.hits.lock().unwrap().push(hit);
