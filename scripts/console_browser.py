@@ -11,8 +11,10 @@ Steps: a wrong key is refused; the key logs in; the overview shows the models an
 workers; the job list shows both seeded jobs; the finished job's page draws one SVG group
 per result item, each with its polygon, over the loaded photo (an orange among them), and
 its toggles hide and show items; redelivering adds a delivery; cancelling the queued job
-ends it MFR.Job.ERROR "cancelled by operator". Screenshots of the overview and the job
-page go to DIR. Prints a JSON summary; exits non-zero with the reason on any failure.
+ends it MFR.Job.ERROR "cancelled by operator"; the Endpoints page lists the webhook
+endpoints, and pausing one by hand and resuming it show in its row and in the events.
+Screenshots of the overview, the job page and the endpoints page go to DIR. Prints a JSON
+summary; exits non-zero with the reason on any failure.
 """
 
 import argparse
@@ -124,6 +126,25 @@ def main() -> None:
         expect(page.locator("#job-status")).to_have_text("MFR.Job.ERROR")
         expect(page.locator("#job-message")).to_have_text("cancelled by operator")
         summary["cancelled"] = True
+
+        # Webhook endpoints, from the navigation: the webhooks above made at least one.
+        # Pausing one by hand (the page asks to confirm) and resuming it show in its row.
+        page.click('nav a[href="/console/endpoints"]')
+        expect(page).to_have_url(f"{base}/console/endpoints")
+        active = page.locator("#endpoints tbody tr[data-endpoint]:has(button.pause)").first
+        expect(active.locator("td.state")).to_contain_text("active")
+        endpoint = active.get_attribute("data-endpoint")
+        row = page.locator(f'#endpoints tbody tr[data-endpoint="{endpoint}"]')
+        row.locator("button.pause").click()
+        expect(page.locator("#notice")).to_contain_text("paused by hand")
+        expect(row.locator("td.state")).to_contain_text("by hand")
+        expect(row.locator("td.state")).to_contain_text("console:")
+        page.screenshot(path=str(args.screenshots / "console-endpoints.png"), full_page=True)
+        row.locator("button.resume").click()
+        expect(page.locator("#notice")).to_contain_text("Endpoint resumed")
+        expect(row.locator("td.state")).to_contain_text("active")
+        expect(page.locator("#endpoint-events")).to_contain_text("resumed")
+        summary["endpoint_paused_and_resumed"] = endpoint
 
         if errors:
             raise SystemExit(f"JavaScript errors on the pages: {errors}")

@@ -46,7 +46,7 @@ pub fn parse(body: &[u8], policy: &NetPolicy) -> Result<EnqueueRequest, ApiError
     })
 }
 
-fn string_field(field: &'static str, v: &Value) -> Result<String, ApiError> {
+pub(crate) fn string_field(field: &'static str, v: &Value) -> Result<String, ApiError> {
     match v {
         Value::String(s) if s.trim().is_empty() => Err(ApiError::EmptyField { field }),
         Value::String(s) => Ok(s.clone()),
@@ -89,7 +89,7 @@ pub(crate) fn check_url(
     Ok(raw)
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -81,6 +81,8 @@ pub enum ApiError {
     },
     #[error("no job with id {0:?}")]
     JobNotFound(String),
+    #[error("no webhook endpoint {0:?}; GET /endpoints lists them")]
+    EndpointNotFound(String),
     #[error("Idempotency-Key header {0}")]
     InvalidIdempotencyKey(&'static str),
     #[error(
@@ -127,7 +129,7 @@ impl ApiError {
             | InvalidType { .. }
             | InvalidUrl { .. }
             | UnknownModel { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            JobNotFound(_) => StatusCode::NOT_FOUND,
+            JobNotFound(_) | EndpointNotFound(_) => StatusCode::NOT_FOUND,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -150,6 +152,7 @@ impl ApiError {
             InvalidUrl { .. } => "invalid_url",
             UnknownModel { .. } => "unknown_model",
             JobNotFound(_) => "job_not_found",
+            EndpointNotFound(_) => "endpoint_not_found",
             InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             IdempotencyKeyReused(_) => "idempotency_key_reused",
             InvalidParameter { .. } => "invalid_parameter",

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod endpoint_steer;
 pub mod enqueue;
 pub mod error;
 pub mod idempotency;

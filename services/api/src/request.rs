@@ -1,6 +1,6 @@
 //! What every handler starts from, below the routes and the console: the [`AppState`]
-//! injected into each request, readiness (503 until the migrations are applied), and the
-//! deadline on every database call.
+//! injected into each request, readiness (503 until the migrations are applied), the
+//! deadline on every database call, and the bounded read of a small request body.
 
 use std::future::Future;
 
@@ -49,5 +49,25 @@ pub(crate) async fn with_deadline<T>(
     match tokio::time::timeout(DB_DEADLINE, f).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(_) => Err(ApiError::DatabaseTimeout),
+    }
+}
+
+/// The whole body of a small request: at most `limit` bytes (else 413), arriving within
+/// `timeout` (else 408, and the connection is closed after the answer).
+pub(crate) async fn small_body(
+    req: &mut Request,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    let payload = tokio::time::timeout(timeout, req.payload_with_max_size(limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout))?;
+    match payload {
+        Ok(body) => Ok(body.clone()),
+        Err(salvo::http::ParseError::PayloadTooLarge) => Err(ApiError::PayloadTooLarge {
+            size: limit + 1,
+            limit,
+        }),
+        Err(e) => Err(ApiError::BodyUnreadable(e.to_string())),
     }
 }

@@ -2,10 +2,12 @@
 //! into the binary, a little plain JavaScript, no build step) for keys with scope
 //! `operator`. It shows jobs per model and state, timings, the webhook backlog and the
 //! live workers; lists and searches jobs; shows a job's timeline, its deliveries with
-//! every attempt, its trace link and its result drawn over the photo; and lets an
-//! operator redeliver a webhook, retry a failed job or cancel a queued one.
+//! every attempt, its trace link and its result drawn over the photo; lets an operator
+//! redeliver a webhook, retry a failed job or cancel a queued one; and shows the webhook
+//! endpoints, pausing and resuming them by hand.
 
 mod actions;
+mod endpoints;
 mod image;
 mod page;
 mod pages;
@@ -24,6 +26,12 @@ pub fn router() -> Router {
         .hoop(session::RequireSession)
         .get(pages::overview)
         .push(Router::with_path("logout").post(session::logout))
+        .push(
+            Router::with_path("endpoints")
+                .get(endpoints::list)
+                .push(Router::with_path("pause").post(endpoints::pause))
+                .push(Router::with_path("resume").post(endpoints::resume)),
+        )
         .push(
             Router::with_path("jobs").get(pages::job_list).push(
                 Router::with_path("{job_id}")

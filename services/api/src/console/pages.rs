@@ -17,7 +17,7 @@ use crate::request::{ready_state, with_deadline};
 /// Jobs per page of the list.
 const PAGE: i64 = 50;
 
-fn chrome(depot: &Depot) -> Result<Chrome, ConsoleError> {
+pub(super) fn chrome(depot: &Depot) -> Result<Chrome, ConsoleError> {
     let s = session(depot)?;
     Ok(Chrome {
         key_name: s.key_name.clone(),

@@ -10,7 +10,7 @@ use salvo::prelude::*;
 use crate::enqueue::{self, EnqueueRequest, MAX_BODY_BYTES};
 use crate::error::ApiError;
 use crate::idempotency::{self, Fingerprint, KeyHeader};
-use crate::request::{state, with_deadline};
+use crate::request::{small_body, state, with_deadline};
 use crate::state::AppState;
 
 /// Actor recorded in the job's event log for enqueues.
@@ -92,19 +92,7 @@ async fn enqueue_job(
     state
         .limits
         .check(crate::limits::Route::Enqueue, crate::auth::caller(depot))?;
-    let payload = tokio::time::timeout(BODY_TIMEOUT, req.payload_with_max_size(MAX_BODY_BYTES))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT))?;
-    let body = match payload {
-        Ok(body) => body.clone(),
-        Err(salvo::http::ParseError::PayloadTooLarge) => {
-            return Err(ApiError::PayloadTooLarge {
-                size: MAX_BODY_BYTES + 1,
-                limit: MAX_BODY_BYTES,
-            });
-        }
-        Err(e) => return Err(ApiError::BodyUnreadable(e.to_string())),
-    };
+    let body = small_body(req, MAX_BODY_BYTES, BODY_TIMEOUT).await?;
     let key = key.0?;
     let request = enqueue::parse(&body, &state.net_policy)?;
     let model = state

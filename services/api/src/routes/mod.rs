@@ -2,6 +2,7 @@
 //! console is mounted beside them by [`crate::service`]).
 
 mod docs;
+mod endpoints;
 mod feed;
 mod health;
 mod jobs;
@@ -27,6 +28,7 @@ pub fn router() -> Router {
         .push(metrics::router())
         .push(operator::router().hoop(auth::RequireScope::operator()))
         .push(reports::router().hoop(auth::RequireScope::operator()))
+        .push(endpoints::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
         .push(feed::router().hoop(auth::RequireScope::reader()));
     docs::with_docs(api)

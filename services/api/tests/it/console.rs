@@ -18,7 +18,7 @@ fn client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// A form post (`application/x-www-form-urlencoded`) with the session cookie, if any.
-async fn post_form(
+pub(crate) async fn post_form(
     url: &str,
     cookie: Option<&str>,
     fields: &[(&str, &str)],
@@ -62,14 +62,18 @@ async fn login(api: &LocalApi, key: &str) -> anyhow::Result<reqwest::Response> {
 }
 
 /// Logs in; the `name=value` of the session cookie.
-async fn session(api: &LocalApi, key: &str) -> anyhow::Result<String> {
+pub(crate) async fn session(api: &LocalApi, key: &str) -> anyhow::Result<String> {
     let res = login(api, key).await?;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookie = res.headers()[SET_COOKIE].to_str()?.to_string();
     Ok(cookie.split(';').next().unwrap_or_default().to_string())
 }
 
-async fn page(api: &LocalApi, cookie: &str, path: &str) -> anyhow::Result<(StatusCode, String)> {
+pub(crate) async fn page(
+    api: &LocalApi,
+    cookie: &str,
+    path: &str,
+) -> anyhow::Result<(StatusCode, String)> {
     let res = client()?
         .get(api.url(path))
         .header(COOKIE, cookie)
@@ -79,7 +83,7 @@ async fn page(api: &LocalApi, cookie: &str, path: &str) -> anyhow::Result<(Statu
 }
 
 /// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")

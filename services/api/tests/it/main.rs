@@ -3,6 +3,7 @@
 
 mod common;
 mod console;
+mod endpoints;
 mod exposure;
 mod feed;
 mod idempotency;
