@@ -9,7 +9,10 @@ so CI compiles once; `--release` for the optimised build) as processes on a thro
 Postgres (initdb under .demo/chaos/, own port) and a throwaway NATS (own port and store;
 `--cluster`: three nodes with FOODSEG_NATS_REPLICAS=3 and every node in NATS_URL), the
 fixture photos served over HTTP and a webhook receiver that answers 500 to 10 % of the
-calls (seeded) and records every call (job id, `webhook-id`, answer).
+calls (seeded) and records every call (job id, `webhook-id`, answer). The scheduler probes
+a paused webhook endpoint every 5 s, doubling up to 10 s (FOODSEG_WEBHOOK_PROBE_INTERVAL,
+FOODSEG_WEBHOOK_PROBE_MAX_INTERVAL; 30 s and 5 min by default), so that a pause, whether
+the receiver-down fault's or a run of the seeded 500s', costs seconds and not minutes.
 
 A load generator enqueues `--jobs` jobs over HTTP (`POST /enqueue`, each with its own
 `Idempotency-Key`; a call that fails is retried until accepted, and only accepted jobs
@@ -21,14 +24,18 @@ running under load for a while) between two:
   workers (restarted); NATS down (killed, started again after 90 s; 20 s with
   --short); Postgres down (`pg_ctl stop -m immediate`, started again after 30 s; 20 s
   with --short); kill -9 of the scheduler (restarted); kill -9 of the api (restarted);
-  with --cluster, kill -9 of one NATS node (started again after 30 s; 15 s).
+  the webhook receiver down (503 to every call, no Retry-After, for 60 s; 20 s with
+  --short; then it answers as before), which prints how many calls reached it while it
+  was down and how long the jobs that had finished by then took to be delivered once it
+  was back; with --cluster, kill -9 of one NATS node (started again after 30 s; 15 s).
 
 Then it waits (with a deadline) until every accepted job has finished and its webhook
 was answered 200, and prints the table: accepted, lost (never finished or never
 delivered), double results (more than one `succeeded` event in `job_events`), jobs that
 ended ERROR (the photos are valid and always served, so each is an outage's doing),
-webhooks received, jobs with more than one distinct `webhook-id`, and redispatches (the
-sum of `jobs.redispatches`: dispatch messages the scheduler's sweep republished). It
+webhooks received (answered 500; answered 503 while the receiver was down), jobs with
+more than one distinct `webhook-id`, and redispatches (the sum of `jobs.redispatches`:
+dispatch messages the scheduler's sweep republished). It
 exits non-zero when lost, doubles, ERROR jobs, jobs with several webhook ids, jobs whose
 webhook was answered 200 twice or services that exited by themselves are not 0, or
 redispatches exceed 5 % of the accepted jobs; on failure it prints the tails of
@@ -62,6 +69,7 @@ WORK = DEMO / "chaos"
 FAIL_RATE = 0.10
 MAX_REDISPATCH_SHARE = 0.05
 RESTART_S = 8.0
+DRAIN_TIMEOUT_S = 120.0  # how long the drain after a receiver outage is measured
 T0 = time.monotonic()
 
 
@@ -74,17 +82,29 @@ def log(msg: str) -> None:
 
 class Receiver:
     """Every webhook call: (job id, webhook id, answer). Answers 500 to FAIL_RATE of the
-    calls, drawn from a seeded generator."""
+    calls, drawn from a seeded generator, and 503 to every call while it is down (drawing
+    nothing, so the 500s fall on the same calls as without the outage)."""
 
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str, int]] = []
         self.delivered: set[str] = set()  # jobs with a call answered 200
+        self.down = False
+        # Each time it was down: (seconds down, calls while down, jobs waiting for their
+        # webhook when it came back, seconds until they were delivered or None).
+        self.outages: list[tuple[float, int, int, float | None]] = []
+
+    def set_down(self, down: bool) -> None:
+        with self.lock:
+            self.down = down
 
     def record(self, job_id: str, webhook_id: str) -> int:
         with self.lock:
-            code = 500 if self.rng.random() < FAIL_RATE else 200
+            if self.down:
+                code = 503
+            else:
+                code = 500 if self.rng.random() < FAIL_RATE else 200
             self.calls.append((job_id, webhook_id, code))
             if code == 200:
                 self.delivered.add(job_id)
@@ -262,7 +282,7 @@ def wait_until(what: str, check, timeout: float, stack: Stack, poll: float = 1.0
 # --- the faults ----------------------------------------------------------------------------
 
 
-def faults(stack: Stack, args) -> list[tuple[str, object]]:
+def faults(stack: Stack, receiver: Receiver, args) -> list[tuple[str, object]]:
     """(name, action) in the order they are injected; each action returns when the fault
     is over (the killed part started again)."""
     w1, w2 = stack.workers()
@@ -318,6 +338,33 @@ def faults(stack: Stack, args) -> list[tuple[str, object]]:
                 stack.services[name].start()
         return run
 
+    def receiver_down():
+        before = len(receiver.snapshot()[0])
+        receiver.set_down(True)
+        log(f"the webhook receiver answers 503; answering normally again in {args.receiver_down:.0f} s")
+        time.sleep(args.receiver_down)
+        finished = {row[0] for row in stack.pg.psql(
+            "foodseg", "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed')")}
+        calls, delivered = receiver.snapshot()
+        receiver.set_down(False)
+        back = time.monotonic()
+        reached, backlog = len(calls) - before, finished - delivered
+        log(f"the webhook receiver answers again: {reached} calls reached it while it was down; "
+            f"{len(backlog)} finished jobs wait for their webhook")
+        # The endpoint resumes at its next probe, then its deliveries drain at its rate.
+        drained = None
+        while time.monotonic() < back + DRAIN_TIMEOUT_S:
+            stack.check_exits()
+            if backlog <= receiver.snapshot()[1]:
+                drained = time.monotonic() - back
+                break
+            time.sleep(0.2)
+        if drained is None:
+            log(f"{len(backlog - receiver.snapshot()[1])} of them still undelivered {DRAIN_TIMEOUT_S:.0f} s later")
+        else:
+            log(f"all {len(backlog)} delivered {drained:.1f} s after the receiver came back")
+        receiver.outages.append((args.receiver_down, reached, len(backlog), drained))
+
     def nats_node_down():
         node = len(stack.nats.nodes) - 1
         with stack.lock:
@@ -336,6 +383,7 @@ def faults(stack: Stack, args) -> list[tuple[str, object]]:
         (f"Postgres down {args.pg_down:.0f} s (stop -m immediate)", postgres_down),
         ("kill -9 scheduler", kill_service("scheduler")),
         ("kill -9 api", kill_service("api")),
+        (f"webhook receiver down {args.receiver_down:.0f} s (503)", receiver_down),
     ]
     if args.cluster:
         out.append((f"kill -9 one NATS node, down {args.node_down:.0f} s", nats_node_down))
@@ -369,6 +417,7 @@ def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str,
     redispatches = int(q("SELECT coalesce(sum(redispatches), 0) FROM jobs")[0][0])
     redrives = int(q("SELECT count(*) FROM job_events WHERE detail LIKE 'redrive:%'")[0][0])
     answered_500 = sum(1 for c in calls if c[2] == 500)
+    answered_503 = sum(1 for c in calls if c[2] == 503)
     n = max(len(accepted), 1)
     limit = MAX_REDISPATCH_SHARE * n
     rows = [
@@ -376,7 +425,8 @@ def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str,
         ("lost", len(lost), f"never finished {len(unfinished)}, never delivered {len(undelivered)}"),
         ("double results", len(doubles), "jobs with more than one succeeded event"),
         ("ended ERROR (outage)", len(error_jobs), "; ".join(sorted({e[1] for e in error_jobs}))[:200]),
-        ("webhooks received", len(calls), f"{answered_500} answered 500, {len(delivered)} jobs delivered"),
+        ("webhooks received", len(calls), f"{answered_500} answered 500, {answered_503} answered 503 (receiver down), "
+                                          f"{len(delivered)} jobs delivered"),
         (">1 webhook id", len(several_ids), "jobs whose calls carried different webhook-id headers"),
         ("delivered 200 twice", len(twice), "jobs whose webhook was answered 200 more than once"),
         ("redispatches", redispatches, f"{redispatches / n:.1%} of accepted (limit {MAX_REDISPATCH_SHARE:.0%})"),
@@ -405,6 +455,17 @@ def print_redispatches(stack: Stack, timeline: list[tuple[str, float]]) -> None:
     print()
 
 
+def print_receiver_outages(receiver: Receiver) -> None:
+    """What the webhook receiver saw while it was down, and how fast the backlog went."""
+    for down, reached, backlog, drained in receiver.outages:
+        print(f"webhook receiver down {down:.0f} s:")
+        print(f"  {reached:>5}  calls reached it while it answered 503")
+        after = (f"delivered {drained:.1f} s after it came back" if drained is not None
+                 else f"not all delivered {DRAIN_TIMEOUT_S:.0f} s after it came back")
+        print(f"  {backlog:>5}  finished jobs waited for their webhook, {after}")
+        print()
+
+
 def print_table(rows) -> None:
     print()
     print(f"{'':<22} {'count':>7}  notes")
@@ -428,6 +489,9 @@ def main() -> int:
     args.nats_down = 20.0 if args.short else 90.0
     args.pg_down = 20.0 if args.short else 30.0
     args.node_down = 15.0 if args.short else 30.0
+    # --short: as long as its other outages; still long enough for the endpoint to pause
+    # and for probes to fail at the first and at the longest interval (5 s, then 10 s).
+    args.receiver_down = 20.0 if args.short else 60.0
     min_gap = 10.0 if args.short else 25.0
     deadline = 600.0 if args.short else 1200.0
 
@@ -459,6 +523,7 @@ def main() -> int:
                FOODSEG_LIMIT_ENQUEUE="off", FOODSEG_DB_MAX_CONNECTIONS="10",
                FOODSEG_API_ADDR=f"127.0.0.1:{api_port}", FOODSEG_SCHEDULER_ADDR=f"127.0.0.1:{sched_port}",
                FOODSEG_WEBHOOK_RETRY_SCHEDULE="1s,2s,5s,10s,10s,20s,30s,60s,60s,60s",
+               FOODSEG_WEBHOOK_PROBE_INTERVAL="5s", FOODSEG_WEBHOOK_PROBE_MAX_INTERVAL="10s",
                FOODSEG_SWEEP_INTERVAL="2s", FOODSEG_INTRA_THREADS="1", FOODSEG_WORKER_CONCURRENCY="2",
                RUST_LOG=os.environ.get("RUST_LOG", "info"))
     services = [Service("api", target / "foodseg-api", env, f"http://127.0.0.1:{api_port}/health/ready"),
@@ -491,8 +556,8 @@ def main() -> int:
     load.sent = calibration
     wait_until("the calibration jobs", lambda: set(warm) <= receiver.snapshot()[1], 300, stack, poll=0.2)
     throughput = calibration / (time.monotonic() - started)
-    plan = faults(stack, args)
-    outages = args.nats_down + args.pg_down + (args.node_down if args.cluster else 0)
+    plan = faults(stack, receiver, args)
+    outages = args.nats_down + args.pg_down + args.receiver_down + (args.node_down if args.cluster else 0)
     rate = args.jobs / max(args.jobs / (0.5 * throughput), outages + (len(plan) + 1) * min_gap)
     span = args.jobs / rate
     # Each fault also takes a few seconds of restarts and readiness checks.
@@ -527,6 +592,7 @@ def main() -> int:
     rows, ok = count(stack, load, receiver)
     print_table(rows)
     print_redispatches(stack, timeline)
+    print_receiver_outages(receiver)
     if not ok:
         for s in services:
             print(f"--- last lines of {s.name} ({s.log}):\n{s.tail()}")
