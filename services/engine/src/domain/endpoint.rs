@@ -277,14 +277,10 @@ pub struct Take {
 }
 
 impl Take {
-    /// The send time of the `i`-th delivery taken (0-based).
+    /// The send time of the `i`-th delivery taken (0-based); with `i` the number taken,
+    /// the earliest send time left for the next claim.
     pub fn send_at(&self, i: u32, limits: &EndpointLimits) -> DateTime<Utc> {
         self.first_send_at + to_chrono(limits.rate.interval().saturating_mul(i))
-    }
-
-    /// The earliest send time left for the next claim after `taken` were taken.
-    pub fn next_send_at(&self, taken: u32, limits: &EndpointLimits) -> DateTime<Utc> {
-        self.send_at(taken, limits)
     }
 }
 
@@ -588,7 +584,7 @@ mod properties {
                     prop_assert!(at <= now + chrono::Duration::seconds(1));
                     sent.push(at);
                 }
-                endpoint.next_send_at = t.next_send_at(t.count, &limits);
+                endpoint.next_send_at = t.send_at(t.count, &limits);
             }
             for pair in sent.windows(2) {
                 prop_assert!(pair[1] - pair[0] >= interval, "{:?} then {:?}", pair[0], pair[1]);

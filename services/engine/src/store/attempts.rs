@@ -132,7 +132,7 @@ impl Store {
         for t in &takes {
             if let Some(&n) = sent.get(t.endpoint.as_str()) {
                 names.push(t.endpoint.clone());
-                next.push(t.next_send_at(n, limits));
+                next.push(t.send_at(n, limits));
                 probes.push(t.probe);
             }
         }
