@@ -30,6 +30,15 @@ pub fn parse(body: &[u8], policy: &NetPolicy) -> Result<EnqueueRequest, ApiError
     let Value::Object(map) = value else {
         return Err(ApiError::NotAnObject(kind(&value)));
     };
+    parse_fields(&map, policy)
+}
+
+/// The three fields of the contract from a JSON object (an `/enqueue` body, or one job of
+/// a batch).
+pub(crate) fn parse_fields(
+    map: &serde_json::Map<String, Value>,
+    policy: &NetPolicy,
+) -> Result<EnqueueRequest, ApiError> {
     let image_url = match map.get("image_url") {
         None | Some(Value::Null) => return Err(ApiError::MissingField { field: "image_url" }),
         Some(v) => string_field("image_url", v)?,
@@ -58,7 +67,10 @@ pub(crate) fn string_field(field: &'static str, v: &Value) -> Result<String, Api
     }
 }
 
-fn optional_string(field: &'static str, v: Option<&Value>) -> Result<Option<String>, ApiError> {
+pub(crate) fn optional_string(
+    field: &'static str,
+    v: Option<&Value>,
+) -> Result<Option<String>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Err(ApiError::EmptyField { field }),

@@ -46,6 +46,35 @@ pub struct ErrorDetail {
     /// For `unknown_model`: every accepted `model_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_ids: Option<Vec<String>>,
+    /// For `invalid_items` (`POST /v2/jobs`): what is wrong with each invalid job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ItemError>>,
+}
+
+/// What is wrong with one job of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ItemError {
+    /// The job's position in `jobs`, from 0.
+    pub index: usize,
+    /// The error code a single `/enqueue` of this job would get (or
+    /// `duplicate_idempotency_key`).
+    pub code: String,
+    /// The job's field the error is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ItemError {
+    /// The error `e` as the error of the job at `index`.
+    pub fn of(index: usize, e: &ApiError) -> Self {
+        ItemError {
+            index,
+            code: e.code().to_string(),
+            field: e.field().map(str::to_string),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// A request that failed. Client errors (4xx) say what to fix; server errors (5xx) are
@@ -83,6 +112,12 @@ pub enum ApiError {
     JobNotFound(String),
     #[error("no webhook endpoint {0:?}; GET /endpoints lists them")]
     EndpointNotFound(String),
+    #[error("no batch with id {0:?}")]
+    BatchNotFound(String),
+    #[error("field {field} {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("{} of the jobs {}; nothing was written", .0.len(), if .0.len() == 1 { "is invalid" } else { "are invalid" })]
+    InvalidItems(Vec<ItemError>),
     #[error("Idempotency-Key header {0}")]
     InvalidIdempotencyKey(&'static str),
     #[error(
@@ -128,8 +163,10 @@ impl ApiError {
             | EmptyField { .. }
             | InvalidType { .. }
             | InvalidUrl { .. }
+            | InvalidField { .. }
+            | InvalidItems(_)
             | UnknownModel { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            JobNotFound(_) | EndpointNotFound(_) => StatusCode::NOT_FOUND,
+            JobNotFound(_) | EndpointNotFound(_) | BatchNotFound(_) => StatusCode::NOT_FOUND,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -153,6 +190,9 @@ impl ApiError {
             UnknownModel { .. } => "unknown_model",
             JobNotFound(_) => "job_not_found",
             EndpointNotFound(_) => "endpoint_not_found",
+            BatchNotFound(_) => "batch_not_found",
+            InvalidField { .. } => "invalid_field",
+            InvalidItems(_) => "invalid_items",
             InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             IdempotencyKeyReused(_) => "idempotency_key_reused",
             InvalidParameter { .. } => "invalid_parameter",
@@ -170,7 +210,9 @@ impl ApiError {
             MissingField { field }
             | EmptyField { field }
             | InvalidType { field, .. }
-            | InvalidUrl { field, .. } => Some(field),
+            | InvalidUrl { field, .. }
+            | InvalidField { field, .. } => Some(field),
+            InvalidItems(_) => Some("jobs"),
             InvalidParameter { param, .. } => Some(param),
             UnknownModel { .. } => Some("model_id"),
             _ => None,
@@ -186,6 +228,10 @@ impl ApiError {
                 field: self.field().map(str::to_string),
                 known_ids: match self {
                     ApiError::UnknownModel { known, .. } => Some(known.clone()),
+                    _ => None,
+                },
+                items: match self {
+                    ApiError::InvalidItems(items) => Some(items.clone()),
                     _ => None,
                 },
             },
@@ -227,6 +273,7 @@ pub fn status_body(status: StatusCode) -> ErrorBody {
                 .to_string(),
             field: None,
             known_ids: None,
+            items: None,
         },
     }
 }

@@ -38,7 +38,7 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     check_key(key).map(|()| Some(key.to_string()))
 }
 
-fn check_key(key: &str) -> Result<(), ApiError> {
+pub(crate) fn check_key(key: &str) -> Result<(), ApiError> {
     if key.trim().is_empty() {
         return Err(ApiError::InvalidIdempotencyKey("must not be empty"));
     }

@@ -5,6 +5,7 @@
 //! while NATS is down. With Postgres down it answers 503 within a bounded time.
 
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod console;
 pub mod endpoint_steer;
@@ -84,7 +85,7 @@ impl Parts {
             registry,
             max_attempts: config.max_attempts,
             net_policy: common.net_policy.clone(),
-            relay: RelayConfig::default(),
+            relay: common.relay_config(),
             uploads: config.uploads,
             access: config.access.clone(),
             limits: config.limits,

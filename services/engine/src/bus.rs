@@ -8,6 +8,7 @@ use async_nats::{HeaderMap, connection::State};
 use bytes::Bytes;
 
 use crate::chain::error_chain;
+use crate::domain::Priority;
 use crate::subjects::Subjects;
 
 /// Where NATS is unless `NATS_URL` says otherwise: a local server.
@@ -265,19 +266,21 @@ impl Bus {
         Ok(JobsStream { stream })
     }
 
-    /// The durable pull consumer workers of `model_name` share. `max_ack_pending` bounds
-    /// the messages handed out and not yet answered across all its workers; an existing
-    /// consumer with another bound is updated to this one.
+    /// The durable pull consumer workers of `model_name` share for one lane
+    /// (`worker-<model>` for interactive jobs, `worker-bulk-<model>` for bulk ones).
+    /// `max_ack_pending` bounds the messages handed out and not yet answered across all
+    /// its workers; an existing consumer with another bound is updated to this one.
     pub async fn job_consumer(
         &self,
         model_name: &str,
+        lane: Priority,
         ack_wait: Duration,
         max_ack_pending: i64,
     ) -> Result<consumer::PullConsumer, BusError> {
-        let durable = format!("worker-{model_name}");
+        let durable = Subjects::consumer(lane, model_name);
         let config = consumer::pull::Config {
             durable_name: Some(durable.clone()),
-            filter_subject: self.subjects.job(model_name),
+            filter_subject: self.subjects.dispatch(lane, model_name),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait,
             max_deliver: -1,
@@ -362,6 +365,50 @@ pub struct JobsStream {
 }
 
 impl JobsStream {
+    /// How many bulk dispatch messages of each bulk-lane subject wait for a worker: those
+    /// on the stream, less those the lane's consumer (`worker-bulk-<model>`) has handed to
+    /// workers and not yet had answered. Without the consumer's answer, all of those on
+    /// the stream count.
+    pub async fn bulk_undelivered(
+        &self,
+        subjects: &Subjects,
+    ) -> Result<std::collections::HashMap<String, u64>, BusError> {
+        let mut waiting = self.bulk_waiting(subjects).await?;
+        for (subject, n) in waiting.iter_mut() {
+            let Some(model) = subjects.bulk_model(subject) else {
+                continue;
+            };
+            let consumer = Subjects::consumer(Priority::Bulk, model);
+            if let Ok(info) = self.stream.consumer_info(consumer).await {
+                *n = n.saturating_sub(info.num_ack_pending as u64);
+            }
+        }
+        Ok(waiting)
+    }
+
+    /// How many messages wait (not yet acknowledged) on each bulk-lane subject that has
+    /// any: a work-queue stream keeps a message until a worker acknowledges it.
+    pub async fn bulk_waiting(
+        &self,
+        subjects: &Subjects,
+    ) -> Result<std::collections::HashMap<String, u64>, BusError> {
+        use futures::TryStreamExt;
+        let err = |source: async_nats::Error| BusError::Unanswered {
+            stream: self.stream.cached_info().config.name.clone(),
+            source,
+        };
+        let counts = self
+            .stream
+            .info_with_subjects(subjects.bulk_wildcard())
+            .await
+            .map_err(|e| err(e.into()))?;
+        counts
+            .map_ok(|(subject, n)| (subject, n as u64))
+            .try_collect()
+            .await
+            .map_err(|e| err(e.into()))
+    }
+
     /// Whether the stream still holds the message stored at `sequence`. A work-queue
     /// stream drops a message once a worker acknowledges it, so a dispatch message that is
     /// gone while its job is still queued was lost. An error means JetStream did not

@@ -119,6 +119,8 @@ mod tests {
             redispatched_at: None,
             redispatches: 0,
             owner_key_id: None,
+            priority: Default::default(),
+            batch_id: None,
         }
     }
 

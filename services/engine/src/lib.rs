@@ -19,8 +19,8 @@ pub use bus::{Bus, BusError, JobsStream, Published};
 pub use chain::error_chain;
 pub use document::JobDocument;
 pub use domain::{
-    ApiKeyId, Attempt, AttemptOutcome, DeliveryId, DeliveryStatus, Fence, JobId, JobStatus,
-    RetryPolicy, Scope, Transition,
+    ApiKeyId, Attempt, AttemptOutcome, BatchId, DeliveryId, DeliveryStatus, Fence, JobId,
+    JobStatus, Priority, RetryPolicy, Scope, Transition,
 };
 pub use enqueuer::{EnqueueConfig, Enqueuer};
 pub use relay::{Relay, RelayConfig, RelayWaker};

@@ -6,7 +6,15 @@
 //! down it keeps retrying with backoff; rows stay in Postgres meanwhile, so nothing is
 //! lost. Several relays share the work through `FOR UPDATE SKIP LOCKED`, and JetStream's
 //! duplicate window drops the rare double publish.
+//!
+//! Bulk jobs' first dispatch messages are held in the outbox and released a few at a
+//! time: per bulk subject (one per model), only while fewer than `bulk_window` messages
+//! wait on the stream for a worker (those workers hold do not count), and round-robin
+//! over the API keys that own them. The stream thus
+//! never holds a backfill's whole backlog in first-in-first-out order: a key that sends a
+//! batch later gets its turns as soon as it sends it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +27,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::bus::{Bus, BusError};
 use crate::chain::error_chain;
-use crate::store::{Store, StoreError};
+use crate::store::{HeldLane, OutboxBatch, Store, StoreError};
 
 /// Dispatch messages published from the outbox.
 pub const OUTBOX_PUBLISHED_TOTAL: &str = "foodseg_outbox_published_total";
@@ -41,6 +49,11 @@ pub fn describe_metrics() {
     metrics::counter!(OUTBOX_PUBLISH_FAILURES_TOTAL).increment(0);
 }
 
+/// Default `FOODSEG_BULK_WINDOW`: enough bulk messages waiting for a worker per model to
+/// keep its workers busy between two releases, few enough that a key which sends a batch
+/// later waits behind at most this many of another key's jobs (plus those running).
+pub const DEFAULT_BULK_WINDOW: u32 = 32;
+
 /// Tuning of one relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -50,6 +63,11 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// Waits between passes after failures.
     pub backoff: Backoff,
+    /// Most bulk dispatch messages waiting on the stream per model
+    /// (`FOODSEG_BULK_WINDOW`); 0 releases none.
+    pub bulk_window: u32,
+    /// Poll interval while held bulk messages wait for room on the stream.
+    pub bulk_poll: Duration,
 }
 
 impl Default for RelayConfig {
@@ -58,6 +76,8 @@ impl Default for RelayConfig {
             batch_size: 256,
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            bulk_window: DEFAULT_BULK_WINDOW,
+            bulk_poll: Duration::from_millis(100),
         }
     }
 }
@@ -93,6 +113,8 @@ pub struct Relay {
     bus: Bus,
     config: RelayConfig,
     waker: RelayWaker,
+    /// Per bulk subject, the owner whose held message was released last.
+    served: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 impl Relay {
@@ -104,6 +126,7 @@ impl Relay {
             bus,
             config,
             waker: RelayWaker::default(),
+            served: Arc::default(),
         }
     }
 
@@ -127,8 +150,15 @@ impl Relay {
                     }
                 }
             }
-            match self.publish_pending().await {
-                Ok(_) => retries.reset(),
+            let pass = match self.publish_pending().await {
+                Ok(_) => self.release_held().await,
+                Err(e) => Err(e),
+            };
+            let held = match pass {
+                Ok(held) => {
+                    retries.reset();
+                    held
+                }
                 Err(e) => {
                     if !matches!(e, RelayError::Disconnected) {
                         tracing::warn!(error = %error_chain(&e), "outbox relay pass failed; retrying");
@@ -139,11 +169,16 @@ impl Relay {
                     }
                     continue;
                 }
-            }
+            };
+            let poll = if held {
+                self.config.bulk_poll.min(self.config.poll_interval)
+            } else {
+                self.config.poll_interval
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.waker.0.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
         }
         tracing::debug!("outbox relay stopped");
@@ -161,6 +196,68 @@ impl Relay {
         }
     }
 
+    /// Releases held bulk dispatch messages into the room each bulk subject has on the
+    /// stream; returns whether any are still held (the relay then polls sooner).
+    pub async fn release_held(&self) -> Result<bool, RelayError> {
+        let owners = self.store.held_lanes().await?;
+        if owners.is_empty() {
+            return Ok(false);
+        }
+        if self.config.bulk_window == 0 {
+            return Ok(true);
+        }
+        if !self.bus.is_connected() {
+            return Err(RelayError::Disconnected);
+        }
+        let waiting = self
+            .bus
+            .jobs_stream()
+            .await?
+            .bulk_undelivered(self.bus.subjects())
+            .await?;
+        let window = i64::from(self.config.bulk_window);
+        let lanes: Vec<HeldLane> = {
+            let served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lanes: Vec<HeldLane> = Vec::new();
+            // `held_lanes` comes ordered by subject.
+            for (subject, owner) in owners {
+                match lanes.last_mut() {
+                    Some(lane) if lane.subject == subject => lane.owners.push(owner),
+                    _ => lanes.push(HeldLane {
+                        room: window
+                            - i64::try_from(waiting.get(&subject).copied().unwrap_or(0))
+                                .unwrap_or(i64::MAX),
+                        after: served.get(&subject).cloned().unwrap_or_default(),
+                        subject,
+                        owners: vec![owner],
+                    }),
+                }
+            }
+            lanes.retain(|lane| lane.room > 0);
+            lanes
+        };
+        if lanes.is_empty() {
+            return Ok(true);
+        }
+        let Some(batch) = self.store.held_batch(&lanes).await? else {
+            return Ok(true);
+        };
+        if batch.dropped() > 0 {
+            tracing::debug!(
+                dropped = batch.dropped(),
+                "held dispatch messages of jobs no longer queued were dropped"
+            );
+        }
+        {
+            let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+            for (subject, owner) in batch.last_served() {
+                served.insert(subject.clone(), owner.clone());
+            }
+        }
+        self.publish(batch).await?;
+        Ok(true)
+    }
+
     /// One batch: returns how many rows were published and whether the batch was full.
     async fn publish_batch(&self) -> Result<(usize, bool), RelayError> {
         if !self.bus.is_connected() {
@@ -170,6 +267,15 @@ impl Relay {
         if batch.is_empty() {
             return Ok((0, false));
         }
+        let total = batch.rows().len();
+        let published = self.publish(batch).await?;
+        let full = i64::try_from(total).unwrap_or(i64::MAX) >= self.config.batch_size;
+        Ok((published, full))
+    }
+
+    /// Publishes a batch's rows concurrently and records the outcomes; returns how many
+    /// were published.
+    async fn publish(&self, batch: OutboxBatch) -> Result<usize, RelayError> {
         let results = join_all(batch.rows().iter().map(|row| {
             let mut headers = row.header_pairs();
             // A PRODUCER span in the job's trace (the row's stored context); the message
@@ -212,7 +318,6 @@ impl Relay {
                 Err(e) => failed.push((id, error_chain(&e))),
             }
         }
-        let full = i64::try_from(total).unwrap_or(i64::MAX) >= self.config.batch_size;
         let failures = failed.len();
         batch.finish(&published, &failed).await?;
         metrics::counter!(OUTBOX_PUBLISHED_TOTAL).increment(published.len() as u64);
@@ -223,6 +328,6 @@ impl Relay {
                 total,
             });
         }
-        Ok((published.len(), full))
+        Ok(published.len())
     }
 }

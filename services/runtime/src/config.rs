@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use foodseg_engine::bus::MAX_REPLICAS;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{Bus, BusError, StoreConfig, Subjects};
+use foodseg_engine::relay::DEFAULT_BULK_WINDOW;
+use foodseg_engine::{Bus, BusError, RelayConfig, StoreConfig, Subjects};
 
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,6 +244,9 @@ pub struct Common {
     /// every third of it. Workers take it; the scheduler waits that long after an outage
     /// before re-driving lapsed leases, so both read it here.
     pub worker_lease: Duration,
+    /// `FOODSEG_BULK_WINDOW`: most bulk dispatch messages the outbox relays of the api
+    /// and the scheduler let wait on the stream per model (0: hold every bulk job).
+    pub bulk_window: u32,
 }
 
 impl Common {
@@ -284,7 +288,16 @@ impl Common {
                 Unit::Seconds,
                 DEFAULT_WORKER_LEASE,
             )?,
+            bulk_window: env.parse_or("FOODSEG_BULK_WINDOW", DEFAULT_BULK_WINDOW)?,
         })
+    }
+
+    /// The outbox relay's tuning: the defaults, with `FOODSEG_BULK_WINDOW`.
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            bulk_window: self.bulk_window,
+            ..RelayConfig::default()
+        }
     }
 
     /// Connects to NATS (`NATS_URL`) with the subjects of `FOODSEG_NATS_PREFIX` and the

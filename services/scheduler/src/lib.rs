@@ -39,7 +39,7 @@ pub use error::Error;
 use std::sync::Arc;
 
 use foodseg_engine::error_chain;
-use foodseg_engine::{Bus, Relay, RelayConfig, Store};
+use foodseg_engine::{Bus, Relay, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -105,7 +105,7 @@ pub async fn serve(
 
     let tasks = shutdown.child_token();
     let wake = Arc::new(Notify::new());
-    let relay = Relay::new(store.clone(), bus.clone(), RelayConfig::default());
+    let relay = Relay::new(store.clone(), bus.clone(), config.common.relay_config());
     let sweeper = Sweeper {
         models: served_models(&config.common.models_dir),
         store: store.clone(),

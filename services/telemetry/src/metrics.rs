@@ -7,9 +7,10 @@
 //! | metric | type | labels | emitted by |
 //! |---|---|---|---|
 //! | `foodseg_job_transitions_total` | counter | `from`, `to` (job statuses) | whoever performs the transition (worker, sweeper) |
-//! | `foodseg_queue_oldest_queued_seconds` | gauge | — | scheduler (periodic Postgres scan) |
+//! | `foodseg_queue_oldest_queued_seconds` | gauge | `priority` (`interactive`, `bulk`) | scheduler (periodic Postgres scan) |
+//! | `foodseg_queue_depth` | gauge | `priority` | scheduler (periodic Postgres scan) |
 //! | `foodseg_stream_pending_messages` | gauge | `stream`, `consumer` | scheduler (JetStream consumer info) |
-//! | `foodseg_queue_wait_seconds` | histogram | `model` | worker (enqueue → claim) |
+//! | `foodseg_queue_wait_seconds` | histogram | `model`, `priority` | worker (enqueue → claim) |
 //! | `foodseg_worker_stage_seconds` | histogram | `stage` (`claim`, `fetch`, `decode`, `preprocess`, `inference`, `postprocess`, `write`) | worker |
 //! | `foodseg_webhook_attempts_total` | counter | `outcome` (`delivered`, `retry`, `gone`, `failed`) | scheduler |
 //! | `foodseg_sweep_recoveries_total` | counter | `kind` (`lease_expired`, `republished`, `failed_exhausted`) | scheduler |
@@ -30,6 +31,7 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 pub mod names {
     pub const JOB_TRANSITIONS: &str = "foodseg_job_transitions_total";
     pub const QUEUE_OLDEST_QUEUED: &str = "foodseg_queue_oldest_queued_seconds";
+    pub const QUEUE_DEPTH: &str = "foodseg_queue_depth";
     pub const STREAM_PENDING: &str = "foodseg_stream_pending_messages";
     pub const QUEUE_WAIT: &str = "foodseg_queue_wait_seconds";
     pub const WORKER_STAGE: &str = "foodseg_worker_stage_seconds";
@@ -114,8 +116,9 @@ fn describe() {
     metrics::describe_gauge!(
         names::QUEUE_OLDEST_QUEUED,
         Unit::Seconds,
-        "Age of the oldest job still QUEUED (0 when none)."
+        "Age of the oldest job still QUEUED, per priority (0 when none)."
     );
+    metrics::describe_gauge!(names::QUEUE_DEPTH, "Jobs QUEUED, per priority.");
     metrics::describe_gauge!(
         names::STREAM_PENDING,
         "Messages in a JetStream consumer not yet delivered or not yet acknowledged."
@@ -159,9 +162,11 @@ pub fn job_transitions(from: &str, to: &str, count: u64) {
     }
 }
 
-/// Age of the oldest QUEUED job (0 when the queue is empty).
-pub fn queue_oldest_queued(age: Duration) {
-    metrics::gauge!(names::QUEUE_OLDEST_QUEUED).set(age.as_secs_f64());
+/// Jobs QUEUED with `priority`, and the age of the oldest of them (0 when none).
+pub fn queue_by_priority(priority: &str, queued: i64, oldest: Duration) {
+    metrics::gauge!(names::QUEUE_OLDEST_QUEUED, "priority" => priority.to_owned())
+        .set(oldest.as_secs_f64());
+    metrics::gauge!(names::QUEUE_DEPTH, "priority" => priority.to_owned()).set(queued as f64);
 }
 
 /// Pending messages of a JetStream consumer.
@@ -170,9 +175,9 @@ pub fn stream_pending(stream: &str, consumer: &str, pending: u64) {
         .set(pending as f64);
 }
 
-/// Time a job waited between enqueue and claim.
-pub fn queue_wait(model: &str, waited: Duration) {
-    metrics::histogram!(names::QUEUE_WAIT, "model" => model.to_owned())
+/// Time a job of `priority` waited between enqueue and claim.
+pub fn queue_wait(model: &str, priority: &str, waited: Duration) {
+    metrics::histogram!(names::QUEUE_WAIT, "model" => model.to_owned(), "priority" => priority.to_owned())
         .record(waited.as_secs_f64());
 }
 

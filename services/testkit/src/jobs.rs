@@ -19,6 +19,8 @@ pub fn new_job(image_url: &str) -> NewJob {
         trace_id: None,
         traceparent: None,
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     }
 }
 

@@ -71,6 +71,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Micro-batching of each model's inference.
     pub batch: BatchConfig,
+    /// While both lanes of a model have jobs waiting, at least one claim in this many
+    /// goes to a bulk job; the others go to interactive ones (`FOODSEG_BULK_SHARE`,
+    /// default 10).
+    pub bulk_share: u32,
 }
 
 /// How a model's inference gathers jobs into one run.
@@ -176,6 +180,7 @@ impl Config {
                 Duration::from_secs(30),
             )?,
             batch,
+            bulk_share: env.positive_or("FOODSEG_BULK_SHARE", 10)?,
         })
     }
 

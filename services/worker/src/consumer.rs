@@ -1,4 +1,12 @@
-//! Pulling dispatch messages for one model and turning each into a claimed job.
+//! Pulling dispatch messages for one model, interactive lane first, and turning each
+//! into a claimed job.
+//!
+//! Each model has two durable consumers: `worker-<model>` (interactive jobs) and
+//! `worker-bulk-<model>` (bulk jobs). For every free slot the loop asks the lanes without
+//! waiting, in the order [`LaneTurns`] gives: interactive first, except that one claim in
+//! `FOODSEG_BULK_SHARE` goes to a bulk job while both have work. Only when neither has a
+//! message does it wait, on the interactive lane, for at most [`IDLE_WAIT`]; a person's
+//! job is then taken the moment it arrives, and a bulk job within that time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -6,9 +14,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, message::Acker};
 use chrono::Utc;
+use foodseg_engine::domain::LaneTurns;
 use foodseg_engine::message::JobMessage;
 use foodseg_engine::store::ClaimOutcome;
-use foodseg_engine::{Attempt, Backoff, JobId, JobStatus, StoreError};
+use foodseg_engine::{Attempt, Backoff, JobId, JobStatus, Priority, StoreError};
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -20,15 +29,20 @@ use crate::metrics;
 use crate::segment::ModelRuntime;
 use foodseg_engine::error_chain as chain;
 
-/// How long one pull request waits for messages before it is renewed.
-const PULL_WAIT: Duration = Duration::from_secs(5);
+/// How long the loop waits for an interactive job when neither lane has one, before it
+/// looks at the bulk lane again.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
-/// One model's pull loop. Holds a permit of `permits` per job in flight; stops pulling
-/// when `stop` fires. Jobs run on `tracker` and are released when `release` fires.
+/// One model's pull loop over its two lanes. Holds a permit of `permits` per job in
+/// flight; stops pulling when `stop` fires. Jobs run on `tracker` and are released when
+/// `release` fires.
 pub struct ModelConsumer {
     pub ctx: Arc<JobContext>,
     pub runtime: Arc<ModelRuntime>,
-    pub consumer: PullConsumer,
+    pub interactive: PullConsumer,
+    pub bulk: PullConsumer,
+    /// `FOODSEG_BULK_SHARE`.
+    pub bulk_share: u32,
     pub permits: Arc<Semaphore>,
     pub tracker: TaskTracker,
     pub stop: CancellationToken,
@@ -38,9 +52,10 @@ pub struct ModelConsumer {
 impl ModelConsumer {
     pub async fn run(self) {
         let model = self.runtime.name().to_string();
-        tracing::info!(%model, "pulling jobs");
+        tracing::info!(%model, bulk_share = self.bulk_share, "pulling jobs");
         let mut retries =
             Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
+        let mut turns = LaneTurns::new(self.bulk_share);
         loop {
             let first = tokio::select! {
                 p = self.permits.clone().acquire_owned() => match p {
@@ -53,46 +68,115 @@ impl ModelConsumer {
             while let Ok(p) = self.permits.clone().try_acquire_owned() {
                 permits.push(p);
             }
-            let batch = tokio::select! {
-                b = self.consumer.batch().max_messages(permits.len()).expires(PULL_WAIT).messages() => b,
+            // Each lane in turn, without waiting.
+            let mut failed = false;
+            let mut taken = 0;
+            for (i, lane) in turns.order().into_iter().enumerate() {
+                if permits.is_empty() {
+                    break;
+                }
+                // Bulk asked first for its share gets one slot; the rest go by priority.
+                let want = if i == 0 && lane == Priority::Bulk {
+                    1
+                } else {
+                    permits.len()
+                };
+                let fetched = tokio::select! {
+                    f = self.lane(lane).fetch().max_messages(want).messages() => f,
+                    () = self.stop.cancelled() => return self.stopped(&model),
+                };
+                match fetched {
+                    Ok(batch) => {
+                        let n = self.take(batch, lane, &mut permits, &mut turns).await;
+                        taken += n;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%model, lane = %lane, error = %chain(&e), "cannot pull jobs; retrying");
+                        failed = true;
+                    }
+                }
+            }
+            if taken > 0 {
+                retries.reset();
+                continue;
+            }
+            if failed {
+                drop(permits);
+                if retries.wait(&self.stop).await {
+                    continue;
+                }
+                break;
+            }
+            // Neither lane has a job: wait for a person's.
+            let waited = tokio::select! {
+                b = self.interactive.batch().max_messages(permits.len()).expires(IDLE_WAIT).messages() => b,
                 () = self.stop.cancelled() => break,
             };
-            let mut batch = match batch {
-                Ok(b) => {
+            match waited {
+                Ok(batch) => {
                     retries.reset();
-                    b
+                    self.take(batch, Priority::Interactive, &mut permits, &mut turns)
+                        .await;
                 }
                 Err(e) => {
                     tracing::warn!(%model, error = %chain(&e), "cannot pull jobs; retrying");
                     drop(permits);
-                    if retries.wait(&self.stop).await {
-                        continue;
-                    }
-                    break;
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    m = batch.next() => m,
-                    () = self.stop.cancelled() => break,
-                };
-                match next {
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::debug!(%model, error = %e, "pull request ended");
+                    if !retries.wait(&self.stop).await {
                         break;
                     }
-                    Some(Ok(msg)) => match permits.pop() {
-                        Some(permit) => self.dispatch(msg, permit),
-                        None => {
-                            // More messages than asked for: let another pull take it.
-                            let _ = msg.ack_with(AckKind::Nak(None)).await;
-                        }
-                    },
                 }
             }
         }
+        self.stopped(&model)
+    }
+
+    fn stopped(&self, model: &str) {
         tracing::info!(%model, "stopped pulling jobs");
+    }
+
+    fn lane(&self, lane: Priority) -> &PullConsumer {
+        match lane {
+            Priority::Interactive => &self.interactive,
+            Priority::Bulk => &self.bulk,
+        }
+    }
+
+    /// Dispatches the messages of one pull as they arrive, one permit each; returns how
+    /// many. Stops early when the worker stops.
+    async fn take(
+        &self,
+        mut batch: async_nats::jetstream::consumer::pull::Batch,
+        lane: Priority,
+        permits: &mut Vec<OwnedSemaphorePermit>,
+        turns: &mut LaneTurns,
+    ) -> usize {
+        let model = self.runtime.name();
+        let mut taken = 0;
+        loop {
+            let next = tokio::select! {
+                m = batch.next() => m,
+                () = self.stop.cancelled() => break,
+            };
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::debug!(%model, lane = %lane, error = %e, "pull request ended");
+                    break;
+                }
+                Some(Ok(msg)) => match permits.pop() {
+                    Some(permit) => {
+                        turns.took(lane);
+                        taken += 1;
+                        self.dispatch(msg, permit);
+                    }
+                    None => {
+                        // More messages than asked for: let another pull take it.
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    }
+                },
+            }
+        }
+        taken
     }
 
     fn dispatch(&self, msg: jetstream::Message, permit: OwnedSemaphorePermit) {
@@ -170,7 +254,7 @@ async fn handle(
     metrics::transition(JobStatus::Queued, JobStatus::Running);
     if job.attempt == Attempt::FIRST {
         let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
-        foodseg_telemetry::metrics::queue_wait(&job.model_name, waited);
+        foodseg_telemetry::metrics::queue_wait(&job.model_name, job.priority.as_str(), waited);
     }
     // The message's context first (it is the latest hop), else the one stored at enqueue.
     let parent = traceparent.as_deref().or(job.traceparent.as_deref());

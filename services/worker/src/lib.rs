@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use foodseg_engine::Store;
 use foodseg_engine::store::WorkerInfo;
+use foodseg_engine::{Priority, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -113,13 +113,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let max_ack_pending = max_ack_pending(config.concurrency);
     let mut loops = Vec::new();
     for runtime in runtimes {
-        let consumer = bus
-            .job_consumer(runtime.name(), ack_wait, max_ack_pending)
+        let interactive = bus
+            .job_consumer(
+                runtime.name(),
+                Priority::Interactive,
+                ack_wait,
+                max_ack_pending,
+            )
+            .await?;
+        let bulk = bus
+            .job_consumer(runtime.name(), Priority::Bulk, ack_wait, max_ack_pending)
             .await?;
         let model_consumer = ModelConsumer {
             ctx: ctx.clone(),
             runtime,
-            consumer,
+            interactive,
+            bulk,
+            bulk_share: config.bulk_share,
             permits: permits.clone(),
             tracker: tracker.clone(),
             stop: shutdown.clone(),

@@ -83,6 +83,7 @@ async fn ready(depot: &mut Depot, res: &mut Response) -> Json<Health> {
                 message: failed.join("; "),
                 field: None,
                 known_ids: None,
+                items: None,
             }),
         })
     }

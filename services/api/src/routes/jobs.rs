@@ -161,6 +161,8 @@ pub(crate) fn new_job(
         trace_id,
         traceparent,
         owner,
+        priority: foodseg_engine::Priority::Interactive,
+        batch_id: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP routes of the api, one module per area; [`router`] puts them together (the
 //! console is mounted beside them by [`crate::service`]).
 
+mod batches;
 mod docs;
 mod endpoints;
 mod feed;
@@ -30,6 +31,8 @@ pub fn router() -> Router {
         .push(reports::router().hoop(auth::RequireScope::operator()))
         .push(endpoints::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
+        .push(batches::submit_router().hoop(auth::RequireScope::submit_when_required()))
+        .push(batches::batch_router().hoop(auth::RequireScope::reader()))
         .push(feed::router().hoop(auth::RequireScope::reader()));
     docs::with_docs(api)
 }

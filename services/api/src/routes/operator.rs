@@ -113,6 +113,7 @@ impl OperatorError {
                 message: self.to_string(),
                 field: None,
                 known_ids: None,
+                items: None,
             },
         }
     }

@@ -77,6 +77,7 @@ impl UploadError {
                         _ => None,
                     },
                     known_ids: None,
+                    items: None,
                 },
             },
         }

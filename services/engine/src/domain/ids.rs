@@ -96,6 +96,44 @@ impl From<Uuid> for DeliveryId {
     }
 }
 
+/// A batch's id (`POST /v2/jobs`): time-ordered, like job ids.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct BatchId(Uuid);
+
+impl BatchId {
+    pub fn new() -> Self {
+        BatchId(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for BatchId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for BatchId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim()).map(BatchId)
+    }
+}
+
 /// An attempt number (1-based once claimed; 0 before the first claim). Also used for a
 /// job's attempt budget, `max_attempts`: attempt `n` may run while `n <= max_attempts`.
 #[derive(

@@ -52,7 +52,7 @@ pub enum Idempotent {
 
 impl IdempotencyScope {
     /// The scope's `(api_key_id, client_addr)` columns.
-    fn columns(&self) -> (Option<ApiKeyId>, Option<&str>) {
+    pub(super) fn columns(&self) -> (Option<ApiKeyId>, Option<&str>) {
         match self {
             IdempotencyScope::Key(id) => (Some(*id), None),
             IdempotencyScope::Address(addr) => (None, Some(addr.as_str())),

@@ -13,7 +13,8 @@ use super::finish::Finish;
 use super::row::{Job, JobEventRow};
 use super::{Store, StoreError};
 use crate::domain::{
-    ApiKeyId, Attempt, Fence, JobId, JobStatus, RetryPolicy, Transition, next_status,
+    ApiKeyId, Attempt, BatchId, Fence, JobId, JobStatus, Priority, RetryPolicy, Transition,
+    next_status,
 };
 use crate::message::{dispatch_msg_id, redispatch_msg_id};
 
@@ -41,6 +42,10 @@ pub struct NewJob {
     /// The API key the job belongs to: the key that created it, or the key
     /// `FOODSEG_V1_OWNER` names for keyless v1 calls; `None` for no one.
     pub owner: Option<ApiKeyId>,
+    /// The lane it waits in: interactive unless a batch asked for bulk.
+    pub priority: Priority,
+    /// The batch it came in, if any.
+    pub batch_id: Option<BatchId>,
 }
 
 /// What happened when a worker tried to claim a job.
@@ -143,7 +148,7 @@ impl Store {
 
     /// The one statement that writes new jobs, for [`Store::enqueue`] and
     /// [`Store::enqueue_many`].
-    async fn enqueue_many_on<'c>(
+    pub(crate) async fn enqueue_many_on<'c>(
         &self,
         executor: impl sqlx::PgExecutor<'c>,
         jobs: &[NewJob],
@@ -163,24 +168,35 @@ impl Store {
         let owners: Vec<Option<uuid::Uuid>> =
             jobs.iter().map(|j| j.owner.map(|o| o.as_uuid())).collect();
         let msg_ids: Vec<String> = jobs.iter().map(|j| dispatch_msg_id(j.id)).collect();
+        let priorities: Vec<&str> = jobs.iter().map(|j| j.priority.as_str()).collect();
+        let batch_ids: Vec<Option<uuid::Uuid>> = jobs
+            .iter()
+            .map(|j| j.batch_id.map(|b| b.as_uuid()))
+            .collect();
+        // A bulk job's first dispatch message is held for the relay to release in turn
+        // (`held_for` names its owner); every other is published at once.
         let rows = query_job!(
             r#"WITH i AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                                       $6::int4[], $7::text[], $8::text[], $9::text[],
-                                      $13::uuid[], $14::text[])
+                                      $13::uuid[], $14::text[], $15::text[], $16::uuid[])
                    AS i(id, model_id, model_name, image_url, webhook_url, max_attempts,
-                        trace_id, traceparent, actor, owner_key_id, msg_id)),
+                        trace_id, traceparent, actor, owner_key_id, msg_id, priority, batch_id)),
                j AS (
                  INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url,
-                                   message, max_attempts, trace_id, traceparent, owner_key_id)
+                                   message, max_attempts, trace_id, traceparent, owner_key_id,
+                                   priority, batch_id)
                  SELECT id, $10, model_id, model_name, image_url, webhook_url, $11,
-                        max_attempts, trace_id, traceparent, owner_key_id FROM i
+                        max_attempts, trace_id, traceparent, owner_key_id,
+                        priority::job_priority, batch_id FROM i
                  RETURNING *),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor)
                      SELECT j.id, NULL, j.status, j.attempt, i.actor FROM j JOIN i USING (id)),
-               o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
-                     SELECT $12 || j.model_name, i.msg_id, jsonb_build_object('job_id', j.id),
-                            job_trace_headers(j.traceparent)
+               o AS (INSERT INTO outbox (subject, msg_id, payload, headers, held_for)
+                     SELECT job_subject($12, j.priority, j.model_name), i.msg_id,
+                            jsonb_build_object('job_id', j.id), job_trace_headers(j.traceparent),
+                            CASE WHEN j.priority = 'bulk'
+                                 THEN coalesce(j.owner_key_id::text, '') END
                      FROM j JOIN i USING (id))
                SELECT "#,
             r#" FROM j"#,
@@ -195,9 +211,11 @@ impl Store {
             actors as &[&str],
             to as JobStatus,
             MSG_QUEUED,
-            self.subjects.job(""),
+            &self.subjects.prefix,
             &owners as &[Option<uuid::Uuid>],
             &msg_ids,
+            &priorities as &[&str],
+            &batch_ids as &[Option<uuid::Uuid>],
         )
         .fetch_all(executor)
         .await?;
@@ -419,7 +437,7 @@ impl Store {
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
                      SELECT id, $11, status, attempt, $12, $8 FROM q),
                o AS (INSERT INTO outbox (subject, msg_id, payload, headers, not_before)
-                     SELECT $9 || model_name, $10, jsonb_build_object('job_id', id),
+                     SELECT job_subject($9, priority, model_name), $10, jsonb_build_object('job_id', id),
                             job_trace_headers(traceparent), CASE WHEN $5 > 0 THEN not_before END
                      FROM q)
                SELECT "#,
@@ -432,7 +450,7 @@ impl Store {
             r.message,
             r.last_error,
             r.detail,
-            self.subjects.job(""),
+            &self.subjects.prefix,
             redispatch_msg_id(fence.job_id, fence.attempt),
             from as JobStatus,
             actor,

@@ -18,6 +18,7 @@ mod console;
 #[macro_use]
 mod deliveries;
 mod attempts;
+mod batches;
 mod endpoints;
 mod error;
 mod feed;
@@ -34,6 +35,9 @@ mod workers;
 
 pub use api_keys::{ApiKeyRow, CreateKeyError};
 pub use attempts::{EndpointChange, Recorded};
+pub use batches::{
+    BatchCancel, BatchItem, BatchProgress, BatchWrite, CANCELLED_WITH_BATCH, NewBatch,
+};
 pub use console::{
     ConsoleSession, FinishedStats, JobFilter, JobSummary, StateCount, WebhookBacklog,
 };
@@ -48,7 +52,7 @@ pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,
 };
 pub use operator::{Action, CANCELLED_BY_OPERATOR};
-pub use outbox::{OutboxBatch, OutboxRow};
+pub use outbox::{HeldLane, OutboxBatch, OutboxRow};
 pub use redispatch::{DispatchState, REPUBLISH_DETAIL, StaleQueued};
 pub use row::{Job, JobEventRow};
 pub use sweeps::{

@@ -72,7 +72,7 @@ impl Store {
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
                      SELECT id, $5, status, attempt, $7, $8 FROM r),
                o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
-                     SELECT $9 || model_name, $10, jsonb_build_object('job_id', id),
+                     SELECT job_subject($9, priority, model_name), $10, jsonb_build_object('job_id', id),
                             job_trace_headers(traceparent)
                      FROM r)
                SELECT "#,
@@ -85,7 +85,7 @@ impl Store {
             DeliveryStatus::Pending as DeliveryStatus,
             actor,
             detail,
-            self.subjects.job(""),
+            &self.subjects.prefix,
             resubmit_msg_id(job_id),
         )
         .fetch_optional(&self.pool)

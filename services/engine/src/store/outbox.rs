@@ -58,6 +58,21 @@ impl OutboxRow {
 pub struct OutboxBatch {
     tx: Transaction<'static, Postgres>,
     rows: Vec<OutboxRow>,
+    /// Held messages of jobs that are no longer queued: marked done unpublished.
+    dropped: Vec<i64>,
+    /// For a release of held messages: per subject, the owner served last.
+    last_served: Vec<(String, String)>,
+}
+
+/// One bulk lane's share of a release: its subject, how many more messages the stream
+/// may take (`FOODSEG_BULK_WINDOW` minus those waiting), the owner served last, and the
+/// owners with held messages ([`Store::held_lanes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLane {
+    pub subject: String,
+    pub room: i64,
+    pub after: String,
+    pub owners: Vec<String>,
 }
 
 impl OutboxBatch {
@@ -66,7 +81,18 @@ impl OutboxBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && self.dropped.is_empty()
+    }
+
+    /// For a release of held messages: per subject, the owner whose message was
+    /// released last (the next release starts after it).
+    pub fn last_served(&self) -> &[(String, String)] {
+        &self.last_served
+    }
+
+    /// Held messages left unpublished because their job is no longer queued.
+    pub fn dropped(&self) -> usize {
+        self.dropped.len()
     }
 
     /// Marks `published` rows (row id, stream sequence) as published and records an error
@@ -101,6 +127,15 @@ impl OutboxBatch {
             .execute(&mut *self.tx)
             .await?;
         }
+        if !self.dropped.is_empty() {
+            sqlx::query!(
+                r#"UPDATE outbox SET published_at = now(), last_error = 'job no longer queued'
+                   WHERE id = ANY($1)"#,
+                &self.dropped,
+            )
+            .execute(&mut *self.tx)
+            .await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }
@@ -116,20 +151,136 @@ impl Store {
             r#"-- periodic: relay batch
                SELECT id, subject, msg_id, payload, headers, created_at, published_at, attempts,
                     last_error
-             FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())
+             FROM outbox WHERE published_at IS NULL AND held_for IS NULL
+               AND (not_before IS NULL OR not_before <= now())
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"#,
             limit
         )
         .fetch_all(&mut *tx)
         .await?;
-        Ok(OutboxBatch { tx, rows })
+        Ok(OutboxBatch {
+            tx,
+            rows,
+            dropped: Vec::new(),
+            last_served: Vec::new(),
+        })
+    }
+
+    /// The subjects and owners (`held_for`) that have held bulk dispatch messages, in
+    /// order: one index probe per pair, however many messages are held.
+    pub async fn held_lanes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"-- periodic: held lanes
+               WITH RECURSIVE o AS (
+                 (SELECT subject, held_for FROM outbox
+                  WHERE published_at IS NULL AND held_for IS NOT NULL
+                  ORDER BY subject, held_for LIMIT 1)
+                 UNION ALL
+                 SELECT n.subject, n.held_for FROM o CROSS JOIN LATERAL (
+                   SELECT subject, held_for FROM outbox
+                   WHERE published_at IS NULL AND held_for IS NOT NULL
+                     AND (subject, held_for) > (o.subject, o.held_for)
+                   ORDER BY subject, held_for LIMIT 1) n)
+               SELECT subject AS "subject!", held_for AS "held_for!" FROM o"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.subject, r.held_for)).collect())
+    }
+
+    /// Locks held bulk dispatch messages to release: for each lane of `lanes`, up to
+    /// `room` messages, oldest first per owner and its owners taking turns, starting with
+    /// the first owner after `after` (the last one served). Messages whose
+    /// job is no longer queued (cancelled) come in [`OutboxBatch::dropped`]: finishing the
+    /// batch marks them done without publishing them. `None` when another relay is
+    /// releasing right now (one at a time, so the window holds).
+    pub async fn held_batch(&self, lanes: &[HeldLane]) -> Result<Option<OutboxBatch>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_xact_lock(hashtext('foodseg: release held dispatch')) AS "locked!""#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let subjects: Vec<&str> = lanes.iter().map(|l| l.subject.as_str()).collect();
+        let rooms: Vec<i64> = lanes.iter().map(|l| l.room).collect();
+        let afters: Vec<&str> = lanes.iter().map(|l| l.after.as_str()).collect();
+        let (owner_subjects, owners): (Vec<&str>, Vec<&str>) = lanes
+            .iter()
+            .flat_map(|l| l.owners.iter().map(|o| (l.subject.as_str(), o.as_str())))
+            .unzip();
+        let rows = sqlx::query!(
+            r#"-- periodic: held batch
+               WITH l AS (SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[])
+                            AS l(subject, room, after)),
+               o AS (SELECT * FROM UNNEST($4::text[], $5::text[]) AS o(subject, held_for)),
+               c AS (SELECT x.id, o.subject, o.held_for,
+                            row_number() OVER (PARTITION BY o.subject, o.held_for ORDER BY x.id) AS rk
+                     FROM o JOIN l USING (subject) CROSS JOIN LATERAL (
+                       SELECT id FROM outbox
+                       WHERE subject = o.subject AND held_for = o.held_for AND published_at IS NULL
+                       ORDER BY id LIMIT l.room) x),
+               p AS (SELECT c.id, c.n FROM (
+                       SELECT c.*, row_number() OVER (
+                         PARTITION BY c.subject
+                         ORDER BY c.rk, c.held_for <= l.after, c.held_for) AS n
+                       FROM c JOIN l USING (subject)) c JOIN l USING (subject)
+                     WHERE c.n <= l.room)
+               SELECT b.id, b.subject, b.msg_id, b.payload, b.headers, b.created_at,
+                      b.published_at, b.attempts, b.last_error, b.held_for AS "held_for!",
+                      p.n AS "n!",
+                      EXISTS (SELECT 1 FROM jobs j WHERE j.id = b.job_id AND j.status = 'queued')
+                        AS "queued!"
+               FROM outbox b JOIN p ON p.id = b.id
+               ORDER BY b.subject, b.id FOR UPDATE OF b SKIP LOCKED"#,
+            &subjects as &[&str],
+            &rooms,
+            &afters as &[&str],
+            &owner_subjects as &[&str],
+            &owners as &[&str],
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut batch = OutboxBatch {
+            tx,
+            rows: Vec::with_capacity(rows.len()),
+            dropped: Vec::new(),
+            last_served: Vec::new(),
+        };
+        let mut last: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+        for r in rows {
+            let later = last.get(&r.subject).is_none_or(|(n, _)| r.n > *n);
+            if later {
+                last.insert(r.subject.clone(), (r.n, r.held_for));
+            }
+            if !r.queued {
+                batch.dropped.push(r.id);
+                continue;
+            }
+            batch.rows.push(OutboxRow {
+                id: r.id,
+                subject: r.subject,
+                msg_id: r.msg_id,
+                payload: r.payload,
+                headers: r.headers,
+                created_at: r.created_at,
+                published_at: r.published_at,
+                attempts: r.attempts,
+                last_error: r.last_error,
+            });
+        }
+        batch.last_served = last.into_iter().map(|(s, (_, o))| (s, o)).collect();
+        Ok(Some(batch))
     }
 
     /// How many rows are due and wait to be published (not those parked for a backoff).
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
         let n = sqlx::query_scalar!(
             r#"-- periodic: outbox pending
-               SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL AND (not_before IS NULL OR not_before <= now())"#
+               SELECT count(*) AS "n!" FROM outbox WHERE published_at IS NULL AND held_for IS NULL
+                 AND (not_before IS NULL OR not_before <= now())"#
         )
         .fetch_one(self.pool())
         .await?;

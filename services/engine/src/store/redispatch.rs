@@ -85,7 +85,7 @@ impl Store {
                FROM jobs j
                LEFT JOIN LATERAL (
                  SELECT id, published_at, stream_seq FROM outbox
-                 WHERE outbox.job_id = j.id AND outbox.subject = $3 || j.model_name
+                 WHERE outbox.job_id = j.id AND outbox.subject = job_subject($3, j.priority, j.model_name)
                  ORDER BY id DESC LIMIT 1) o ON true
                WHERE j.status = 'queued' AND j.updated_at < now() - make_interval(secs => $2)
                  AND (j.not_before IS NULL OR j.not_before < now() - make_interval(secs => $2))
@@ -95,7 +95,7 @@ impl Store {
                ORDER BY j.updated_at, j.id LIMIT $1"#,
             limit,
             stale_after.as_secs_f64(),
-            self.subjects.job(""),
+            &self.subjects.prefix,
             after_at,
             after_id.map(|id| id.as_uuid()),
         )
@@ -140,11 +140,12 @@ impl Store {
                r AS (
                  UPDATE jobs j SET redispatched_at = now(), redispatches = j.redispatches + 1
                  FROM x WHERE j.id = x.id AND j.status = $6
-                 RETURNING j.id, j.status, j.attempt, j.model_name, j.traceparent, j.redispatches),
+                 RETURNING j.id, j.status, j.attempt, j.priority, j.model_name, j.traceparent,
+                           j.redispatches),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
                      SELECT id, status, status, attempt, $3, $4 FROM r),
                o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
-                     SELECT $5 || r.model_name, m.msg_id, jsonb_build_object('job_id', r.id),
+                     SELECT job_subject($5, r.priority, r.model_name), m.msg_id, jsonb_build_object('job_id', r.id),
                             job_trace_headers(r.traceparent)
                      FROM r JOIN UNNEST($1::uuid[], $7::text[]) AS m(id, msg_id) USING (id))
                SELECT id AS "id!: JobId" FROM r"#,
@@ -152,7 +153,7 @@ impl Store {
             stale_after.as_secs_f64(),
             actor,
             REPUBLISH_DETAIL,
-            self.subjects.job(""),
+            &self.subjects.prefix,
             JobStatus::Queued as JobStatus,
             &msg_ids,
         )

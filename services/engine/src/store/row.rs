@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{ApiKeyId, Attempt, Fence, JobId, JobStatus};
+use crate::domain::{ApiKeyId, Attempt, BatchId, Fence, JobId, JobStatus, Priority};
 
 /// A row of `jobs`: a job as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,10 @@ pub struct Job {
     pub redispatches: i32,
     /// The API key the job belongs to (`None`: no one's, a keyless v1 call).
     pub owner_key_id: Option<ApiKeyId>,
+    /// The lane the job waits in.
+    pub priority: Priority,
+    /// The batch it came in, if any.
+    pub batch_id: Option<BatchId>,
 }
 
 impl Job {
@@ -95,7 +99,9 @@ macro_rules! query_job {
                    started_at AS "started_at?", finished_at AS "finished_at?",
                    processing_time AS "processing_time?",
                    redispatched_at AS "redispatched_at?", redispatches AS "redispatches!",
-                   owner_key_id AS "owner_key_id?: crate::domain::ApiKeyId""#
+                   owner_key_id AS "owner_key_id?: crate::domain::ApiKeyId",
+                   priority AS "priority!: crate::domain::Priority",
+                   batch_id AS "batch_id?: crate::domain::BatchId""#
                 + $after
             $(, $arg)*
         )

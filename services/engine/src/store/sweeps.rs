@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::finish::Finish;
 use super::jobs::Requeue;
 use super::{MSG_QUEUED, Store, StoreError};
-use crate::domain::{Attempt, Fence, JobId, JobStatus, Transition, next_status};
+use crate::domain::{Attempt, Fence, JobId, JobStatus, Priority, Transition, next_status};
 
 /// Why a re-driven job's attempt failed (its `last_error`).
 const WORKER_LOST: &str = "worker lost (lease expired)";
@@ -57,7 +57,8 @@ pub struct ReconciliationReport {
     pub deliveries_failed_24h: i64,
     /// Webhook deliveries pending when the pass ran (the backlog, not the day's).
     pub deliveries_pending: i64,
-    /// Outbox rows unpublished when the pass ran (the backlog, not the day's).
+    /// Outbox rows unpublished when the pass ran (the backlog, not the day's; held bulk
+    /// dispatch messages wait by design and are not counted).
     pub outbox_unpublished: i64,
 }
 
@@ -138,16 +139,30 @@ impl Store {
         Ok(report)
     }
 
-    /// How long the oldest QUEUED job has waited since it was created, if any is queued.
-    pub async fn oldest_queued_age(&self) -> Result<Option<Duration>, StoreError> {
-        let secs = sqlx::query_scalar!(
-            r#"-- periodic: oldest queued
-               SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8
-             FROM jobs WHERE status = 'queued'"#
+    /// Per priority: how many jobs are QUEUED, and how long the oldest of them has
+    /// waited since it was created (zero when none is). Both read the partial index
+    /// `jobs_queued_priority`.
+    pub async fn queue_by_priority(&self) -> Result<Vec<(Priority, i64, Duration)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"-- periodic: queue by priority
+               SELECT p AS "priority!: Priority",
+                      (SELECT count(*) FROM jobs WHERE status = 'queued' AND priority = p)
+                        AS "queued!",
+                      (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM jobs
+                       WHERE status = 'queued' AND priority = p) AS oldest
+               FROM unnest(enum_range(NULL::job_priority)) AS p"#
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)))
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let age = r.oldest.map_or(Duration::ZERO, |s| {
+                    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)
+                });
+                (r.priority, r.queued, age)
+            })
+            .collect())
     }
 
     /// Runs the reconciliation of the UTC day `day` unless another scheduler holds the
@@ -227,7 +242,8 @@ impl Store {
                        WHERE status = 'failed' AND finished_at >= $1 AND finished_at < $2)
                         AS "failed!",
                       (SELECT count(*) FROM deliveries WHERE status = 'pending') AS "pending!",
-                      (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                      (SELECT count(*) FROM outbox
+                       WHERE published_at IS NULL AND held_for IS NULL)
                         AS "outbox_unpublished!""#,
             from,
             until,

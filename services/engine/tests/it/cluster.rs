@@ -44,7 +44,14 @@ async fn r3_streams_lose_no_dispatch_message_when_a_node_is_killed(
     }
 
     // A consumer that records every dispatch message it is given.
-    let consumer = bus.job_consumer("m1", Duration::from_secs(2), 1000).await?;
+    let consumer = bus
+        .job_consumer(
+            "m1",
+            foodseg_engine::Priority::Interactive,
+            Duration::from_secs(2),
+            1000,
+        )
+        .await?;
     let seen = Arc::new(Mutex::new(HashSet::<JobId>::new()));
     let shutdown = CancellationToken::new();
     let consume = {

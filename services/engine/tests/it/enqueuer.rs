@@ -24,6 +24,8 @@ fn new_job(n: usize) -> NewJob {
         traceparent: (!n.is_multiple_of(2))
             .then(|| "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     }
 }
 

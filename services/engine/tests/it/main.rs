@@ -3,6 +3,7 @@
 
 mod cluster;
 mod enqueuer;
+mod lanes;
 mod operator;
 mod plans;
 mod reconcile;

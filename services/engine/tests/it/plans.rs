@@ -28,7 +28,8 @@ const BIG_TABLES: [&str; 7] = [
     "idempotency_keys",
 ];
 
-/// A million jobs over 58 days (one every 5 s, newest first): 2 % queued, 1 % running
+/// A million jobs over 58 days (one every 5 s, newest first): 2 % queued (half of them
+/// bulk, their dispatch messages held in the outbox), 1 % running
 /// (leases valid), 87 % succeeded, 10 % failed, a quarter each owned by two API keys and
 /// half by no one; one event each, 3 in 256 of them a
 /// recovery; a webhook for one job in ten (pending for the last hour's, failed for failed
@@ -57,7 +58,7 @@ VALUES ('00000000-0000-0000-0000-00000000000a', 'client-a', '{submit}', sha256('
        ('00000000-0000-0000-0000-00000000000b', 'client-b', '{submit}', sha256('b'));
 INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, message,
                   max_attempts, attempt, lease_owner, lease_expires_at, created_at, updated_at,
-                  started_at, finished_at, owner_key_id)
+                  started_at, finished_at, owner_key_id, priority)
 SELECT lpad(to_hex(i), 32, '0')::uuid, st, '124096', 'yolov5s-seg-coco',
        'https://img.example.org/' || i, CASE WHEN i % 10 = 0 THEN 'https://hook.example.org/' END,
        'm', 3, CASE WHEN st = 'queued' THEN 0 ELSE 1 END,
@@ -66,7 +67,8 @@ SELECT lpad(to_hex(i), 32, '0')::uuid, st, '124096', 'yolov5s-seg-coco',
        c, c + interval '10 seconds', CASE WHEN st <> 'queued' THEN c + interval '1 second' END,
        CASE WHEN st IN ('succeeded', 'failed') THEN c + interval '10 seconds' END,
        CASE i % 4 WHEN 0 THEN '00000000-0000-0000-0000-00000000000a'::uuid
-                  WHEN 1 THEN '00000000-0000-0000-0000-00000000000b'::uuid END
+                  WHEN 1 THEN '00000000-0000-0000-0000-00000000000b'::uuid END,
+       (CASE WHEN i % 100 = 0 THEN 'bulk' ELSE 'interactive' END)::job_priority
 FROM (SELECT i, now() - i * interval '5 seconds' AS c,
              (CASE WHEN i % 100 < 2 THEN 'queued' WHEN i % 100 < 3 THEN 'running'
                    WHEN i % 100 < 90 THEN 'succeeded' ELSE 'failed' END)::job_status AS st
@@ -89,9 +91,11 @@ FROM (SELECT j.*, (CASE WHEN finished_at > now() - interval '1 hour' THEN 'pendi
 INSERT INTO webhook_endpoints (endpoint) SELECT DISTINCT endpoint FROM deliveries;
 INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code, outcome)
 SELECT id, 1, created_at, 12.5, 200, 'delivered' FROM deliveries;
-INSERT INTO outbox (subject, msg_id, payload, created_at, published_at)
-SELECT 'foodseg.jobs.yolov5s-seg-coco', id::text || '.1', jsonb_build_object('job_id', id),
-       created_at, CASE WHEN status <> 'queued' THEN created_at + interval '1 second' END
+INSERT INTO outbox (subject, msg_id, payload, created_at, published_at, held_for)
+SELECT job_subject('foodseg', priority, model_name), id::text || '.1',
+       jsonb_build_object('job_id', id),
+       created_at, CASE WHEN status <> 'queued' THEN created_at + interval '1 second' END,
+       CASE WHEN status = 'queued' AND priority = 'bulk' THEN coalesce(owner_key_id::text, '') END
 FROM jobs WHERE created_at > now() - interval '14 days';
 INSERT INTO uploads (id, job_id, content_type, filename, bytes, size, created_at, expires_at)
 SELECT id, id, 'image/jpeg', 'dish.jpg', '\xffd8ff'::bytea, 3, created_at,
@@ -176,18 +180,25 @@ fn arguments() -> Vec<(&'static str, String)> {
         ("redrive select", format!("200, '{REDRIVE_DETAIL}', 15")),
         (
             "stale queued with their latest dispatch",
-            "200, 60, 'foodseg.jobs.segment.', NULL, NULL".into(),
+            "200, 60, 'foodseg', NULL, NULL".into(),
         ),
         (
             "republish",
             format!(
                 "'{{00000000-0000-0000-0000-000000000064}}', 60, 'scheduler', \
-                 '{REPUBLISH_DETAIL}', 'foodseg.jobs.segment.', 'queued', '{{x}}'"
+                 '{REPUBLISH_DETAIL}', 'foodseg', 'queued', '{{x}}'"
             ),
         ),
         ("webhook backlog", "'failed'".into()),
         ("expired deliveries", "259200, 200, 'failed', 'x'".into()),
         ("workers purge", "86400".into()),
+        (
+            "held batch",
+            "'{foodseg.jobs.bulk.yolov5s-seg-coco}', '{32}', '{\"\"}', \
+             '{foodseg.jobs.bulk.yolov5s-seg-coco,foodseg.jobs.bulk.yolov5s-seg-coco}', \
+             '{00000000-0000-0000-0000-00000000000a,00000000-0000-0000-0000-00000000000b}'"
+                .into(),
+        ),
     ]
 }
 

@@ -20,6 +20,8 @@ pub(crate) fn new_job() -> NewJob {
         trace_id: None,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     }
 }
 

@@ -23,6 +23,8 @@ fn new_job(webhook: Option<&str>) -> NewJob {
         trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     }
 }
 

@@ -29,6 +29,8 @@ fn new_upload(bytes: &'static [u8], expires_at: DateTime<Utc>) -> (NewJob, NewUp
         trace_id: None,
         traceparent: None,
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

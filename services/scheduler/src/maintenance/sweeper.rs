@@ -265,9 +265,17 @@ impl Sweeper {
     /// Oldest QUEUED age, per-model queue and live workers, the outbox and webhook
     /// backlogs, and JetStream consumer backlogs, as gauges.
     async fn export_lag(&self) {
-        match self.store.oldest_queued_age().await {
-            Ok(age) => foodseg_telemetry::metrics::queue_oldest_queued(age.unwrap_or_default()),
-            Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read queue age"),
+        match self.store.queue_by_priority().await {
+            Ok(lanes) => {
+                for (priority, queued, oldest) in lanes {
+                    foodseg_telemetry::metrics::queue_by_priority(
+                        priority.as_str(),
+                        queued,
+                        oldest,
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %error_chain(&e), "cannot read the queue"),
         }
         if let Err(e) = super::workers::export(&self.store, &self.models).await {
             tracing::debug!(error = %error_chain(&e), "cannot read the worker registry");

@@ -2,7 +2,8 @@
 //! scheduler as processes: `scripts/console_browser.py` (Playwright driving the system
 //! Chromium; both prepared by `scripts/browser-venv.sh`) logs in with a key after a wrong
 //! one is refused, sees the seeded jobs, finds one SVG polygon group per item of a real
-//! fruits.jpg result over the photo, redelivers its webhook and cancels a queued job.
+//! fruits.jpg result over the photo, redelivers its webhook, cancels a queued job and
+//! the rest of a bulk batch.
 //! Screenshots of the overview and the job page land in
 //! `target/tmp/console-screenshots/`.
 
@@ -10,8 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail, ensure};
 use foodseg_api::local::api_key;
-use foodseg_engine::store::CANCELLED_BY_OPERATOR;
-use foodseg_engine::{DeliveryStatus, JobId, JobStatus, Scope, Store};
+use foodseg_engine::store::{CANCELLED_BY_OPERATOR, NewBatch};
+use foodseg_engine::{BatchId, DeliveryStatus, JobId, JobStatus, Priority, Scope, Store};
 use foodseg_testkit::{new_job, wait_until};
 use sqlx::PgPool;
 
@@ -68,6 +69,24 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
     let mut waiting = new_job(&stack.image_url);
     waiting.model_name = "unserved-model".into();
     let queued = store.enqueue(&waiting, "test").await?.id;
+    // A bulk batch for that model: the one to cancel on the Batches page.
+    let batch = BatchId::new();
+    let batch_jobs = (0..2)
+        .map(|_| {
+            let mut job = new_job(&stack.image_url);
+            job.model_name = "unserved-model".into();
+            job.priority = Priority::Bulk;
+            job.batch_id = Some(batch);
+            (job, None)
+        })
+        .collect();
+    let new_batch = NewBatch {
+        id: batch,
+        owner: None,
+        priority: Priority::Bulk,
+        items: batch_jobs,
+    };
+    store.enqueue_batch(&new_batch, "test").await?;
 
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     // Not std's Command: the image server and the webhook endpoint run on this test's
@@ -79,6 +98,7 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
         .args(["--finished", &finished.to_string()])
         .args(["--items", &items.to_string()])
         .args(["--queued", &queued.to_string()])
+        .args(["--batch", &batch.to_string()])
         .arg("--screenshots")
         .arg(&screenshots)
         .output()
@@ -100,7 +120,11 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
         summary["polygons"].as_u64() >= Some(items as u64),
         "{summary}"
     );
-    for shot in ["console-overview.png", "console-job.png"] {
+    for shot in [
+        "console-overview.png",
+        "console-job.png",
+        "console-batches.png",
+    ] {
         let size = std::fs::metadata(screenshots.join(shot))?.len();
         assert!(size > 10_000, "{shot} is {size} bytes");
     }
@@ -113,6 +137,13 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
         store.events(queued).await?.last().map(|e| e.actor.clone()),
         Some("console:ops".to_string())
     );
+    let progress = store.batch(batch, None).await?.context("batch")?;
+    assert_eq!(
+        (progress.failed, progress.remaining()),
+        (2, 0),
+        "{progress:?}"
+    );
+    assert!(progress.cancelled_by.is_some_and(|by| by == "console:ops"));
     let deliveries = store.deliveries(finished).await?;
     assert_eq!(deliveries.len(), 2, "the redelivery is a second delivery");
     assert_ne!(

@@ -62,7 +62,12 @@ fn fake_worker(
     let bus = env.bus.clone();
     tokio::spawn(async move {
         let consumer = bus
-            .job_consumer("test-model", Duration::from_secs(30), 1000)
+            .job_consumer(
+                "test-model",
+                foodseg_engine::Priority::Interactive,
+                Duration::from_secs(30),
+                1000,
+            )
             .await?;
         let mut messages = consumer.messages().await?;
         loop {

@@ -25,6 +25,8 @@ async fn uploaded_job(env: &Env) -> anyhow::Result<JobId> {
         trace_id: None,
         traceparent: None,
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

@@ -14,10 +14,10 @@ fn install_is_idempotent_and_renders_recorded_metrics() {
     metrics::job_transition("queued", "in_progress");
     metrics::job_transition("in_progress", "succeeded");
     metrics::webhook_attempt("delivered");
-    metrics::queue_oldest_queued(Duration::from_secs(42));
+    metrics::queue_by_priority("interactive", 3, Duration::from_secs(42));
     metrics::stream_pending("FOODSEG_JOBS", "worker-m", 7);
     metrics::worker_stage("inference", Duration::from_millis(300));
-    metrics::queue_wait("m", Duration::from_millis(20));
+    metrics::queue_wait("m", "bulk", Duration::from_millis(20));
 
     let text = second.render();
     let has = |line: &str| text.lines().any(|l| l == line);
@@ -33,7 +33,14 @@ fn install_is_idempotent_and_renders_recorded_metrics() {
         has(r#"foodseg_webhook_attempts_total{outcome="delivered"} 1"#),
         "{text}"
     );
-    assert!(has("foodseg_queue_oldest_queued_seconds 42"), "{text}");
+    assert!(
+        has(r#"foodseg_queue_oldest_queued_seconds{priority="interactive"} 42"#),
+        "{text}"
+    );
+    assert!(
+        has(r#"foodseg_queue_depth{priority="interactive"} 3"#),
+        "{text}"
+    );
     assert!(
         has(r#"foodseg_stream_pending_messages{stream="FOODSEG_JOBS",consumer="worker-m"} 7"#),
         "{text}"
@@ -52,7 +59,7 @@ fn install_is_idempotent_and_renders_recorded_metrics() {
         "{text}"
     );
     assert!(
-        has(r#"foodseg_queue_wait_seconds_bucket{model="m",le="0.05"} 1"#),
+        has(r#"foodseg_queue_wait_seconds_bucket{model="m",priority="bulk",le="0.05"} 1"#),
         "{text}"
     );
     assert!(

@@ -5,6 +5,7 @@
 mod args;
 mod common;
 mod e2e;
+mod lanes;
 mod lifecycle;
 mod outage;
 mod redrive;

@@ -123,6 +123,8 @@ async fn a_purged_upload_fails_the_job_at_once(pool: PgPool) -> anyhow::Result<(
         trace_id: None,
         traceparent: None,
         owner: None,
+        priority: Default::default(),
+        batch_id: None,
     };
     let upload = NewUpload {
         id: Uuid::now_v7(),

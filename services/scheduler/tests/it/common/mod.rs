@@ -113,6 +113,8 @@ impl Env {
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             owner: None,
+            priority: Default::default(),
+            batch_id: None,
         };
         Ok(self.store.enqueue(&job, "test").await?)
     }

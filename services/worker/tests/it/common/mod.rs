@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use foodseg_engine::relay::{Relay, RelayConfig};
 use foodseg_engine::store::{Job, NewJob};
-use foodseg_engine::{Attempt, Backoff, Bus, JobId, JobStatus, RetryPolicy, Store, Subjects};
+use foodseg_engine::{
+    Attempt, Backoff, Bus, JobId, JobStatus, Priority, RetryPolicy, Store, Subjects,
+};
 use foodseg_testkit::wait_until;
 use foodseg_worker::Config;
 use sqlx::PgPool;
@@ -103,6 +105,17 @@ impl Env {
 
     /// Enqueues a job the way the api does (job row, event and outbox row in one statement).
     pub async fn enqueue(&self, image_url: &str, max_attempts: i32) -> anyhow::Result<Job> {
+        self.enqueue_in(image_url, max_attempts, Priority::Interactive)
+            .await
+    }
+
+    /// Like [`Env::enqueue`], in the lane of `priority`.
+    pub async fn enqueue_in(
+        &self,
+        image_url: &str,
+        max_attempts: i32,
+        priority: Priority,
+    ) -> anyhow::Result<Job> {
         let job = NewJob {
             id: JobId::new(),
             model_id: MODEL_ID.into(),
@@ -113,6 +126,8 @@ impl Env {
             trace_id: None,
             traceparent: None,
             owner: None,
+            priority,
+            batch_id: None,
         };
         Ok(self.store.enqueue(&job, "test").await?)
     }
