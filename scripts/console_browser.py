@@ -5,16 +5,18 @@ scheduler (see services/scheduler/tests/it/console.rs), with the python of
 scripts/browser-venv.sh:
 
     python scripts/console_browser.py --base http://127.0.0.1:PORT --key fsk_... \
-        --finished JOB_ID --items N --queued JOB_ID --screenshots DIR
+        --finished JOB_ID --items N --queued JOB_ID [--batch BATCH_ID] --screenshots DIR
 
-Steps: a wrong key is refused; the key logs in; the overview shows the models and the
-workers; the job list shows both seeded jobs; the finished job's page draws one SVG group
-per result item, each with its polygon, over the loaded photo (an orange among them), and
-its toggles hide and show items; redelivering adds a delivery; cancelling the queued job
-ends it MFR.Job.ERROR "cancelled by operator"; the Endpoints page lists the webhook
-endpoints, and pausing one by hand and resuming it show in its row and in the events.
-Screenshots of the overview, the job page and the endpoints page go to DIR. Prints a JSON
-summary; exits non-zero with the reason on any failure.
+Steps: a wrong key is refused; the key logs in; the overview shows the queue per
+priority, the models and the workers; the job list shows both seeded jobs; the finished
+job's page names its priority and draws one SVG group per result item, each with its
+polygon, over the loaded photo (an orange among them), and its toggles hide and show
+items; redelivering adds a delivery; cancelling the queued job ends it MFR.Job.ERROR
+"cancelled by operator"; the Endpoints page lists the webhook endpoints, and pausing one
+by hand and resuming it show in its row and in the events; the Batches page renders, and
+with --batch (a batch with queued jobs) its Cancel button cancels what is left of it.
+Screenshots of the overview, the job page, the endpoints page and the batches page go to
+DIR. Prints a JSON summary; exits non-zero with the reason on any failure.
 """
 
 import argparse
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--finished", required=True)
     parser.add_argument("--items", type=int, required=True)
     parser.add_argument("--queued", required=True)
+    parser.add_argument("--batch", help="a batch with queued jobs, to cancel from the page")
     parser.add_argument("--screenshots", required=True, type=Path)
     args = parser.parse_args()
     args.screenshots.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,8 @@ def main() -> None:
         page.click("button[type=submit]")
         expect(page).to_have_url(f"{base}/console")
         expect(page.locator("h1")).to_contain_text("Overview")
+        expect(page.locator("#queue-interactive")).to_contain_text("oldest waiting")
+        expect(page.locator("#queue-bulk")).to_contain_text("oldest waiting")
         expect(page.locator("#models")).to_contain_text("yolov5s-seg-coco")
         expect(page.locator("#workers")).to_contain_text("live")
         page.screenshot(path=str(args.screenshots / "console-overview.png"), full_page=True)
@@ -87,6 +92,7 @@ def main() -> None:
         # The finished job: one SVG group per item, each with a polygon, over the photo.
         page.click(f'a.job-link:has-text("{args.finished}")')
         expect(page.locator("#job-status")).to_have_text("MFR.Job.SUCCESS")
+        expect(page.locator("#job-priority")).to_have_text("interactive")
         groups = page.locator("#overlay g.item")
         expect(groups).to_have_count(args.items)
         for i in range(args.items):
@@ -145,6 +151,24 @@ def main() -> None:
         expect(row.locator("td.state")).to_contain_text("active")
         expect(page.locator("#endpoint-events")).to_contain_text("resumed")
         summary["endpoint_paused_and_resumed"] = endpoint
+
+        # Batches, from the navigation. With a batch given, cancel what is left of it
+        # (the page asks to confirm): its row says cancelled, by the console's key.
+        page.click('nav a[href="/console/batches"]')
+        expect(page).to_have_url(f"{base}/console/batches")
+        expect(page.locator("h1")).to_contain_text("Batches")
+        expect(page.locator("#batches")).to_be_visible()
+        summary["batches_page"] = True
+        if args.batch:
+            row = page.locator(f'#batches tbody tr[data-batch="{args.batch}"]')
+            expect(row.locator("progress")).to_be_attached()
+            row.locator("button.cancel").click()
+            expect(page.locator("#notice")).to_contain_text("Batch cancelled")
+            expect(row.locator("td.state")).to_contain_text("cancelled")
+            expect(row.locator("td.state")).to_contain_text("console:")
+            expect(row.locator("button.cancel")).to_have_count(0)
+            summary["batch_cancelled"] = args.batch
+        page.screenshot(path=str(args.screenshots / "console-batches.png"), full_page=True)
 
         if errors:
             raise SystemExit(f"JavaScript errors on the pages: {errors}")

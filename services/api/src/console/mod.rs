@@ -3,10 +3,12 @@
 //! `operator`. It shows jobs per model and state, timings, the webhook backlog and the
 //! live workers; lists and searches jobs; shows a job's timeline, its deliveries with
 //! every attempt, its trace link and its result drawn over the photo; lets an operator
-//! redeliver a webhook, retry a failed job or cancel a queued one; and shows the webhook
-//! endpoints, pausing and resuming them by hand.
+//! redeliver a webhook, retry a failed job or cancel a queued one; shows the webhook
+//! endpoints, pausing and resuming them by hand; and shows the batches with their
+//! progress, cancelling what is left of one.
 
 mod actions;
+mod batches;
 mod endpoints;
 mod image;
 mod page;
@@ -31,6 +33,11 @@ pub fn router() -> Router {
                 .get(endpoints::list)
                 .push(Router::with_path("pause").post(endpoints::pause))
                 .push(Router::with_path("resume").post(endpoints::resume)),
+        )
+        .push(
+            Router::with_path("batches")
+                .get(batches::list)
+                .push(Router::with_path("{batch_id}/cancel").post(batches::cancel)),
         )
         .push(
             Router::with_path("jobs").get(pages::job_list).push(

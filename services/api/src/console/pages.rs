@@ -8,8 +8,8 @@ use salvo::prelude::*;
 use super::page::{ConsoleError, path_job, render};
 use super::session::session;
 use super::views::{
-    Chrome, DeliveryBlock, EventLine, FilterForm, JobFacts, JobLine, JobPage, JobsPage, ModelRow,
-    OverviewPage, StatsView, WorkerView, items_of, seconds, when,
+    Chrome, DeliveryBlock, EventLine, FilterForm, JobFacts, JobLine, JobPage, JobsPage, LaneView,
+    ModelRow, OverviewPage, StatsView, WorkerView, items_of, seconds, when,
 };
 use crate::paging::{decode_cursor, encode_cursor};
 use crate::request::{ready_state, with_deadline};
@@ -25,8 +25,8 @@ pub(super) fn chrome(depot: &Depot) -> Result<Chrome, ConsoleError> {
     })
 }
 
-/// Jobs per model and state, the last hour's timings and failures, the webhook backlog
-/// and the workers.
+/// The queue per priority lane, jobs per model and state, the last hour's timings and
+/// failures, the webhook backlog and the workers.
 #[handler]
 pub async fn overview(depot: &mut Depot, res: &mut Response) {
     match overview_page(depot).await {
@@ -39,7 +39,8 @@ async fn overview_page(depot: &Depot) -> Result<OverviewPage, ConsoleError> {
     let chrome = chrome(depot)?;
     let state = ready_state(depot)?;
     let store = &state.store;
-    let (counts, stats, backlog, workers, load) = tokio::try_join!(
+    let (lanes, counts, stats, backlog, workers, load) = tokio::try_join!(
+        with_deadline(store.queue_by_priority()),
         with_deadline(store.state_counts()),
         with_deadline(store.finished_stats()),
         with_deadline(store.webhook_backlog()),
@@ -53,6 +54,10 @@ async fn overview_page(depot: &Depot) -> Result<OverviewPage, ConsoleError> {
     Ok(OverviewPage {
         chrome,
         generated: when(Utc::now()),
+        lanes: lanes
+            .into_iter()
+            .map(|(priority, queued, oldest)| LaneView::new(priority, queued, oldest))
+            .collect(),
         models: ModelRow::from_counts(&counts, &live),
         stats: StatsView::from(stats),
         backlog,
@@ -221,6 +226,8 @@ async fn job_page(req: &Request, depot: &Depot) -> Result<JobPage, ConsoleError>
             mfr_status: job.status.mfr_status(),
             model: job.model_name,
             model_id: job.model_id,
+            priority: job.priority.as_str(),
+            batch_id: job.batch_id.map(|b| b.to_string()),
             image_url: foodseg_http::redact::url(&job.image_url).to_string(),
             webhook_url: job
                 .webhook_url

@@ -3,13 +3,14 @@
 //! models they show.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
-use foodseg_engine::JobStatus;
 use foodseg_engine::store::{
     DeliveryView, FinishedStats, JobEventRow, JobSummary, StateCount, WebhookBacklog, WorkerRow,
 };
+use foodseg_engine::{JobStatus, Priority};
 use serde::Deserialize;
 
 /// `2026-11-29 14:35:08 UTC`.
@@ -150,11 +151,34 @@ impl From<WorkerRow> for WorkerView {
     }
 }
 
+/// The jobs waiting in one priority lane.
+pub struct LaneView {
+    pub priority: &'static str,
+    pub queued: i64,
+    /// How long the oldest of them has waited (`–` when none waits).
+    pub oldest: String,
+}
+
+impl LaneView {
+    pub fn new(priority: Priority, queued: i64, oldest: Duration) -> Self {
+        LaneView {
+            priority: priority.as_str(),
+            queued,
+            oldest: if queued == 0 {
+                "–".into()
+            } else {
+                seconds(oldest.as_secs_f64())
+            },
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/overview.html")]
 pub struct OverviewPage {
     pub chrome: Chrome,
     pub generated: String,
+    pub lanes: Vec<LaneView>,
     pub models: Vec<ModelRow>,
     pub stats: StatsView,
     pub backlog: WebhookBacklog,
@@ -363,6 +387,8 @@ pub struct JobFacts {
     pub mfr_status: &'static str,
     pub model: String,
     pub model_id: String,
+    pub priority: &'static str,
+    pub batch_id: Option<String>,
     pub image_url: String,
     pub webhook_url: String,
     pub message: String,
@@ -418,6 +444,14 @@ mod tests {
             assert!(items.is_empty());
             assert_eq!(size, None);
         }
+    }
+
+    #[test]
+    fn an_empty_lane_has_no_oldest_wait() {
+        let lane = LaneView::new(Priority::Bulk, 0, Duration::ZERO);
+        assert_eq!((lane.priority, lane.oldest.as_str()), ("bulk", "–"));
+        let lane = LaneView::new(Priority::Interactive, 3, Duration::from_secs(42));
+        assert_eq!(lane.oldest, "42.0 s");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The api over HTTP against the real Postgres (a database per test) and NATS (streams
 //! per test).
 
+mod batches;
+mod batches_console;
 mod common;
 mod console;
 mod endpoints;
