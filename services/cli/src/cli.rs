@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::batch::Priority;
+
 const ABOUT: &str = "Client for the foodseg food-segmentation service.";
 
 const LONG_ABOUT: &str = "\
@@ -51,7 +53,9 @@ pub enum Command {
     /// Submit every image in a directory and print a summary.
     ///
     /// Files are uploaded or served locally as for `submit` (the local fallback needs
-    /// FOODSEG_URL_ALLOW_CIDRS=127.0.0.0/8 on the API and worker).
+    /// FOODSEG_URL_ALLOW_CIDRS=127.0.0.0/8 on the API and worker). With --base-url, where
+    /// the images are already served, nothing is uploaded: the jobs go in batches of up
+    /// to 1,000 (POST /v2/jobs), bulk by default, and sending the directory again is safe.
     SubmitDir(SubmitDirArgs),
     /// Print a job's current status and items.
     Status(StatusArgs),
@@ -82,7 +86,7 @@ pub struct JobOptions {
     #[arg(long)]
     pub webhook: Option<String>,
 
-    /// Seconds to wait for each job to finish.
+    /// Seconds to wait for each job to finish (`submit-dir --base-url`: for all of them).
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
 }
@@ -112,9 +116,22 @@ pub struct SubmitDirArgs {
     #[command(flatten)]
     pub job: JobOptions,
 
-    /// Jobs in flight at once.
+    /// Jobs in flight at once (with --base-url: status requests at once).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
+
+    /// Where the directory's images are already served over http(s): each file's URL is
+    /// this URL joined with its file name, and nothing is uploaded. The jobs are sent in
+    /// batches of up to 1,000 (POST /v2/jobs), each with an idempotency key made from its
+    /// URL, model and webhook, so sending the directory again replays the same jobs; a
+    /// progress bar follows the batches (GET /v2/batches/{id}, which needs an API key).
+    /// --timeout then bounds the whole run.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// The batches' priority (with --base-url; default bulk).
+    #[arg(long, value_enum, requires = "base_url")]
+    pub priority: Option<Priority>,
 
     /// Write an overlay PNG per successful image into this directory.
     #[arg(long, value_name = "DIR")]
@@ -246,6 +263,47 @@ mod tests {
         assert_eq!(args.compare, Some(PathBuf::from("old")));
         assert_eq!(args.concurrency, 2);
         assert!(Cli::try_parse_from(["foodseg", "eval", "--annotations", "gt.json"]).is_err());
+    }
+
+    #[test]
+    fn parses_submit_dir_with_a_base_url() {
+        let cli = Cli::try_parse_from([
+            "foodseg",
+            "submit-dir",
+            "photos",
+            "--base-url",
+            "https://img.example.org/meals/",
+            "--priority",
+            "interactive",
+            "--timeout",
+            "3600",
+        ])
+        .unwrap();
+        let Command::SubmitDir(args) = cli.command else {
+            panic!("not submit-dir")
+        };
+        assert_eq!(
+            args.base_url.as_deref(),
+            Some("https://img.example.org/meals/")
+        );
+        assert_eq!(args.priority, Some(Priority::Interactive));
+        assert_eq!(args.job.timeout, 3600);
+        // A priority means nothing without batches.
+        assert!(
+            Cli::try_parse_from(["foodseg", "submit-dir", "photos", "--priority", "bulk"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "foodseg",
+                "submit-dir",
+                "photos",
+                "--base-url",
+                "https://h/",
+                "--priority",
+                "urgent"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,14 +1,16 @@
-//! HTTP client for the foodseg API: the v1 contract, and the v2 upload endpoint when the
-//! server has one.
+//! HTTP client for the foodseg API: the v1 contract, the v2 upload endpoint when the
+//! server has one, and v2 batches.
 
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::batch::{BatchAnswer, BatchJob, BatchProgress, Priority, request_body};
 use crate::document::JobDocument;
-use crate::error::CliError;
+use crate::error::{CliError, ItemProblem};
 
 /// Path of the upload endpoint (raw image bytes in the body, `model_id` in the query).
 pub const UPLOAD_PATH: &str = "v2/uploads";
@@ -36,6 +38,9 @@ struct ErrorDetail {
     #[serde(default)]
     code: String,
     message: String,
+    /// The jobs of a refused batch that are wrong (`invalid_items`).
+    #[serde(default)]
+    items: Vec<ItemProblem>,
 }
 
 impl ApiClient {
@@ -106,17 +111,46 @@ impl ApiClient {
         document(res, &url).await
     }
 
-    /// `GET /status/{job_id}`.
-    pub async fn status(&self, job_id: &str) -> Result<JobDocument, CliError> {
-        let mut url = self.url("status")?;
+    /// `path` followed by `id` as one (percent-encoded) path segment.
+    fn url_with_id(&self, path: &str, id: &str) -> Result<Url, CliError> {
+        let mut url = self.url(path)?;
         url.path_segments_mut()
             .map_err(|()| CliError::BadResponse {
                 url: self.base.to_string(),
                 reason: "API URL cannot take a path".into(),
             })?
-            .push(job_id);
+            .push(id);
+        Ok(url)
+    }
+
+    /// `GET /status/{job_id}`.
+    pub async fn status(&self, job_id: &str) -> Result<JobDocument, CliError> {
+        let url = self.url_with_id("status", job_id)?;
         let res = self.send(self.http.get(url.clone()), &url).await?;
         document(res, &url).await
+    }
+
+    /// `POST /v2/jobs`: up to 1,000 jobs in one batch. A batch refused because of some
+    /// of its jobs is [`CliError::InvalidItems`], naming them.
+    pub async fn submit_batch(
+        &self,
+        jobs: &[BatchJob],
+        priority: Priority,
+    ) -> Result<BatchAnswer, CliError> {
+        let url = self.url("v2/jobs")?;
+        let req = self
+            .http
+            .post(url.clone())
+            .json(&request_body(jobs, priority));
+        let res = self.send(req, &url).await?;
+        json_answer(res, &url, "a batch answer").await
+    }
+
+    /// `GET /v2/batches/{batch_id}`: where a batch's jobs stand (always needs a key).
+    pub async fn batch(&self, batch_id: &str) -> Result<BatchProgress, CliError> {
+        let url = self.url_with_id("v2/batches", batch_id)?;
+        let res = self.send(self.http.get(url.clone()), &url).await?;
+        json_answer(res, &url, "a batch's progress").await
     }
 
     /// Whether the API documents the upload endpoint in its OpenAPI (asked before sending
@@ -182,18 +216,7 @@ impl ApiClient {
             url.query_pairs_mut().append_pair("after", cursor);
         }
         let res = self.send(self.http.get(url.clone()), &url).await?;
-        let status = res.status();
-        let bytes = res.bytes().await.map_err(|source| CliError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| CliError::BadResponse {
-            url: url.to_string(),
-            reason: format!("not a page of undelivered webhooks: {e}"),
-        })
+        json_answer(res, &url, "a page of undelivered webhooks").await
     }
 
     /// Sends `req` (with the key, if any). A 429 is retried after the server's
@@ -256,6 +279,16 @@ pub fn documents_upload(spec: &serde_json::Value) -> bool {
 
 /// Reads a job document, or turns an error body into its message.
 async fn document(res: Response, url: &Url) -> Result<JobDocument, CliError> {
+    json_answer(res, url, "a job document").await
+}
+
+/// Reads a JSON answer (`what` names it in the error when it is something else), or turns
+/// an error body into its message.
+async fn json_answer<T: DeserializeOwned>(
+    res: Response,
+    url: &Url,
+    what: &str,
+) -> Result<T, CliError> {
     let status = res.status();
     let bytes = res.bytes().await.map_err(|source| CliError::Unreachable {
         url: url.to_string(),
@@ -266,13 +299,17 @@ async fn document(res: Response, url: &Url) -> Result<JobDocument, CliError> {
     }
     serde_json::from_slice(&bytes).map_err(|e| CliError::BadResponse {
         url: url.to_string(),
-        reason: format!("not a job document: {e}"),
+        reason: format!("not {what}: {e}"),
     })
 }
 
 /// The API's `{"error": {"code", "message"}}` body, or the raw text when it is something else.
 pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
     match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) if !b.error.items.is_empty() => CliError::InvalidItems {
+            message: b.error.message,
+            items: b.error.items,
+        },
         Ok(b) => CliError::Api {
             status: status.as_u16(),
             code: if b.error.code.is_empty() {
@@ -327,6 +364,36 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "API answered 502 (Bad Gateway): upstream down"
+        );
+    }
+
+    #[test]
+    fn refused_batches_name_their_bad_jobs() {
+        let e = api_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            br#"{"error":{"code":"invalid_items","field":"jobs","message":"1 of the jobs is invalid; nothing was written",
+                "items":[{"index":3,"code":"invalid_url","field":"image_url","message":"bad"}]}}"#,
+        );
+        let CliError::InvalidItems { items, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(items[0].index, 3);
+        assert_eq!(items[0].field.as_deref(), Some("image_url"));
+        assert!(e.to_string().contains("nothing was written"), "{e}");
+    }
+
+    #[test]
+    fn batch_routes_take_the_id_as_one_segment() {
+        let c = ApiClient::new("http://h:1/api/").unwrap();
+        assert_eq!(
+            c.url_with_id("v2/batches", "0193f7a0-5c1e")
+                .unwrap()
+                .as_str(),
+            "http://h:1/api/v2/batches/0193f7a0-5c1e"
+        );
+        assert_eq!(
+            c.url_with_id("status", "a/b").unwrap().as_str(),
+            "http://h:1/api/status/a%2Fb"
         );
     }
 

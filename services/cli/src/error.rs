@@ -2,6 +2,17 @@
 
 use std::path::PathBuf;
 
+/// What is wrong with one job of a refused batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ItemProblem {
+    /// The job's place in the batch, from 0.
+    pub index: usize,
+    pub code: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub message: String,
+}
+
 /// A CLI failure. Each variant's message says what happened and, where it can, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -53,6 +64,17 @@ pub enum CliError {
         code: String,
         message: String,
     },
+
+    /// A batch refused because of some of its jobs (`422 invalid_items`): nothing of it
+    /// was written.
+    #[error("API answered 422 (invalid_items): {message}")]
+    InvalidItems {
+        message: String,
+        items: Vec<ItemProblem>,
+    },
+
+    #[error("invalid --base-url {url}: {reason}")]
+    BadBaseUrl { url: String, reason: String },
 
     #[error("{0} webhook(s) not delivered")]
     Undelivered(usize),

@@ -7,6 +7,7 @@ mod overlay;
 mod reconcile;
 mod status;
 mod submit;
+mod submit_batches;
 mod submit_dir;
 
 use crate::cli::{Cli, Command};

@@ -1,4 +1,6 @@
 //! `foodseg submit-dir <dir>`: every image of a directory, a progress bar, a summary.
+//! The images are uploaded (or served locally) one by one; with `--base-url` they are
+//! sent as batches instead ([`super::submit_batches`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +16,16 @@ use crate::picture::{LocalImage, has_image_extension};
 use crate::submit::Submitter;
 use crate::table::{SummaryRow, summary_table};
 
+/// What became of one file: its final job document or why there is none, and the seconds
+/// it took.
+pub(super) type Outcome = (PathBuf, Result<JobDocument, String>, f64);
+
 pub async fn run(client: ApiClient, args: SubmitDirArgs) -> Result<(), CliError> {
+    let base = args
+        .base_url
+        .as_deref()
+        .map(crate::batch::base_url)
+        .transpose()?;
     let files = list_images(&args.dir)?;
     if let Some(dir) = &args.overlay_dir {
         std::fs::create_dir_all(dir).map_err(|source| CliError::WriteFile {
@@ -22,33 +33,52 @@ pub async fn run(client: ApiClient, args: SubmitDirArgs) -> Result<(), CliError>
             source,
         })?;
     }
+    let outcomes = match base {
+        Some(base) => super::submit_batches::run(&client, &args, &base, files).await,
+        None => one_by_one(client, &args, files).await,
+    };
+    report(outcomes, args.json)
+}
+
+/// Each file uploaded (or served locally) and waited for, `--parallel` at a time.
+async fn one_by_one(client: ApiClient, args: &SubmitDirArgs, files: Vec<PathBuf>) -> Vec<Outcome> {
     let submitter = Submitter::new(client, args.job.clone());
-    let bar = ProgressBar::new(files.len() as u64);
+    let bar = progress_bar(files.len());
+    let outcomes = futures::stream::iter(files)
+        .map(|path| {
+            let submitter = &submitter;
+            let bar = &bar;
+            let overlay_dir = args.overlay_dir.as_deref();
+            async move {
+                let started = Instant::now();
+                let result = one(submitter, &path, overlay_dir).await;
+                bar.inc(1);
+                bar.set_message(display_name(&path));
+                let result = result.map_err(|e| e.to_string());
+                (path, result, started.elapsed().as_secs_f64())
+            }
+        })
+        .buffer_unordered(usize::from(args.parallel))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    outcomes
+}
+
+/// The bar both ways of sending show.
+pub(super) fn progress_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar
+}
 
-    let mut outcomes: Vec<(PathBuf, Result<JobDocument, CliError>, f64)> =
-        futures::stream::iter(files)
-            .map(|path| {
-                let submitter = &submitter;
-                let bar = &bar;
-                let overlay_dir = args.overlay_dir.as_deref();
-                async move {
-                    let started = Instant::now();
-                    let result = one(submitter, &path, overlay_dir).await;
-                    bar.inc(1);
-                    bar.set_message(display_name(&path));
-                    (path, result, started.elapsed().as_secs_f64())
-                }
-            })
-            .buffer_unordered(usize::from(args.parallel))
-            .collect()
-            .await;
-    bar.finish_and_clear();
+/// Prints the summary (a table, or a JSON object per file), sorted by file; fails when
+/// any file did not succeed.
+fn report(mut outcomes: Vec<Outcome>, json: bool) -> Result<(), CliError> {
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-
     let total = outcomes.len();
     let mut failed = 0;
     let mut rows = Vec::with_capacity(total);
@@ -59,7 +89,7 @@ pub async fn run(client: ApiClient, args: SubmitDirArgs) -> Result<(), CliError>
         }
         rows.push((row, path));
     }
-    if args.json {
+    if json {
         for (row, path) in &rows {
             let line = serde_json::json!({
                 "file": path.display().to_string(),
@@ -110,24 +140,39 @@ async fn one(
 ) -> Result<JobDocument, CliError> {
     let doc = submitter.submit_file(LocalImage::read(path)?).await?;
     let doc = submitter.wait(doc, |_| {}).await?;
-    if let (Some(dir), Status::Success) = (overlay_dir, doc.status()) {
-        let image = super::overlay::image_for(submitter.client(), &doc, Some(path)).await?;
-        let stem = path
-            .file_stem()
-            .unwrap_or(path.as_os_str())
-            .to_string_lossy();
-        super::overlay::write_overlay(&image, &doc.items()?, &dir.join(format!("{stem}.png")))?;
+    if let Some(dir) = overlay_dir {
+        write_overlay_for(submitter.client(), &doc, path, dir).await?;
     }
     Ok(doc)
 }
 
-fn display_name(path: &Path) -> String {
+/// Draws a successful job's items onto the file `path` into `dir/<stem>.png`; nothing for
+/// another job.
+pub(super) async fn write_overlay_for(
+    client: &ApiClient,
+    doc: &JobDocument,
+    path: &Path,
+    dir: &Path,
+) -> Result<(), CliError> {
+    if doc.status() != Status::Success {
+        return Ok(());
+    }
+    let image = super::overlay::image_for(client, doc, Some(path)).await?;
+    let stem = path
+        .file_stem()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy();
+    super::overlay::write_overlay(&image, &doc.items()?, &dir.join(format!("{stem}.png")))
+}
+
+/// The file's name (the last part of its path).
+pub(super) fn display_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
 }
 
-fn summary_row(path: &Path, result: Result<JobDocument, CliError>, elapsed: f64) -> SummaryRow {
+fn summary_row(path: &Path, result: Result<JobDocument, String>, elapsed: f64) -> SummaryRow {
     let file = display_name(path);
     match result {
         Ok(doc) => {
@@ -151,13 +196,13 @@ fn summary_row(path: &Path, result: Result<JobDocument, CliError>, elapsed: f64)
                 note,
             }
         }
-        Err(e) => SummaryRow {
+        Err(note) => SummaryRow {
             file,
             job_id: "-".into(),
             status: Status::Error.label().into(),
             items: None,
             seconds: None,
-            note: e.to_string(),
+            note,
         },
     }
 }

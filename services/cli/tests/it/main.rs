@@ -6,3 +6,4 @@ mod cocoeval;
 mod eval_against_stack;
 mod front;
 mod reconcile;
+mod submit_dir_batches;
