@@ -76,8 +76,12 @@ bench-e2e *ARGS: ort services
 bench-photos *ARGS: ort services
     "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL' onnxruntime==1.31.1 opencv-python-headless numpy pillow)" scripts/bench_photos.py {{ARGS}}
 
+# A person's job behind a two-key backfill on the real model (waits beside first-in-first-out), and two keys' backfills finishing together.
+bench-lanes *ARGS: ort services
+    cargo run --release -p foodseg-scheduler --example bench_lanes -- {{ARGS}}
+
 # All benchmarks.
-bench: bench-enqueue bench-worker bench-e2e bench-photos
+bench: bench-enqueue bench-worker bench-e2e bench-photos bench-lanes
 
 # Run one service locally (api, worker or scheduler).
 run SERVICE: ort services

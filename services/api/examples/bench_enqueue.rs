@@ -1,10 +1,12 @@
 //! Enqueue benchmark: sustained `POST /enqueue` rate and latency over HTTP on loopback at
-//! fixed concurrency, beside the raw rate of single-row INSERT+COMMIT into the same
-//! Postgres at the same concurrency, measured in the same run.
+//! fixed concurrency, then backfill-sized batches through `POST /v2/jobs` (1,000 bulk jobs
+//! each), beside the raw rate of single-row INSERT+COMMIT into the same Postgres at the
+//! same concurrency, measured in the same run.
 //!
 //! `cargo run --release -p foodseg-api --example bench_enqueue -- [--clients 64]
-//! [--seconds 20] [--requests N] [--pool 64] [--api-pool 16]` (or `BENCH_CLIENTS`,
-//! `BENCH_SECONDS`, `BENCH_REQUESTS`, `BENCH_POOL`, `BENCH_API_POOL`). Uses a fresh database (created, then dropped) on
+//! [--seconds 20] [--requests N] [--pool 64] [--api-pool 16] [--batch-jobs 100000]
+//! [--batch-clients 4]` (or `BENCH_CLIENTS`, `BENCH_SECONDS`, `BENCH_REQUESTS`,
+//! `BENCH_POOL`, `BENCH_API_POOL`; `--batch-jobs 0` skips the batches). Uses a fresh database (created, then dropped) on
 //! `DATABASE_URL`'s server and unique NATS subjects on `NATS_URL`. Every phase is bounded
 //! by time and by request count.
 
@@ -23,7 +25,14 @@ struct Args {
     requests: Option<u64>,
     pool: u32,
     api_pool: u32,
+    /// Jobs sent in batches of [`BATCH`] through `POST /v2/jobs`.
+    batch_jobs: usize,
+    /// Batches in flight at once.
+    batch_clients: usize,
 }
+
+/// Jobs per batch: the most `POST /v2/jobs` takes.
+const BATCH: usize = 1000;
 
 fn args() -> anyhow::Result<Args> {
     let env = |k: &str| std::env::var(k).ok();
@@ -45,6 +54,8 @@ fn args() -> anyhow::Result<Args> {
             .map(|v| v.parse())
             .transpose()?
             .unwrap_or(16),
+        batch_jobs: 100_000,
+        batch_clients: 4,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,11 +66,13 @@ fn args() -> anyhow::Result<Args> {
             "--requests" => a.requests = Some(value()?.parse()?),
             "--pool" => a.pool = value()?.parse()?,
             "--api-pool" => a.api_pool = value()?.parse()?,
+            "--batch-jobs" => a.batch_jobs = value()?.parse()?,
+            "--batch-clients" => a.batch_clients = value()?.parse()?,
             other => anyhow::bail!("unknown flag {other}; see the example's header"),
         }
     }
     anyhow::ensure!(
-        a.clients > 0 && a.seconds > 0 && a.pool > 0 && a.api_pool > 0,
+        a.clients > 0 && a.seconds > 0 && a.pool > 0 && a.api_pool > 0 && a.batch_clients > 0,
         "values must be positive"
     );
     Ok(a)
@@ -70,11 +83,14 @@ struct Phase {
     latencies: Vec<Duration>,
     errors: u64,
     elapsed: Duration,
+    /// Jobs each successful request wrote.
+    jobs_per_request: usize,
 }
 
 impl Phase {
+    /// Jobs (or rows) written per second.
     fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+        (self.latencies.len() * self.jobs_per_request) as f64 / self.elapsed.as_secs_f64()
     }
 
     fn percentile(&self, p: f64) -> Duration {
@@ -87,7 +103,7 @@ impl Phase {
 
     fn print(&self, name: &str) {
         println!(
-            "{name:<22} {:>8} ok {:>4} err  {:>9.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            "{name:<26} {:>8} ok {:>4} err  {:>9.0} jobs/s   p50 {:>8.2} ms   p99 {:>8.2} ms",
             self.latencies.len(),
             self.errors,
             self.rate(),
@@ -143,6 +159,7 @@ where
         latencies,
         errors,
         elapsed,
+        jobs_per_request: 1,
     }
 }
 
@@ -203,6 +220,75 @@ async fn bench_api(args: &Args, pool: PgPool, tb: &TestBus) -> anyhow::Result<Ph
     }
     api.stop().await?;
     Ok(phase)
+}
+
+/// `batch_jobs` bulk jobs in batches of [`BATCH`] from `batch_clients` clients; checks
+/// that every job was written.
+async fn bench_batches(args: &Args, pool: PgPool, tb: &TestBus) -> anyhow::Result<Phase> {
+    let mut parts = api_parts(
+        pool.clone(),
+        tb.subjects.clone(),
+        &tb.url,
+        &repo_models_dir(),
+    )
+    .await?;
+    parts.limits.enqueue = None;
+    let api = start_api_with(parts).await?;
+    let token =
+        foodseg_api::local::api_key(&api.store, "backfill", &[foodseg_engine::Scope::Submit])
+            .await?;
+    let before = jobs_in(&pool).await?;
+    let client = foodseg_http::client()?;
+    let url = api.url("/v2/jobs");
+    let batches = args.batch_jobs.div_ceil(BATCH) as u64;
+    let budget = Args {
+        clients: args.batch_clients,
+        requests: Some(batches),
+        seconds: 3600,
+        ..args.clone()
+    };
+    let mut phase = drive(&budget, move |n| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        async move {
+            let jobs: Vec<serde_json::Value> = (0..BATCH)
+                .map(|i| {
+                    serde_json::json!({
+                        "image_url": format!("https://img.example.org/{n}/{i}.jpg"),
+                        "webhook_url": "https://mfr.example.org/hook",
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "jobs": jobs, "priority": "bulk" }).to_string();
+            match client
+                .post(&url)
+                .bearer_auth(&token)
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(res) => res.status().is_success() && res.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let written = jobs_in(&pool).await? - before;
+    anyhow::ensure!(
+        written == phase.latencies.len() as i64 * BATCH as i64,
+        "{written} jobs written for {} batches",
+        phase.latencies.len()
+    );
+    api.stop().await?;
+    // The rate is in jobs: each request carried a batch.
+    phase.jobs_per_request = BATCH;
+    Ok(phase)
+}
+
+async fn jobs_in(pool: &PgPool) -> anyhow::Result<i64> {
+    // Dynamic SQL: a bench's count, not a service query.
+    Ok(sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(pool)
+        .await?)
 }
 
 async fn bench_raw(args: &Args, pool: PgPool) -> anyhow::Result<Phase> {
@@ -279,11 +365,27 @@ async fn run(args: &Args, admin: &PgConnectOptions, db: &str, tb: &TestBus) -> a
         .connect_with(opts.clone())
         .await?;
     let api = bench_api(args, api_pool.clone(), tb).await?;
+    let batches = if args.batch_jobs > 0 {
+        Some(bench_batches(args, api_pool.clone(), tb).await?)
+    } else {
+        None
+    };
     api_pool.close().await;
     let raw = bench_raw(args, pool.clone()).await?;
     pool.close().await;
     api.print("api POST /enqueue");
+    if let Some(batches) = &batches {
+        batches.print("api POST /v2/jobs (1,000)");
+    }
     raw.print("raw INSERT+COMMIT");
+    if let Some(batches) = &batches {
+        println!(
+            "batches: {} jobs in {:.1} s; {:.1}x the single-call rate",
+            batches.latencies.len() * BATCH,
+            batches.elapsed.as_secs_f64(),
+            batches.rate() / api.rate()
+        );
+    }
     let ratio = api.rate() / raw.rate();
     let p99_ms = api.percentile(0.99).as_secs_f64() * 1e3;
     let verdict = |met: bool| if met { "met" } else { "MISSED" };

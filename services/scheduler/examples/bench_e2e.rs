@@ -8,56 +8,18 @@
 //!
 //! `cargo run --release -p foodseg-scheduler --example bench_e2e -- [--jobs N] [--concurrency C]`
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+#[path = "stack/mod.rs"]
+mod stack;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use foodseg_engine::{Bus, Store, Subjects};
-use salvo::conn::tcp::TcpAcceptor;
-use salvo::prelude::*;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+use stack::{Arrivals, Stack, percentile, verdict, with_throwaway};
 
 const MAX_JOBS: usize = 1000;
 const FIXTURE: &str = "fruits.jpg";
-
-/// When each job's webhook arrived, with the processing time it reported.
-#[derive(Default)]
-struct Arrivals {
-    seen: Mutex<HashMap<String, (Instant, f64)>>,
-    notify: Notify,
-}
-
-struct Hook(Arc<Arrivals>);
-
-#[async_trait]
-impl Handler for Hook {
-    async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        let at = Instant::now();
-        let body = req.payload().await.map(|b| b.to_vec()).unwrap_or_default();
-        let doc = serde_json::from_slice::<String>(&body)
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
-        let Some(doc) = doc else {
-            res.status_code(StatusCode::BAD_REQUEST);
-            return;
-        };
-        let id = doc["job_id"].as_str().unwrap_or_default().to_string();
-        let processing = doc["processing_time"].as_f64().unwrap_or(f64::NAN);
-        if doc["status"] != "MFR.Job.SUCCESS" {
-            eprintln!("job {id} ended {}: {}", doc["status"], doc["message"]);
-        }
-        self.0.seen.lock().unwrap().insert(id, (at, processing));
-        self.0.notify.notify_waiters();
-        res.status_code(StatusCode::OK);
-    }
-}
 
 struct Args {
     jobs: usize,
@@ -90,113 +52,32 @@ fn args() -> anyhow::Result<Args> {
     Ok(out)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    let base_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/foodseg".into());
-    let nats_url = foodseg_testkit::nats_url();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-
-    // A throwaway database and throwaway streams.
-    let db_name = format!("foodseg_bench_{}", Uuid::new_v4().simple());
-    let admin_options: PgConnectOptions =
-        base_url.parse::<PgConnectOptions>()?.database("postgres");
-    let mut admin = admin_options
-        .connect()
-        .await
-        .context("connecting to Postgres")?;
-    // Dynamic SQL: a database name cannot be a bind parameter.
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&mut admin)
+    with_throwaway(|db, nats, subjects| async move {
+        let stack = Stack::start(
+            &db,
+            &nats,
+            &subjects,
+            &[("FOODSEG_WORKER_CONCURRENCY", args.concurrency.to_string())],
+        )
         .await?;
-    let mut db_url = url::Url::parse(&base_url)?;
-    db_url.set_path(&db_name);
-    let subjects = Subjects::with_prefix(&format!(
-        "bench{}",
-        &Uuid::new_v4().simple().to_string()[..8]
-    ));
-
-    let result = run(&args, db_url.as_str(), &nats_url, &subjects, &root).await;
-
-    let bus = Bus::connect(&nats_url, subjects.clone()).await?;
-    for stream in [&subjects.jobs_stream, &subjects.events_stream] {
-        let _ = bus.jetstream().delete_stream(stream).await;
-    }
-    // Dynamic SQL: a database name cannot be a bind parameter.
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE {db_name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
-    result
+        let result = run(&args, &stack).await;
+        stack.stop().await?;
+        result
+    })
+    .await
 }
 
-async fn run(
-    args: &Args,
-    database_url: &str,
-    nats_url: &str,
-    subjects: &Subjects,
-    root: &std::path::Path,
-) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(32)
-        .connect(database_url)
-        .await?;
-    let store = Store::from_pool(pool.clone(), subjects.clone());
-    store.migrate().await?;
-
-    let images =
-        foodseg_testkit::FileServer::serve_dir(root.join("services/pipeline/tests/fixtures"))
-            .await?;
-    let arrivals = Arc::new(Arrivals::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hook_url = format!("http://{}/hook", listener.local_addr()?);
-    let server = Server::new(TcpAcceptor::try_from(listener)?);
-    let stop_hook = server.handle();
-    tokio::spawn(server.serve(Router::with_path("hook").post(Hook(arrivals.clone()))));
-
-    let api = foodseg_api::local::start_api(pool.clone(), subjects.clone(), nats_url).await?;
-    let shutdown = CancellationToken::new();
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", database_url.to_string()),
-        ("NATS_URL", nats_url.to_string()),
-        ("FOODSEG_NATS_PREFIX", subjects.prefix.clone()),
-        (
-            "FOODSEG_MODELS_DIR",
-            root.join("models").display().to_string(),
-        ),
-        ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8".into()),
-        ("FOODSEG_WORKER_ADDR", "off".into()),
-        ("FOODSEG_WORKER_CONCURRENCY", args.concurrency.to_string()),
-        ("FOODSEG_SCHEDULER_ADDR", "off".into()),
-    ]);
-    let env = foodseg_runtime::Env::from_pairs(vars);
-    let worker_config = foodseg_worker::Config::load(&env)?;
-    let worker = tokio::spawn(foodseg_worker::run(worker_config, shutdown.clone()));
-    let scheduler_config = foodseg_scheduler::Config::load(&env)?;
-    let parts = foodseg_scheduler::Parts {
-        store: Store::from_pool(pool.clone(), subjects.clone()),
-        bus: Bus::connect(nats_url, subjects.clone()).await?,
-    };
-    let scheduler = tokio::spawn(foodseg_scheduler::serve(
-        scheduler_config,
-        parts,
-        None,
-        shutdown.clone(),
-    ));
-
+async fn run(args: &Args, stack: &Stack) -> anyhow::Result<()> {
+    let pool = &stack.pool;
     let ctx = Arc::new(Client {
         http: foodseg_http::client()?,
-        enqueue_url: api.url("/enqueue"),
-        image_url: images.url(FIXTURE),
-        hook_url,
-        arrivals,
+        enqueue_url: stack.api.url("/enqueue"),
+        image_url: stack.images.url(FIXTURE),
+        hook_url: stack.hook_url.clone(),
+        arrivals: stack.arrivals.clone(),
     });
 
     // Warm-up: model sessions, connections, consumers.
@@ -239,17 +120,11 @@ async fn run(
            WHERE j.status = 'succeeded' AND j.created_at >= $1"#,
         measured_from
     )
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await?
     .into_iter()
     .map(|r| (r.claim, r.send, r.latency_ms))
     .collect();
-
-    shutdown.cancel();
-    let _ = worker.await?;
-    scheduler.await??;
-    api.stop().await?;
-    stop_hook.stop_graceful(None);
 
     let mut latency: Vec<f64> = samples.iter().map(|(l, _)| l * 1000.0).collect();
     let mut processing: Vec<f64> = samples.iter().map(|(_, p)| p * 1000.0).collect();
@@ -278,7 +153,6 @@ async fn run(
             percentile(v, 0.99)
         );
     }
-    let verdict = |met: bool| if met { "met" } else { "MISSED" };
     let (p50, p99) = (percentile(&overhead, 0.5), percentile(&overhead, 0.99));
     println!(
         "  target: overhead p50 ≤ 25 ms: {p50:.1} ms, {}",
@@ -335,16 +209,10 @@ impl Client {
             .await?;
         let doc: serde_json::Value = res.json().await?;
         let id = doc["job_id"].as_str().context("no job_id")?.to_string();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let notified = self.arrivals.notify.notified();
-            if let Some((at, processing)) = self.arrivals.seen.lock().unwrap().get(&id).copied() {
-                return Ok((at.duration_since(start).as_secs_f64(), processing));
-            }
-            if Instant::now() > deadline {
-                bail!("job {id}: no webhook within 120 s");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-        }
+        let arrival = self.arrivals.wait(&id, Duration::from_secs(120)).await?;
+        Ok((
+            arrival.at.duration_since(start).as_secs_f64(),
+            arrival.processing,
+        ))
     }
 }
