@@ -257,6 +257,13 @@ async fn cancelling_a_batch_ends_its_queued_jobs_and_drops_their_held_messages(
         .await?;
     assert!(waiting.is_empty(), "{waiting:?}");
     assert!(store.held_lanes().await?.is_empty());
+
+    // Retention: the batch goes once its jobs are gone, not before.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    assert_eq!(store.delete_empty_batches(later, 10).await?, 0);
+    assert_eq!(store.delete_finished_jobs(later, 10).await?, 5);
+    assert_eq!(store.delete_empty_batches(later, 10).await?, 1);
+    assert!(store.batch(b.id, None).await?.is_none());
     tb.cleanup().await;
     Ok(())
 }

@@ -29,7 +29,7 @@ const BIG_TABLES: [&str; 7] = [
 ];
 
 /// A million jobs over 58 days (one every 5 s, newest first): 2 % queued (half of them
-/// bulk, their dispatch messages held in the outbox), 1 % running
+/// bulk, their dispatch messages held in the outbox, in a thousand batches), 1 % running
 /// (leases valid), 87 % succeeded, 10 % failed, a quarter each owned by two API keys and
 /// half by no one; one event each, 3 in 256 of them a
 /// recovery; a webhook for one job in ten (pending for the last hour's, failed for failed
@@ -47,7 +47,7 @@ CREATE TEMP TABLE rebuilt AS
   SELECT indexname, indexdef FROM pg_indexes i
   WHERE schemaname = 'public'
     AND tablename IN ('jobs', 'job_events', 'deliveries', 'delivery_attempts', 'outbox',
-                      'uploads', 'idempotency_keys')
+                      'uploads', 'idempotency_keys', 'batches')
     AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname);
 DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT indexname FROM rebuilt LOOP EXECUTE 'DROP INDEX ' || quote_ident(r.indexname); END LOOP;
@@ -56,9 +56,12 @@ SET session_replication_role = replica;
 INSERT INTO api_keys (id, name, scopes, token_hash)
 VALUES ('00000000-0000-0000-0000-00000000000a', 'client-a', '{submit}', sha256('a')),
        ('00000000-0000-0000-0000-00000000000b', 'client-b', '{submit}', sha256('b'));
+INSERT INTO batches (id, priority, size, created_at)
+SELECT lpad(to_hex(b), 32, '0')::uuid, 'bulk', 10, now() - b * interval '1 hour'
+FROM generate_series(1, 1000) AS b;
 INSERT INTO jobs (id, status, model_id, model_name, image_url, webhook_url, message,
                   max_attempts, attempt, lease_owner, lease_expires_at, created_at, updated_at,
-                  started_at, finished_at, owner_key_id, priority)
+                  started_at, finished_at, owner_key_id, priority, batch_id)
 SELECT lpad(to_hex(i), 32, '0')::uuid, st, '124096', 'yolov5s-seg-coco',
        'https://img.example.org/' || i, CASE WHEN i % 10 = 0 THEN 'https://hook.example.org/' END,
        'm', 3, CASE WHEN st = 'queued' THEN 0 ELSE 1 END,
@@ -68,7 +71,8 @@ SELECT lpad(to_hex(i), 32, '0')::uuid, st, '124096', 'yolov5s-seg-coco',
        CASE WHEN st IN ('succeeded', 'failed') THEN c + interval '10 seconds' END,
        CASE i % 4 WHEN 0 THEN '00000000-0000-0000-0000-00000000000a'::uuid
                   WHEN 1 THEN '00000000-0000-0000-0000-00000000000b'::uuid END,
-       (CASE WHEN i % 100 = 0 THEN 'bulk' ELSE 'interactive' END)::job_priority
+       (CASE WHEN i % 100 = 0 THEN 'bulk' ELSE 'interactive' END)::job_priority,
+       CASE WHEN i % 100 = 0 THEN lpad(to_hex((i / 100) % 1000 + 1), 32, '0')::uuid END
 FROM (SELECT i, now() - i * interval '5 seconds' AS c,
              (CASE WHEN i % 100 < 2 THEN 'queued' WHEN i % 100 < 3 THEN 'running'
                    WHEN i % 100 < 90 THEN 'succeeded' ELSE 'failed' END)::job_status AS st

@@ -1,6 +1,7 @@
 //! Retention: finished jobs are deleted `FOODSEG_RETENTION_DAYS` (default 30) after they
 //! finished, with their events, webhook deliveries and attempts, upload and idempotency
-//! key. Jobs whose webhook delivery is still pending are kept until it ends. Runs with
+//! key. Jobs whose webhook delivery is still pending are kept until it ends. Batches go
+//! once none of their jobs is left. Runs with
 //! every sweep, in small batches, so a backlog (retention just switched on, or shortened)
 //! is worked off over several sweeps without long transactions or long locks.
 
@@ -50,6 +51,14 @@ pub async fn purge(
             break;
         }
         tokio::task::yield_now().await;
+    }
+    // Batches older than the cutoff none of whose jobs is left.
+    let batches = store.delete_empty_batches(cutoff, batch).await?;
+    if batches > 0 {
+        tracing::info!(
+            deleted = batches,
+            "batches whose jobs retention deleted are removed"
+        );
     }
     if total > 0 {
         metrics::counter!(JOBS_DELETED_TOTAL).increment(total);
