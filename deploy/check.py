@@ -563,12 +563,14 @@ def nats_names() -> tuple[str, list[str]]:
     prefix = m.group(1) if m else "?"
     R.check('format!("{upper}_JOBS")' in engine.source, "foodseg-engine: jobs stream is no longer <PREFIX>_JOBS")
     R.check('format!("worker-{model_name}")' in engine.source, "foodseg-engine: worker consumers are no longer worker-<model>")
+    R.check('format!("worker-bulk-{model_name}")' in engine.source,
+            "foodseg-engine: bulk-lane consumers are no longer worker-bulk-<model>")
     stream = prefix.upper().replace(".", "_").replace("-", "_") + "_JOBS"
     models = []
     for manifest in glob.glob(os.path.join(ROOT, "models", "*", "model.toml")):
         with open(manifest, "rb") as f:
             models.append(tomllib.load(f)["name"])
-    return stream, [f"worker-{m}" for m in models]
+    return stream, [f"worker-{m}" for m in models] + [f"worker-bulk-{m}" for m in models]
 
 
 def check_keda(scaled: dict[str, dict], worker_deployments: list[str]) -> None:
