@@ -1,6 +1,7 @@
 //! How one model's inference runs are scheduled. Jobs hand their preprocessed input to
 //! the model's [`Batcher`] and get their own outputs back (each job keeps its own fence,
-//! result and failure). Two ways, chosen by configuration:
+//! result and failure). This is inference micro-batching, not the batches of jobs clients
+//! send to `POST /v2/jobs`. Two ways, chosen by configuration:
 //!
 //! - **Batches** (`FOODSEG_BATCH_MAX` > 1, the CUDA default): one run at a time over up
 //!   to `max` inputs — the first waiting one, every other already waiting, and those

@@ -77,7 +77,8 @@ pub struct Config {
     pub bulk_share: u32,
 }
 
-/// How a model's inference gathers jobs into one run.
+/// How a model's inference gathers jobs into one run (inference micro-batching; a batch of
+/// jobs sent to `POST /v2/jobs` is another thing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
     /// Most images in one run (`FOODSEG_BATCH_MAX`; default 4 on CUDA, 1 on CPU, where
