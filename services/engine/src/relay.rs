@@ -10,9 +10,9 @@
 //! Bulk jobs' first dispatch messages are held in the outbox and released a few at a
 //! time: per bulk subject (one per model), only while fewer than `bulk_window` messages
 //! wait on the stream for a worker (those workers hold do not count), and round-robin
-//! over the API keys that own them. The stream thus
-//! never holds a backfill's whole backlog in first-in-first-out order: a key that sends a
-//! batch later gets its turns as soon as it sends it.
+//! over the API keys that own them. The stream thus never holds a backfill's whole
+//! backlog in first-in-first-out order: a key that sends a batch later gets its turns as
+//! soon as it sends it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// Waits between passes after failures.
     pub backoff: Backoff,
-    /// Most bulk dispatch messages waiting on the stream per model
+    /// Most bulk dispatch messages waiting on the stream for a worker, per model
     /// (`FOODSEG_BULK_WINDOW`); 0 releases none.
     pub bulk_window: u32,
     /// Poll interval while held bulk messages wait for room on the stream.
