@@ -1,11 +1,12 @@
-//! `POST /v2/jobs` (a batch of up to 1,000 jobs, interactive or bulk), and a batch's
-//! progress and cancel: `GET /v2/batches/{batch_id}`, `POST /v2/batches/{batch_id}/cancel`.
+//! `POST /v2/jobs` (a batch of up to 1,000 jobs, interactive or bulk), and batches' progress
+//! and cancel: `GET /v2/batches`, `GET /v2/batches/{batch_id}`,
+//! `POST /v2/batches/{batch_id}/cancel`.
 
 use chrono::{DateTime, Utc};
 use foodseg_engine::document::JobDocument;
 use foodseg_engine::store::{BatchCancel, BatchProgress, BatchWrite, NewBatch};
 use foodseg_engine::{ApiKeyId, BatchId, JobId, Priority, Scope};
-use salvo::oapi::extract::PathParam;
+use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::oapi::{self, ToSchema};
 use salvo::prelude::*;
 use serde::Serialize;
@@ -25,11 +26,73 @@ pub fn submit_router() -> Router {
     Router::with_path("v2/jobs").post(submit_batch)
 }
 
-/// A batch's progress and cancel: a key, always (its own batches; operator: all).
+/// Batches, a batch's progress and cancel: a key, always (its own batches; operator:
+/// all).
 pub fn batch_router() -> Router {
-    Router::with_path("v2/batches/{batch_id}")
-        .get(batch_progress)
-        .push(Router::with_path("cancel").post(cancel_batch))
+    Router::with_path("v2/batches").get(list_batches).push(
+        Router::with_path("{batch_id}")
+            .get(batch_progress)
+            .push(Router::with_path("cancel").post(cancel_batch)),
+    )
+}
+
+/// Most batches one `GET /v2/batches` lists.
+const MAX_LISTED: i64 = 200;
+
+/// A list of batches, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(name = "BatchList"))]
+pub struct BatchList {
+    pub batches: Vec<BatchView>,
+}
+
+#[async_trait]
+impl Writer for BatchList {
+    async fn write(self, _req: &mut Request, _depot: &mut Depot, res: &mut Response) {
+        res.render(Json(self));
+    }
+}
+
+impl salvo::oapi::EndpointOutRegister for BatchList {
+    fn register(components: &mut salvo::oapi::Components, operation: &mut salvo::oapi::Operation) {
+        let schema = BatchList::to_schema(components);
+        operation.responses.insert(
+            "200",
+            oapi::Response::new("The newest batches, with their progress")
+                .add_content("application/json", oapi::Content::new(schema)),
+        );
+        crate::error::register_key_answers(components, operation);
+    }
+}
+
+/// The newest batches.
+///
+/// At most `limit` (default 50, at most 200), newest first, each with its progress as
+/// `GET /v2/batches/{batch_id}` answers it. A key with scope `submit` lists the batches
+/// it sent; an operator key lists every batch.
+#[endpoint(tags("v2"), security(("bearer" = [])))]
+async fn list_batches(
+    limit: QueryParam<String, false>,
+    depot: &mut Depot,
+) -> Result<BatchList, ApiError> {
+    let limit = match limit.into_inner() {
+        None => 50,
+        Some(raw) => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LISTED).contains(n))
+            .ok_or_else(|| ApiError::InvalidParameter {
+                param: "limit",
+                reason: format!("must be a whole number from 1 to {MAX_LISTED}"),
+            })?,
+    };
+    let state = ready_state(depot)?;
+    let owner = viewer(depot)?;
+    let batches = with_deadline(state.store.batches(owner, limit)).await?;
+    Ok(BatchList {
+        batches: batches.iter().map(BatchView::from).collect(),
+    })
 }
 
 /// The answer to a batch.

@@ -102,6 +102,17 @@ async fn a_batch_is_queued_in_order_and_its_owner_follows_it(pool: PgPool) -> an
         (StatusCode::NOT_FOUND, Some("batch_not_found"))
     );
 
+    // Listed for its owner and operators, not for another key.
+    let (status, list) = get(&api, "/v2/batches", Some(&owner)).await?;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["batches"][0]["batch_id"], batch["batch_id"]);
+    let (_, list) = get(&api, "/v2/batches?limit=5", Some(&other)).await?;
+    assert_eq!(list["batches"].as_array().map(Vec::len), Some(0), "{list}");
+    let (_, list) = get(&api, "/v2/batches", Some(&operator)).await?;
+    assert_eq!(list["batches"].as_array().map(Vec::len), Some(1), "{list}");
+    let (status, _) = get(&api, "/v2/batches?limit=0", Some(&owner)).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // The same batch again answers the same batch and jobs, writing nothing.
     let before = job_count(&pool).await?;
     let (status, again) = post(&api, "/v2/jobs", Some(&owner), &body).await?;

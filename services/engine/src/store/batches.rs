@@ -280,16 +280,39 @@ impl Store {
         id: BatchId,
         owner: Option<ApiKeyId>,
     ) -> Result<Option<BatchProgress>, StoreError> {
-        let row = sqlx::query_as!(
+        Ok(self.batch_rows(Some(id), owner, 1).await?.pop())
+    }
+
+    /// The newest `limit` batches (of `owner` when given), newest first, with progress.
+    pub async fn batches(
+        &self,
+        owner: Option<ApiKeyId>,
+        limit: i64,
+    ) -> Result<Vec<BatchProgress>, StoreError> {
+        self.batch_rows(None, owner, limit).await
+    }
+
+    /// Batches (the one with `id`, when given; of `owner`, when given), newest first, at
+    /// most `limit`, each with the counts of its jobs per state (`jobs_batch`).
+    async fn batch_rows(
+        &self,
+        id: Option<BatchId>,
+        owner: Option<ApiKeyId>,
+        limit: i64,
+    ) -> Result<Vec<BatchProgress>, StoreError> {
+        let rows = sqlx::query_as!(
             BatchProgress,
-            r#"SELECT b.id AS "id: BatchId", b.owner_key_id AS "owner_key_id: ApiKeyId",
-                      k.name AS "owner_name?", b.priority AS "priority: Priority", b.size,
-                      b.created_at, b.cancelled_at, b.cancelled_by,
+            r#"SELECT b.id AS "id!: BatchId", b.owner_key_id AS "owner_key_id: ApiKeyId",
+                      k.name AS "owner_name?", b.priority AS "priority!: Priority",
+                      b.size AS "size!", b.created_at AS "created_at!", b.cancelled_at,
+                      b.cancelled_by,
                       c.queued AS "queued!", c.running AS "running!", c.succeeded AS "succeeded!",
                       c.failed AS "failed!", c.recent AS "finished_recently!",
                       LEAST(300, EXTRACT(EPOCH FROM now() - b.created_at))::float8 AS "window_seconds!",
                       CASE WHEN c.queued + c.running = 0 THEN c.last END AS "finished_at?"
-               FROM batches b
+               FROM (SELECT * FROM batches
+                     WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR owner_key_id = $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3) b
                LEFT JOIN api_keys k ON k.id = b.owner_key_id
                CROSS JOIN LATERAL (
                  SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
@@ -299,37 +322,14 @@ impl Store {
                         count(*) FILTER (WHERE finished_at > now() - interval '5 minutes') AS recent,
                         max(finished_at) AS last
                  FROM jobs WHERE batch_id = b.id) c
-               WHERE b.id = $1 AND ($2::uuid IS NULL OR b.owner_key_id = $2)"#,
-            id as BatchId,
-            owner as Option<ApiKeyId>,
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row)
-    }
-
-    /// The newest `limit` batches (of `owner` when given), newest first, with progress.
-    pub async fn batches(
-        &self,
-        owner: Option<ApiKeyId>,
-        limit: i64,
-    ) -> Result<Vec<BatchProgress>, StoreError> {
-        let ids = sqlx::query_scalar!(
-            r#"SELECT id AS "id: BatchId" FROM batches
-               WHERE $1::uuid IS NULL OR owner_key_id = $1
-               ORDER BY created_at DESC, id DESC LIMIT $2"#,
+               ORDER BY b.created_at DESC, b.id DESC"#,
+            id as Option<BatchId>,
             owner as Option<ApiKeyId>,
             limit,
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(b) = self.batch(id, None).await? {
-                out.push(b);
-            }
-        }
-        Ok(out)
+        Ok(rows)
     }
 
     /// Cancels what is left of a batch (of `owner` when given): every job still queued
