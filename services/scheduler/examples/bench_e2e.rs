@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use stack::{Arrivals, Stack, percentile, verdict, with_throwaway};
+use stack::{Arrivals, Stack, on_stack, percentile, verdict};
 
 const MAX_JOBS: usize = 1000;
 const FIXTURE: &str = "fruits.jpg";
@@ -55,19 +55,7 @@ fn args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    with_throwaway(|db, nats, subjects| async move {
-        let stack = Stack::start(
-            &db,
-            &nats,
-            &subjects,
-            &[("FOODSEG_WORKER_CONCURRENCY", args.concurrency.to_string())],
-        )
-        .await?;
-        let result = run(&args, &stack).await;
-        stack.stop().await?;
-        result
-    })
-    .await
+    on_stack(args.concurrency, async |stack| run(&args, stack).await).await
 }
 
 async fn run(args: &Args, stack: &Stack) -> anyhow::Result<()> {

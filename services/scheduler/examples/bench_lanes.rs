@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use foodseg_engine::Scope;
 use serde_json::{Value, json};
-use stack::{Stack, percentile, verdict, with_throwaway};
+use stack::{Stack, on_stack, percentile, verdict};
 
 const FIXTURE: &str = "fruits.jpg";
 /// The longest an interactive job may wait beyond its own processing time.
@@ -66,19 +66,7 @@ fn args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    with_throwaway(|db, nats, subjects| async move {
-        let stack = Stack::start(
-            &db,
-            &nats,
-            &subjects,
-            &[("FOODSEG_WORKER_CONCURRENCY", args.concurrency.to_string())],
-        )
-        .await?;
-        let result = run(&args, &stack).await;
-        stack.stop().await?;
-        result
-    })
-    .await
+    on_stack(args.concurrency, async |stack| run(&args, stack).await).await
 }
 
 /// Sends `n` bulk jobs for `token` in batches of up to 1,000; returns their job ids.

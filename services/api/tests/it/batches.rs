@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{json_of, new_key, setup};
+use crate::common::{get_json, new_key, post_json, setup};
 
 async fn post(
     api: &LocalApi,
@@ -16,22 +16,7 @@ async fn post(
     key: Option<&str>,
     body: &Value,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let mut request = foodseg_http::client()?
-        .post(api.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    json_of(request.send().await?).await
-}
-
-async fn get(api: &LocalApi, path: &str, key: Option<&str>) -> anyhow::Result<(StatusCode, Value)> {
-    let mut request = foodseg_http::client()?.get(api.url(path));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    json_of(request.send().await?).await
+    post_json(api, path, key, &body.to_string()).await
 }
 
 fn jobs(n: usize, keyed: bool) -> Vec<Value> {
@@ -81,7 +66,7 @@ async fn a_batch_is_queued_in_order_and_its_owner_follows_it(pool: PgPool) -> an
     }
     let id = batch["batch_id"].as_str().expect("batch id").to_string();
     let path = format!("/v2/batches/{id}");
-    let (status, progress) = get(&api, &path, Some(&owner)).await?;
+    let (status, progress) = get_json(&api, &path, Some(&owner)).await?;
     assert_eq!(status, StatusCode::OK, "{progress}");
     assert_eq!(progress["size"], 3);
     assert_eq!(progress["counts"]["MFR.Job.QUEUED"], 3);
@@ -90,27 +75,33 @@ async fn a_batch_is_queued_in_order_and_its_owner_follows_it(pool: PgPool) -> an
     // Another submitter does not see it; an operator does; no key is refused.
     let other = new_key(&api, &[Scope::Submit]).await?;
     assert_eq!(
-        get(&api, &path, Some(&other)).await?.0,
+        get_json(&api, &path, Some(&other)).await?.0,
         StatusCode::NOT_FOUND
     );
     let operator = new_key(&api, &[Scope::Operator]).await?;
-    assert_eq!(get(&api, &path, Some(&operator)).await?.0, StatusCode::OK);
-    assert_eq!(get(&api, &path, None).await?.0, StatusCode::UNAUTHORIZED);
-    let (status, e) = get(&api, "/v2/batches/not-a-uuid", Some(&owner)).await?;
+    assert_eq!(
+        get_json(&api, &path, Some(&operator)).await?.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_json(&api, &path, None).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, e) = get_json(&api, "/v2/batches/not-a-uuid", Some(&owner)).await?;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("batch_not_found"))
     );
 
     // Listed for its owner and operators, not for another key.
-    let (status, list) = get(&api, "/v2/batches", Some(&owner)).await?;
+    let (status, list) = get_json(&api, "/v2/batches", Some(&owner)).await?;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["batches"][0]["batch_id"], batch["batch_id"]);
-    let (_, list) = get(&api, "/v2/batches?limit=5", Some(&other)).await?;
+    let (_, list) = get_json(&api, "/v2/batches?limit=5", Some(&other)).await?;
     assert_eq!(list["batches"].as_array().map(Vec::len), Some(0), "{list}");
-    let (_, list) = get(&api, "/v2/batches", Some(&operator)).await?;
+    let (_, list) = get_json(&api, "/v2/batches", Some(&operator)).await?;
     assert_eq!(list["batches"].as_array().map(Vec::len), Some(1), "{list}");
-    let (status, _) = get(&api, "/v2/batches?limit=0", Some(&owner)).await?;
+    let (status, _) = get_json(&api, "/v2/batches?limit=0", Some(&owner)).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // The same batch again answers the same batch and jobs, writing nothing.
@@ -139,7 +130,7 @@ async fn a_batch_is_queued_in_order_and_its_owner_follows_it(pool: PgPool) -> an
     );
 
     // The reconciliation feed still answers on GET /v2/jobs.
-    let (status, feed) = get(
+    let (status, feed) = get_json(
         &api,
         "/v2/jobs?updated_since=2026-01-01T00:00:00Z",
         Some(&owner),

@@ -59,6 +59,37 @@ pub async fn json_of(res: reqwest::Response) -> anyhow::Result<(StatusCode, Valu
     Ok((status, res.json().await?))
 }
 
+/// `GET path` with the API key `key`, if any: the answer's status and JSON body.
+pub async fn get_json(
+    api: &LocalApi,
+    path: &str,
+    key: Option<&str>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut request = foodseg_http::client()?.get(api.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    json_of(request.send().await?).await
+}
+
+/// `POST path` with a JSON `body` and the API key `key`, if any: the answer's status and
+/// JSON body.
+pub async fn post_json(
+    api: &LocalApi,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut request = foodseg_http::client()?
+        .post(api.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    json_of(request.send().await?).await
+}
+
 /// A photo of the pipeline's test fixtures.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

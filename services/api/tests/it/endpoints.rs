@@ -11,7 +11,7 @@ use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::common::{json_of, setup};
+use crate::common::{get_json, post_json, setup};
 use crate::console::{csrf_of, page, post_form, session};
 
 /// The endpoint of the webhook URL of [`foodseg_testkit::new_job`]
@@ -19,27 +19,7 @@ use crate::console::{csrf_of, page, post_form, session};
 const ENDPOINT: &str = "https://mfr.example.org:443";
 
 async fn get(api: &LocalApi, key: Option<&str>) -> anyhow::Result<(StatusCode, Value)> {
-    let mut request = foodseg_http::client()?.get(api.url("/endpoints"));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    json_of(request.send().await?).await
-}
-
-async fn post(
-    api: &LocalApi,
-    path: &str,
-    key: Option<&str>,
-    body: &str,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let mut request = foodseg_http::client()?
-        .post(api.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    json_of(request.send().await?).await
+    get_json(api, "/endpoints", key).await
 }
 
 async fn steer(
@@ -49,7 +29,7 @@ async fn steer(
     endpoint: &str,
 ) -> anyhow::Result<(StatusCode, Value)> {
     let body = json!({ "endpoint": endpoint }).to_string();
-    post(api, &format!("/endpoints/{action}"), Some(key), &body).await
+    post_json(api, &format!("/endpoints/{action}"), Some(key), &body).await
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -64,10 +44,10 @@ async fn only_operator_keys_see_and_steer_endpoints(pool: PgPool) -> anyhow::Res
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{error}");
     assert_eq!(get(&api, Some(&submitter)).await?.0, StatusCode::FORBIDDEN);
     for path in ["/endpoints/pause", "/endpoints/resume"] {
-        let (status, error) = post(&api, path, None, &body).await?;
+        let (status, error) = post_json(&api, path, None, &body).await?;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {error}");
         assert_eq!(error["error"]["code"], "unauthorized");
-        let (status, _) = post(&api, path, Some(&submitter), &body).await?;
+        let (status, _) = post_json(&api, path, Some(&submitter), &body).await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
     let (_, listed) = get(&api, Some(&operator)).await?;
@@ -75,7 +55,7 @@ async fn only_operator_keys_see_and_steer_endpoints(pool: PgPool) -> anyhow::Res
     assert!(listed["events"].as_array().unwrap().is_empty(), "{listed}");
 
     for path in ["/endpoints/pause", "/endpoints/resume"] {
-        let (status, answer) = post(&api, path, Some(&operator), &body).await?;
+        let (status, answer) = post_json(&api, path, Some(&operator), &body).await?;
         assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     }
 
@@ -212,7 +192,7 @@ async fn unknown_endpoints_and_bad_bodies_get_clear_refusals(pool: PgPool) -> an
             "invalid_url",
         ),
     ] {
-        let (got, error) = post(&api, "/endpoints/pause", Some(&operator), body).await?;
+        let (got, error) = post_json(&api, "/endpoints/pause", Some(&operator), body).await?;
         assert_eq!(got, status, "{body:.40}: {error}");
         assert_eq!(error["error"]["code"], code, "{body:.40}");
     }

@@ -156,6 +156,27 @@ where
     result
 }
 
+/// Runs `run` on a stack (a throwaway database and streams, the worker at
+/// `concurrency`), stopping the stack after it whatever `run` returned.
+pub async fn on_stack(
+    concurrency: usize,
+    run: impl AsyncFnOnce(&Stack) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    with_throwaway(|db, nats, subjects| async move {
+        let stack = Stack::start(
+            &db,
+            &nats,
+            &subjects,
+            &[("FOODSEG_WORKER_CONCURRENCY", concurrency.to_string())],
+        )
+        .await?;
+        let result = run(&stack).await;
+        stack.stop().await?;
+        result
+    })
+    .await
+}
+
 /// The running stack.
 pub struct Stack {
     pub pool: PgPool,
