@@ -14,11 +14,16 @@ a paused webhook endpoint every 5 s, doubling up to 10 s (FOODSEG_WEBHOOK_PROBE_
 FOODSEG_WEBHOOK_PROBE_MAX_INTERVAL; 30 s and 5 min by default), so that a pause, whether
 the receiver-down fault's or a run of the seeded 500s', costs seconds and not minutes.
 
-A load generator enqueues `--jobs` jobs over HTTP (`POST /enqueue`, each with its own
-`Idempotency-Key`; a call that fails is retried until accepted, and only accepted jobs
-count) at half the throughput measured on the stack first, spread over the run, while
-the faults below are injected one after the other, the stack getting back to ready (and
-running under load for a while) between two:
+A load generator enqueues `--jobs` jobs over HTTP at half the throughput measured on the
+stack first, spread over the run: half of them one at a time (`POST /enqueue`, each with
+its own `Idempotency-Key`), the other half as bulk jobs in batches of 5 (`POST /v2/jobs`,
+`"priority": "bulk"`, each job with its own `idempotency_key`, sent with a `submit` key
+that `foodseg-api keys create` makes once the stack is ready), a batch after every five
+single calls. A call that fails, single or batch, is retried with the same body until
+it is accepted, and only accepted jobs count; singles and batches are sent from two
+threads, so that both kinds meet every outage. The faults below are injected one after the
+other meanwhile, the stack getting back to ready (and running under load for a while)
+between two:
 
   kill -9 of one worker, three times (restarted at once each time); kill -9 of both
   workers (restarted); NATS down (killed, started again after 90 s; 20 s with
@@ -30,16 +35,19 @@ running under load for a while) between two:
   was back; with --cluster, kill -9 of one NATS node (started again after 30 s; 15 s).
 
 Then it waits (with a deadline) until every accepted job has finished and its webhook
-was answered 200, and prints the table: accepted, lost (never finished or never
-delivered), double results (more than one `succeeded` event in `job_events`), jobs that
-ended ERROR (the photos are valid and always served, so each is an outage's doing),
-webhooks received (answered 500; answered 503 while the receiver was down), jobs with
-more than one distinct `webhook-id`, and redispatches (the sum of `jobs.redispatches`:
-dispatch messages the scheduler's sweep republished). It
-exits non-zero when lost, doubles, ERROR jobs, jobs with several webhook ids, jobs whose
-webhook was answered 200 twice or services that exited by themselves are not 0, or
-redispatches exceed 5 % of the accepted jobs; on failure it prints the tails of
-the service logs (all logs are under .demo/chaos/).
+was answered 200, and prints the table: accepted (of them interactive and bulk, by the
+priority Postgres stored), lost (never finished or never delivered), double results (more
+than one `succeeded` event in `job_events`), jobs that ended ERROR (the photos are valid
+and always served, so each is an outage's doing), webhooks received (answered 500;
+answered 503 while the receiver was down), jobs with more than one distinct
+`webhook-id`, and redispatches (the sum of `jobs.redispatches`: dispatch messages the
+scheduler's sweep republished); beside it, each lane's queue wait (`jobs.started_at -
+jobs.created_at`: creation to the latest claim), median and maximum, which shows the
+interactive jobs getting ahead of the bulk ones under the faults. It exits non-zero when
+lost, doubles, ERROR jobs, jobs with several webhook ids, jobs whose webhook was answered
+200 twice, jobs stored in another lane than the one they were sent in or services that
+exited by themselves are not 0, or redispatches exceed 5 % of the accepted jobs; on
+failure it prints the tails of the service logs (all logs are under .demo/chaos/).
 
 Standard library only.
 """
@@ -50,6 +58,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -70,6 +79,7 @@ FAIL_RATE = 0.10
 MAX_REDISPATCH_SHARE = 0.05
 RESTART_S = 8.0
 DRAIN_TIMEOUT_S = 120.0  # how long the drain after a receiver outage is measured
+BATCH = 5  # bulk jobs per `POST /v2/jobs`; a batch follows every BATCH single calls
 T0 = time.monotonic()
 
 
@@ -222,47 +232,111 @@ class Stack:
 
 
 class Load:
-    """Enqueues jobs at a steady rate; a failed call is retried (same Idempotency-Key)
-    until the api accepts it."""
+    """Enqueues jobs at a steady rate, alternately five single calls (`POST /enqueue`) and
+    one batch of five bulk jobs (`POST /v2/jobs`); a failed call is retried with the same
+    body and keys until the api accepts it."""
 
     def __init__(self, api: str, images: str, run_id: str):
         self.api, self.images, self.run_id = api, images, run_id
+        self.token = ""  # the `submit` key's token for `/v2/jobs`, set once the stack is ready
         self.accepted: dict[str, float] = {}
-        self.failed_calls = 0
+        self.bulk: set[str] = set()  # accepted jobs sent as bulk
+        self.batches: set[str] = set()
+        self.failed_calls = {"single": 0, "batch": 0}
+        self.failures: dict[str, int] = {}  # why calls failed: HTTP status or error
         self.sent = 0
         self.lock = threading.Lock()
-        self.thread = None
+        self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
 
-    def enqueue(self, i: int) -> str:
-        body = json.dumps({"image_url": f"{self.images}/{PHOTOS[i % len(PHOTOS)]}", "model_id": None,
-                           "webhook_url": f"{self.images}/webhook"}).encode()
+    def job(self, i: int) -> dict:
+        return {"image_url": f"{self.images}/{PHOTOS[i % len(PHOTOS)]}", "model_id": None,
+                "webhook_url": f"{self.images}/webhook"}
+
+    def key(self, i: int) -> str:
+        return f"chaos-{self.run_id}-{i}"
+
+    def post(self, kind: str, path: str, body: dict, headers: dict, accept):
+        """POSTs `body` until the api answers 200 and `accept` takes its answer (returns
+        what `accept` returned; None when stopping)."""
+        data = json.dumps(body).encode()
         while not self.stopping.is_set():
-            req = urllib.request.Request(f"{self.api}/enqueue", data=body, method="POST", headers={
-                "Content-Type": "application/json", "Idempotency-Key": f"chaos-{self.run_id}-{i}"})
+            req = urllib.request.Request(f"{self.api}{path}", data=data, method="POST",
+                                         headers=dict(headers, **{"Content-Type": "application/json"}))
             try:
                 with urllib.request.urlopen(req, timeout=10) as r:
-                    job_id = json.loads(r.read())["job_id"]
+                    return accept(json.loads(r.read()))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                if isinstance(e, urllib.error.HTTPError):
+                    why = str(e.code)
+                elif isinstance(e, urllib.error.URLError):
+                    why = type(e.reason).__name__ if not isinstance(e.reason, str) else e.reason
+                else:
+                    why = type(e).__name__
                 with self.lock:
-                    self.accepted[job_id] = time.monotonic()
-                return job_id
-            except (OSError, ValueError, KeyError):
-                with self.lock:
-                    self.failed_calls += 1
+                    self.failed_calls[kind] += 1
+                    self.failures[why] = self.failures.get(why, 0) + 1
                 self.stopping.wait(0.5)
-        return ""
+        return None
+
+    def enqueue(self, i: int) -> str:
+        def accept(answer) -> str:
+            job_id = answer["job_id"]
+            with self.lock:
+                self.accepted[job_id] = time.monotonic()
+            return job_id
+
+        return self.post("single", "/enqueue", self.job(i), {"Idempotency-Key": self.key(i)}, accept) or ""
+
+    def submit_batch(self, indices: range) -> list[str]:
+        body = {"priority": "bulk", "jobs": [dict(self.job(i), idempotency_key=self.key(i)) for i in indices]}
+
+        def accept(answer) -> list[str]:
+            ids = [job["job_id"] for job in answer["jobs"]]
+            if len(ids) != len(indices) or answer["priority"] != "bulk":
+                raise ValueError(f"batch answered {len(ids)} jobs of priority {answer['priority']!r}")
+            now = time.monotonic()
+            with self.lock:
+                self.batches.add(answer["batch_id"])
+                for job_id in ids:
+                    self.accepted[job_id] = now
+                    self.bulk.add(job_id)
+            return ids
+
+        return self.post("batch", "/v2/jobs", body, {"Authorization": f"Bearer {self.token}"}, accept) or []
 
     def start(self, count: int, rate: float) -> None:
-        def run():
-            begin = time.monotonic()
-            for i in range(count):
-                if self.stopping.wait(max(0.0, begin + i / rate - time.monotonic())):
-                    return
-                self.enqueue(self.sent)
-                self.sent += 1
+        """Jobs first..first+count, job i due at i / rate: in every ten, five single calls
+        then one batch of five, sent at its first job's time. Singles and batches go
+        from two threads, so that a call retried through an outage holds up only its own
+        kind and both kinds meet every outage."""
+        first = self.sent
+        self.sent = first + count
+        begin = time.monotonic()
 
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
+        def due(i: int) -> bool:
+            """Waits until job i is due; False when stopping."""
+            return not self.stopping.wait(max(0.0, begin + i / rate - time.monotonic()))
+
+        def singles():
+            for i in range(count):
+                if (i // BATCH) % 2 == 0:
+                    if not due(i):
+                        return
+                    self.enqueue(first + i)
+
+        def batches():
+            for i in range(BATCH, count, 2 * BATCH):
+                if not due(i):
+                    return
+                self.submit_batch(range(first + i, first + min(i + BATCH, count)))
+
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (singles, batches)]
+        for t in self.threads:
+            t.start()
+
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
 
     def count(self) -> int:
         with self.lock:
@@ -277,6 +351,16 @@ def wait_until(what: str, check, timeout: float, stack: Stack, poll: float = 1.0
             return
         time.sleep(poll)
     raise SystemExit(f"chaos: timed out after {timeout:.0f} s waiting for {what}")
+
+
+def create_key(api_binary: Path, env: dict) -> str:
+    """A `submit` key for `POST /v2/jobs`, made by the api binary's `keys create` in the
+    stack's database; returns its token."""
+    out = subprocess.run([str(api_binary), "keys", "create", "--name", "chaos-bulk", "--scope", "submit"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise SystemExit(f"chaos: foodseg-api keys create failed with {out.returncode}:\n{out.stderr}")
+    return out.stdout.strip()
 
 
 # --- the faults ----------------------------------------------------------------------------
@@ -393,10 +477,19 @@ def faults(stack: Stack, receiver: Receiver, args) -> list[tuple[str, object]]:
 # --- the count -------------------------------------------------------------------------------
 
 
-def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str, object, str]], bool]:
+def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str, object, str]], dict, bool]:
+    """The table's rows, each lane's queue waits (priority -> seconds) and whether every
+    criterion is met."""
     q = lambda sql: stack.pg.psql("foodseg", sql)  # noqa: E731
     accepted = set(load.accepted)
-    status = {row[0]: row[1] for row in q("SELECT id, status FROM jobs")}
+    jobs = {row[0]: row[1:] for row in q(
+        "SELECT id, status, priority, extract(epoch FROM started_at - created_at) FROM jobs")}
+    status = {j: row[0] for j, row in jobs.items()}
+    lane = {j: row[1] for j, row in jobs.items()}
+    waits: dict[str, list[float]] = {"interactive": [], "bulk": []}
+    for j in accepted:
+        if j in jobs and jobs[j][2]:
+            waits.setdefault(jobs[j][1], []).append(float(jobs[j][2]))
     calls, delivered = receiver.snapshot()
     unfinished = {j for j in accepted if status.get(j) not in ("succeeded", "failed")}
     undelivered = accepted - delivered
@@ -418,10 +511,20 @@ def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str,
     redrives = int(q("SELECT count(*) FROM job_events WHERE detail LIKE 'redrive:%'")[0][0])
     answered_500 = sum(1 for c in calls if c[2] == 500)
     answered_503 = sum(1 for c in calls if c[2] == 503)
+    bulk = {j for j in accepted if lane.get(j) == "bulk"}
+    interactive = {j for j in accepted if lane.get(j) == "interactive"}
+    # A bulk job stored in another lane, or a single one stored as bulk.
+    wrong_lane = {j for j in accepted if lane.get(j) != ("bulk" if j in load.bulk else "interactive")}
     n = max(len(accepted), 1)
     limit = MAX_REDISPATCH_SHARE * n
+    failed = sum(load.failed_calls.values())
+    why = ", ".join(f"{k} x{v}" for k, v in sorted(load.failures.items(), key=lambda kv: -kv[1]))
     rows = [
-        ("accepted", len(accepted), f"{load.failed_calls} enqueue calls failed and were retried"),
+        ("accepted", len(accepted), f"{failed} calls failed and were retried"
+                                    + (f" ({why})" if why else "")),
+        ("  interactive", len(interactive), f"POST /enqueue; {load.failed_calls['single']} calls retried"),
+        ("  bulk", len(bulk), f"POST /v2/jobs, {len(load.batches)} batches; "
+                              f"{load.failed_calls['batch']} calls retried"),
         ("lost", len(lost), f"never finished {len(unfinished)}, never delivered {len(undelivered)}"),
         ("double results", len(doubles), "jobs with more than one succeeded event"),
         ("ended ERROR (outage)", len(error_jobs), "; ".join(sorted({e[1] for e in error_jobs}))[:200]),
@@ -429,15 +532,29 @@ def count(stack: Stack, load: Load, receiver: Receiver) -> tuple[list[tuple[str,
                                           f"{len(delivered)} jobs delivered"),
         (">1 webhook id", len(several_ids), "jobs whose calls carried different webhook-id headers"),
         ("delivered 200 twice", len(twice), "jobs whose webhook was answered 200 more than once"),
+        ("wrong lane", len(wrong_lane), "jobs stored with another priority than they were sent with"),
         ("redispatches", redispatches, f"{redispatches / n:.1%} of accepted (limit {MAX_REDISPATCH_SHARE:.0%})"),
         ("redrives", redrives, "jobs re-queued after their worker was lost (not a criterion)"),
         ("unexpected exits", len(stack.unexpected), ", ".join(stack.unexpected)),
     ]
-    ok = (not lost and not doubles and not error_jobs and not several_ids and not twice
+    ok = (not lost and not doubles and not error_jobs and not several_ids and not twice and not wrong_lane
           and not stack.unexpected and redispatches <= limit)
     for job in sorted(lost)[:10]:
-        log(f"lost job {job}: status {status.get(job, 'absent')}, delivered {job in delivered}")
-    return rows, ok
+        log(f"lost job {job} ({lane.get(job, '?')}): status {status.get(job, 'absent')}, "
+            f"delivered {job in delivered}")
+    for job in sorted(wrong_lane)[:10]:
+        log(f"job {job} sent {'bulk' if job in load.bulk else 'interactive'}, stored {lane.get(job, 'absent')}")
+    return rows, waits, ok
+
+
+def print_waits(waits: dict[str, list[float]]) -> None:
+    """Each lane's queue wait: creation to claim (`jobs.started_at - created_at`)."""
+    print("queue wait, creation to claim (jobs.started_at - created_at):")
+    for lane in ("interactive", "bulk"):
+        w = waits.get(lane) or []
+        if w:
+            print(f"  {lane:<12} {len(w):>5} jobs  median {statistics.median(w):6.2f} s  max {max(w):7.2f} s")
+    print()
 
 
 def print_redispatches(stack: Stack, timeline: list[tuple[str, float]]) -> None:
@@ -548,6 +665,8 @@ def main() -> int:
         log("JetStream streams and their replicas: " + ", ".join(f"{k} {v}" for k, v in sorted(streams.items())))
     api = f"http://127.0.0.1:{api_port}"
     load = Load(api, images, uuid.uuid4().hex[:8])
+    load.token = create_key(target / "foodseg-api", env)
+    log("created the submit key the bulk batches are sent with")
     # Throughput of this machine, so the load stays under it (a backlog alone would make
     # queued jobs look stale to the sweep).
     calibration = 12 if args.short else 24
@@ -562,8 +681,8 @@ def main() -> int:
     span = args.jobs / rate
     # Each fault also takes a few seconds of restarts and readiness checks.
     gap = max(min_gap, (span - outages - RESTART_S * len(plan)) / (len(plan) + 1))
-    log(f"throughput {throughput:.2f} jobs/s; enqueuing {args.jobs} jobs at {rate:.2f}/s over ~{span:.0f} s, "
-        f"{len(plan)} faults {gap:.0f} s apart")
+    log(f"throughput {throughput:.2f} jobs/s; enqueuing {args.jobs} jobs at {rate:.2f}/s over ~{span:.0f} s "
+        f"(half of them bulk, in batches of {BATCH}), {len(plan)} faults {gap:.0f} s apart")
     load.start(args.jobs, rate)
 
     timeline = [("before the first fault", time.time())]
@@ -577,7 +696,7 @@ def main() -> int:
         log(f"recovered from {name}: every service ready {took:.1f} s after it ended")
     time.sleep(gap)
 
-    wait_until("the load generator to have every job accepted", lambda: not load.thread.is_alive(),
+    wait_until("the load generator to have every job accepted", lambda: not load.running(),
                deadline, stack)
     log(f"all {load.count()} jobs accepted; waiting for every job to finish and its webhook to be delivered")
     wait_end = time.monotonic() + deadline
@@ -589,8 +708,9 @@ def main() -> int:
         time.sleep(2)
     else:
         log(f"deadline: {len(missing)} jobs without a delivered webhook")
-    rows, ok = count(stack, load, receiver)
+    rows, waits, ok = count(stack, load, receiver)
     print_table(rows)
+    print_waits(waits)
     print_redispatches(stack, timeline)
     print_receiver_outages(receiver)
     if not ok:
@@ -599,7 +719,7 @@ def main() -> int:
         log("FAILED: a criterion above is not met")
         return 1
     log("passed: nothing lost, nothing doubled, no outage errors, one webhook id and one delivery per job, "
-        "no service exited by itself, few redispatches")
+        "every job in the lane it was sent in, no service exited by itself, few redispatches")
     return 0
 
 
