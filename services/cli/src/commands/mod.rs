@@ -1,6 +1,7 @@
 //! One function per subcommand; each writes its results to stdout and returns an error
 //! for the exit status.
 
+mod dir_files;
 mod eval;
 mod json;
 mod overlay;

@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use tokio::time::Instant;
 use url::Url;
 
-use super::submit_dir::{Outcome, display_name, progress_bar, write_overlay_for};
+use super::dir_files::{Outcome, display_name, progress_bar, write_overlay_for};
 use crate::backoff::Backoff;
 use crate::batch::{BatchJob, BatchProgress, MAX_JOBS, Priority, file_url};
 use crate::cli::SubmitDirArgs;

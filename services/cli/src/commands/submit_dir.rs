@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use super::dir_files::{Outcome, display_name, progress_bar, write_overlay_for};
 use crate::cli::SubmitDirArgs;
 use crate::client::ApiClient;
 use crate::document::{JobDocument, Status};
@@ -15,10 +15,6 @@ use crate::error::CliError;
 use crate::picture::{LocalImage, has_image_extension};
 use crate::submit::Submitter;
 use crate::table::{SummaryRow, summary_table};
-
-/// What became of one file: its final job document or why there is none, and the seconds
-/// it took.
-pub(super) type Outcome = (PathBuf, Result<JobDocument, String>, f64);
 
 pub async fn run(client: ApiClient, args: SubmitDirArgs) -> Result<(), CliError> {
     let base = args
@@ -63,16 +59,6 @@ async fn one_by_one(client: ApiClient, args: &SubmitDirArgs, files: Vec<PathBuf>
         .await;
     bar.finish_and_clear();
     outcomes
-}
-
-/// The bar both ways of sending show.
-pub(super) fn progress_bar(len: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 /// Prints the summary (a table, or a JSON object per file), sorted by file; fails when
@@ -144,32 +130,6 @@ async fn one(
         write_overlay_for(submitter.client(), &doc, path, dir).await?;
     }
     Ok(doc)
-}
-
-/// Draws a successful job's items onto the file `path` into `dir/<stem>.png`; nothing for
-/// another job.
-pub(super) async fn write_overlay_for(
-    client: &ApiClient,
-    doc: &JobDocument,
-    path: &Path,
-    dir: &Path,
-) -> Result<(), CliError> {
-    if doc.status() != Status::Success {
-        return Ok(());
-    }
-    let image = super::overlay::image_for(client, doc, Some(path)).await?;
-    let stem = path
-        .file_stem()
-        .unwrap_or(path.as_os_str())
-        .to_string_lossy();
-    super::overlay::write_overlay(&image, &doc.items()?, &dir.join(format!("{stem}.png")))
-}
-
-/// The file's name (the last part of its path).
-pub(super) fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn summary_row(path: &Path, result: Result<JobDocument, String>, elapsed: f64) -> SummaryRow {
