@@ -231,7 +231,7 @@ mod tests {
         // the CLI replays too.
         assert_eq!(
             idempotency_key("https://h/a.jpg", None, None),
-            "cli-fba5d7b1e48af3a0ea235908f387e4fd"
+            "cli-02c607ca10eb5dd2d1428288ce47607a"
         );
     }
 
