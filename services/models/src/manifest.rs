@@ -85,10 +85,24 @@ pub enum TensorLayout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "layout", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum OutputSpec {
-    /// YOLOv5/v8-seg style: one detection tensor `[1, anchors, 5 + classes + coefficients]`
-    /// (cx, cy, w, h, objectness, class scores, mask coefficients) and a prototype tensor
-    /// `[1, coefficients, H/4, W/4]`. NMS happens in the worker.
+    /// YOLOv5-seg (`layout = "yolo-seg"`): one detection tensor
+    /// `[1, anchors, 5 + classes + coefficients]`, a row per anchor (cx, cy, w, h in input
+    /// pixels, objectness, class probabilities, mask coefficients; the score is
+    /// objectness × class probability), and a prototype tensor `[1, coefficients, H/4, W/4]`.
+    /// NMS happens in the worker.
     YoloSeg {
+        detections: String,
+        prototypes: String,
+        mask_coefficients: usize,
+    },
+    /// Ultralytics YOLOv8/YOLO11-seg (`layout = "yolov8-seg"`, what `yolo export
+    /// format=onnx` writes): the detection tensor is transposed,
+    /// `[1, 4 + classes + coefficients, anchors]`, a column per anchor (cx, cy, w, h in
+    /// input pixels, class scores that are final — no objectness —, mask coefficients),
+    /// and the same prototype tensor `[1, coefficients, H/4, W/4]`. NMS happens in the
+    /// worker.
+    #[serde(rename = "yolov8-seg")]
+    Yolov8Seg {
         detections: String,
         prototypes: String,
         mask_coefficients: usize,
@@ -107,6 +121,17 @@ pub enum OutputSpec {
         #[serde(default)]
         label_offset: i64,
     },
+}
+
+impl OutputSpec {
+    /// The layout's name as `model.toml` writes it (`layout = "..."`).
+    pub fn layout_name(&self) -> &'static str {
+        match self {
+            Self::YoloSeg { .. } => "yolo-seg",
+            Self::Yolov8Seg { .. } => "yolov8-seg",
+            Self::MaskRcnn { .. } => "mask-rcnn",
+        }
+    }
 }
 
 /// What a Mask R-CNN mask tensor holds.
@@ -263,6 +288,11 @@ impl Manifest {
     fn validate_output(&self) -> Result<(), String> {
         match &self.output {
             OutputSpec::YoloSeg {
+                detections,
+                prototypes,
+                mask_coefficients,
+            }
+            | OutputSpec::Yolov8Seg {
                 detections,
                 prototypes,
                 mask_coefficients,

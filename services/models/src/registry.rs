@@ -12,7 +12,12 @@ pub struct Model {
     manifest: Manifest,
     manifest_path: PathBuf,
     onnx_path: PathBuf,
+    /// SHA-256 of the ONNX file, lowercase hex.
+    version: String,
 }
+
+/// Hex digits of a version shown to people (the console, logs, the import command).
+pub const SHORT_VERSION_LEN: usize = 12;
 
 impl Model {
     /// Loads `<dir>/model.toml`, validates it and checks that its ONNX file exists.
@@ -27,11 +32,27 @@ impl Model {
                 problem: format!("model file {} does not exist", onnx_path.display()),
             });
         }
+        let version = file_sha256(&onnx_path).map_err(|source| ManifestError::Read {
+            path: onnx_path.clone(),
+            source,
+        })?;
         Ok(Self {
             manifest,
             manifest_path,
             onnx_path,
+            version,
         })
+    }
+
+    /// The model's version: the SHA-256 of its ONNX file (64 lowercase hex digits). Two
+    /// models with the same weights file have the same version, whatever their manifests.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The first [`SHORT_VERSION_LEN`] hex digits of the version, as people see it.
+    pub fn short_version(&self) -> &str {
+        short_version(&self.version)
     }
 
     pub fn name(&self) -> &str {
@@ -186,6 +207,28 @@ impl Registry {
             known: self.known_ids(),
         }
     }
+}
+
+/// The first [`SHORT_VERSION_LEN`] characters of a version (all of a shorter one).
+pub fn short_version(version: &str) -> &str {
+    version.get(..SHORT_VERSION_LEN).unwrap_or(version)
+}
+
+/// SHA-256 of a file's bytes, lowercase hex, read in chunks.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -1,15 +1,17 @@
 //! The segmentation pipeline of foodseg, usable without Postgres or NATS: fetch an image
 //! ([`fetch`]), tell from its bytes what it is ([`sniff`]), decode it safely
 //! ([`decode`]), letterbox it into a model tensor ([`preprocess`]), run the model with
-//! ONNX Runtime ([`session`], loaded from `ORT_DYLIB_PATH`), turn YOLO-seg or Mask R-CNN
-//! outputs into masks in original-image coordinates ([`postprocess`]), and masks into
-//! simplified polygons ([`polygons`]) and v1 contract items ([`item`]). [`Segmenter`]
-//! holds the sessions and runs the stages after decoding, timing them; each stage is
-//! also callable alone so a worker can overlap fetch/decode of the next image with
-//! inference of the current one.
+//! ONNX Runtime ([`session`], loaded from `ORT_DYLIB_PATH`), turn YOLO-seg (YOLOv5 or
+//! YOLOv8/YOLO11 layout) or Mask R-CNN outputs into masks in original-image coordinates
+//! ([`postprocess`]), and masks into simplified polygons ([`polygons`]) and v1 contract
+//! items ([`item`]). [`Segmenter`] holds the sessions and runs the stages after decoding,
+//! timing them; each stage is also callable alone so a worker can overlap fetch/decode of
+//! the next image with inference of the current one. [`inspect`] reads what an ONNX file
+//! declares, for importing a model.
 
 pub mod decode;
 pub mod fetch;
+pub mod inspect;
 pub mod item;
 pub mod mask;
 pub mod polygons;

@@ -103,6 +103,12 @@ pub enum SessionError {
         /// `None` when the model has fewer labels than the manifest.
         own: Option<String>,
     },
+    #[error("model {model} failed its warm-up run: {source}")]
+    WarmUp {
+        model: String,
+        #[source]
+        source: InferenceError,
+    },
     #[error("model {model} has no {kind} tensor {name:?} (it has: {})", available.join(", "))]
     MissingTensor {
         model: String,
@@ -241,6 +247,22 @@ impl ModelSession {
         &self.model
     }
 
+    /// Runs the model once on a blank square image of its input size, outputs copied as
+    /// for a job, so that the runtime's first-run work (memory planning, kernel choice)
+    /// is done before the session serves anyone. A model that cannot run fails here.
+    pub fn warm_up(&self) -> Result<(), SessionError> {
+        let spec = &self.model.manifest().input;
+        let side = spec.size;
+        let blank = image::RgbImage::from_pixel(side, side, image::Rgb([spec.letterbox_pad; 3]));
+        let input = crate::preprocess::preprocess(&blank, [side, side], spec);
+        self.infer(&input)
+            .map(drop)
+            .map_err(|source| SessionError::WarmUp {
+                model: self.model.name().to_owned(),
+                source,
+            })
+    }
+
     pub fn device(&self) -> Device {
         self.device
     }
@@ -263,10 +285,13 @@ impl ModelSession {
         Ok(raw)
     }
 
-    /// Whether several images can share one run: the layout reads a batch axis (YOLO-seg;
-    /// Mask R-CNN exports take one image).
+    /// Whether several images can share one run: the layout reads a batch axis (YOLO-seg,
+    /// both layouts; Mask R-CNN exports take one image).
     pub fn batches(&self) -> bool {
-        matches!(self.model.manifest().output, OutputSpec::YoloSeg { .. })
+        matches!(
+            self.model.manifest().output,
+            OutputSpec::YoloSeg { .. } | OutputSpec::Yolov8Seg { .. }
+        )
     }
 
     /// Runs several images and returns each image's outputs (batch axis of one, as
@@ -364,19 +389,21 @@ fn cpu_provider() -> ort::ep::CPU {
 }
 
 /// Drops the builder an `ort` builder error carries, keeping code and message.
-fn recover<R>(error: ort::Error<R>) -> ort::Error {
+pub(crate) fn recover<R>(error: ort::Error<R>) -> ort::Error {
     ort::Error::new_with_code(error.code(), error.message())
 }
 
-/// When the model file carries its label set (metadata `names`, a JSON list of class
-/// names in index order, as YOLO exports write it), the manifest must name every
-/// category exactly so: what clients receive is the model's own vocabulary.
+/// When the model file carries its label set (metadata `names`: a JSON list of class
+/// names in index order, or the Python dict of index to name Ultralytics writes; see
+/// [`foodseg_models::parse_class_names`]), the manifest must name every category exactly
+/// so: what clients receive is the model's own vocabulary. Metadata `names` that is
+/// neither is not checked.
 fn check_labels(model: &Model, session: &Session) -> Result<(), SessionError> {
     let own = session
         .metadata()
         .ok()
         .and_then(|metadata| metadata.custom("names"))
-        .and_then(|names| serde_json::from_str::<Vec<String>>(&names).ok());
+        .and_then(|names| foodseg_models::parse_class_names(&names).ok());
     let Some(own) = own else {
         return Ok(());
     };
@@ -428,6 +455,11 @@ fn check_tensors(model: &Model, session: &Session) -> Result<(String, Vec<String
     };
     let wanted: Vec<&String> = match &model.manifest().output {
         OutputSpec::YoloSeg {
+            detections,
+            prototypes,
+            ..
+        }
+        | OutputSpec::Yolov8Seg {
             detections,
             prototypes,
             ..

@@ -1,4 +1,5 @@
 //! The model registry against temporary model directories and the repository's own
-//! `models/`.
+//! `models/`, and the recognition of exported models for `foodseg-worker models import`.
 
+mod import;
 mod registry;

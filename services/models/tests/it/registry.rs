@@ -241,3 +241,53 @@ fn repository_models_load() {
     assert_eq!(find("dining table"), Some(67));
     assert_eq!(find("toothbrush"), Some(90));
 }
+
+#[test]
+fn a_models_version_is_the_sha256_of_its_onnx_file() {
+    let tmp = TempDir::new();
+    write_model(&tmp.0, "a", &manifest("a-model", &[], ""));
+    std::fs::write(tmp.0.join("a/model.onnx"), b"abc").unwrap();
+    let registry = Registry::load(&tmp.0).unwrap();
+    let model = registry.get("a-model").unwrap();
+    // SHA-256("abc"), the FIPS 180-2 example.
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(model.version(), abc);
+    assert_eq!(model.short_version(), "ba7816bf8f01");
+    assert_eq!(foodseg_models::short_version("abc"), "abc");
+}
+
+#[test]
+fn the_fingerprint_changes_with_any_file_of_a_model_and_a_reload_replaces_the_registry() {
+    use foodseg_models::{Fingerprint, SharedRegistry};
+    let tmp = TempDir::new();
+    write_model(&tmp.0, "a", &manifest("a-model", &[], ""));
+    let before = Fingerprint::of(&tmp.0).unwrap();
+    assert_eq!(Fingerprint::of(&tmp.0).unwrap(), before, "nothing changed");
+    let shared = SharedRegistry::new(Registry::load(&tmp.0).unwrap());
+    let held = shared.current();
+
+    // Replaced by rename with other bytes (a size change is seen whatever the clock).
+    let staged = tmp.0.join("model.onnx.new");
+    std::fs::write(&staged, b"a longer file").unwrap();
+    std::fs::rename(&staged, tmp.0.join("a/model.onnx")).unwrap();
+    let after_swap = Fingerprint::of(&tmp.0).unwrap();
+    assert_ne!(after_swap, before);
+
+    write_model(&tmp.0, "b", &manifest("b-model", &["b"], ""));
+    assert_ne!(
+        Fingerprint::of(&tmp.0).unwrap(),
+        after_swap,
+        "a model was added"
+    );
+
+    shared.replace(Registry::load(&tmp.0).unwrap());
+    assert!(shared.current().get("b").is_some());
+    assert!(
+        held.get("b").is_none(),
+        "a reader keeps the registry it took"
+    );
+    assert_ne!(
+        shared.current().get("a-model").unwrap().version(),
+        held.get("a-model").unwrap().version()
+    );
+}

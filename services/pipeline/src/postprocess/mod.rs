@@ -33,8 +33,8 @@ pub fn detections(
     detections_at(model, outputs, letterbox, MaskResolution::Model)
 }
 
-/// [`detections`] with masks at the given resolution (YOLO-seg; Mask R-CNN masks are
-/// always in original pixels).
+/// [`detections`] with masks at the given resolution (YOLO-seg, both layouts; Mask R-CNN
+/// masks are always in original pixels).
 pub fn detections_at(
     model: &Model,
     outputs: &RawOutputs,
@@ -48,7 +48,16 @@ pub fn detections_at(
             detections,
             prototypes,
             mask_coefficients,
+        }
+        | OutputSpec::Yolov8Seg {
+            detections,
+            prototypes,
+            mask_coefficients,
         } => yolo::detections(
+            match manifest.output {
+                OutputSpec::Yolov8Seg { .. } => yolo::Layout::V8,
+                _ => yolo::Layout::V5,
+            },
             yolo::Tensors {
                 detections: f32_output(outputs, detections)?,
                 prototypes: f32_output(outputs, prototypes)?,

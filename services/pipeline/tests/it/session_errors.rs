@@ -110,3 +110,35 @@ fn manifest_names_must_be_the_models_own_labels() {
     );
     Segmenter::load_models([model], &session_options()).expect("the repository's names load");
 }
+
+/// The warm-up run is the first run: the shipped model passes it, and a manifest whose
+/// input the graph cannot take (40 × 40: the feature maps no longer line up) fails it
+/// with the model named, before the session could serve a job.
+#[test]
+fn warm_up_runs_the_model_once_and_fails_loudly_on_an_input_it_cannot_take() {
+    let registry = repository_registry();
+    let model = registry.resolve(Some("124096")).expect("model");
+    let session = foodseg_pipeline::ModelSession::load(model, &session_options()).expect("session");
+    session.warm_up().expect("the shipped model warms up");
+
+    let dir = std::env::temp_dir().join(format!("foodseg-warm-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = std::fs::read_to_string(model.manifest_path()).expect("manifest");
+    let manifest: String = manifest
+        .lines()
+        .map(|line| match line {
+            l if l.starts_with("file =") => format!("file = {:?}", model.onnx_path()),
+            l if l.starts_with("size =") => "size = 40".to_owned(),
+            l if l.starts_with("stride =") => "stride = 8".to_owned(),
+            l => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("model.toml"), manifest).expect("write manifest");
+    let odd = Model::load(&dir).expect("the manifest itself is valid");
+    let session = foodseg_pipeline::ModelSession::load(&odd, &session_options()).expect("loads");
+    let err = session.warm_up().expect_err("a 40 x 40 input does not run");
+    assert!(matches!(err, SessionError::WarmUp { .. }), "{err:?}");
+    assert!(err.to_string().contains("failed its warm-up run"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
