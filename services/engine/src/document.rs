@@ -47,6 +47,27 @@ pub struct JobDocument {
     pub api_version: String,
 }
 
+/// A job as the v2 routes answer it: the v1 document, unchanged, and the version of the
+/// model that wrote its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(salvo::oapi::ToSchema))]
+#[cfg_attr(feature = "openapi", salvo(schema(name = "V2JobDocument")))]
+pub struct V2JobDocument {
+    #[serde(flatten)]
+    pub document: JobDocument,
+    /// SHA-256 (hex) of the ONNX file of the model that wrote the result; null until then.
+    pub model_version: Option<String>,
+}
+
+impl From<&Job> for V2JobDocument {
+    fn from(job: &Job) -> Self {
+        V2JobDocument {
+            document: JobDocument::from(job),
+            model_version: job.model_version.clone(),
+        }
+    }
+}
+
 /// Timestamps as the contract shows them: RFC 3339, microseconds, `Z`.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -121,6 +142,7 @@ mod tests {
             owner_key_id: None,
             priority: Default::default(),
             batch_id: None,
+            model_version: None,
         }
     }
 

@@ -16,6 +16,9 @@ pub(crate) struct Finish<'a> {
     pub message: &'a str,
     pub response: Option<&'a serde_json::Value>,
     pub error: Option<&'a str>,
+    /// The version of the model that produced the result, recorded with the job and named
+    /// in the event.
+    pub model_version: Option<&'a str>,
 }
 
 /// Which jobs a finish ends.
@@ -58,6 +61,7 @@ impl Store {
             message,
             response: None,
             error: Some(message),
+            model_version: None,
         };
         let detail = format!("{}: {message}", transition.as_str());
         self.finish_jobs(
@@ -70,7 +74,8 @@ impl Store {
         .await
     }
 
-    /// The statement. A running job's `processing_time` is its time since the claim. The
+    /// The statement. A running job's `processing_time` is its time since the claim. A
+    /// result's event names the model and the first 12 hex digits of its version. The
     /// finished message's `Nats-Msg-Id` comes from [`crate::message`]; the webhook's
     /// `webhook-id` from `job_webhook_id` (a migration's SQL function). A job that
     /// already has a pending delivery keeps it: that delivery sends the job as it is
@@ -105,7 +110,7 @@ impl Store {
                  UPDATE jobs j SET status = $5, message = $6, response = $7,
                         last_error = COALESCE($8, j.last_error), lease_owner = NULL,
                         lease_expires_at = NULL, not_before = NULL, finished_at = now(),
-                        updated_at = now(),
+                        updated_at = now(), model_version = COALESCE($14, j.model_version),
                         processing_time = CASE WHEN j.status = 'running'
                           THEN EXTRACT(EPOCH FROM now() - j.started_at)::float8
                           ELSE j.processing_time END
@@ -114,7 +119,9 @@ impl Store {
                    AND ($3::int4 IS NULL OR (j.attempt = $3 AND j.lease_owner = $4))
                  RETURNING j.*, m.msg_id),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)
-                     SELECT id, $9, status, attempt, $10, $11 FROM d),
+                     SELECT id, $9, status, attempt, $10,
+                            COALESCE($11, 'model ' || model_name || ' version ' || left($14, 12))
+                     FROM d),
                o AS (INSERT INTO outbox (subject, msg_id, payload, headers)
                      SELECT $12 || status, msg_id,
                             jsonb_build_object('job_id', id, 'status', status, 'attempt', attempt),
@@ -139,6 +146,7 @@ impl Store {
             detail,
             self.subjects.job_event(""),
             DeliveryStatus::Pending as DeliveryStatus,
+            f.model_version,
         )
         .fetch_all(executor)
         .await?;

@@ -311,18 +311,21 @@ impl Store {
         until.ok_or_else(|| fence_lost(fence))
     }
 
-    /// Stores the result of the fenced attempt: SUCCESS, its event, the finished-job
-    /// message and the webhook delivery, all or nothing.
+    /// Stores the result of the fenced attempt, made by the model of version
+    /// `model_version`: SUCCESS, its event, the finished-job message and the webhook
+    /// delivery, all or nothing.
     pub async fn succeed(
         &self,
         fence: &Fence,
         response: &serde_json::Value,
+        model_version: &str,
     ) -> Result<Job, StoreError> {
         let finish = Finish {
             to: status_after(JobStatus::Running, Transition::Succeed)?,
             message: MSG_SUCCESS,
             response: Some(response),
             error: None,
+            model_version: Some(model_version),
         };
         self.finish_on(&self.pool, fence, &fence.owner, &finish)
             .await
@@ -335,6 +338,7 @@ impl Store {
             message: reason,
             response: None,
             error: Some(reason),
+            model_version: None,
         };
         self.finish_on(&self.pool, fence, &fence.owner, &finish)
             .await
@@ -389,6 +393,7 @@ impl Store {
                 message: &message,
                 response: None,
                 error: Some(&message),
+                model_version: None,
             };
             let job = self
                 .finish_on(&mut *tx, fence, &fence.owner, &finish)

@@ -29,6 +29,7 @@ mod operator;
 mod outbox;
 mod redispatch;
 mod retention;
+mod shadow;
 mod sweeps;
 mod uploads;
 mod workers;
@@ -55,6 +56,10 @@ pub use operator::{Action, CANCELLED_BY_OPERATOR};
 pub use outbox::{HeldLane, OutboxBatch, OutboxRow};
 pub use redispatch::{DispatchState, REPUBLISH_DETAIL, StaleQueued};
 pub use row::{Job, JobEventRow};
+pub use shadow::{
+    Agreement, ClassAgreement, ClassCounts, NewShadowResult, Percentiles, ShadowComparison,
+    ShadowPair, VersionPair, agreement,
+};
 pub use sweeps::{
     JobStateCount, LOST_FAIL_DETAIL, REDRIVE_DETAIL, ReconciliationReport, RedriveReport,
     day_bounds,

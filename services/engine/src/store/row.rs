@@ -45,6 +45,8 @@ pub struct Job {
     pub priority: Priority,
     /// The batch it came in, if any.
     pub batch_id: Option<BatchId>,
+    /// The version (SHA-256 of the ONNX file, hex) of the model that wrote the result.
+    pub model_version: Option<String>,
 }
 
 impl Job {
@@ -101,7 +103,8 @@ macro_rules! query_job {
                    redispatched_at AS "redispatched_at?", redispatches AS "redispatches!",
                    owner_key_id AS "owner_key_id?: crate::domain::ApiKeyId",
                    priority AS "priority!: crate::domain::Priority",
-                   batch_id AS "batch_id?: crate::domain::BatchId""#
+                   batch_id AS "batch_id?: crate::domain::BatchId",
+                   model_version AS "model_version?""#
                 + $after
             $(, $arg)*
         )

@@ -130,6 +130,7 @@ impl Store {
                     message: &message,
                     response: None,
                     error: Some(LOST_FAIL_DETAIL),
+                    model_version: None,
                 };
                 self.finish_on(&mut *tx, &fence, actor, &finish).await?;
                 report.failed.push(row.id);

@@ -9,5 +9,6 @@ mod plans;
 mod reconcile;
 mod relay;
 mod retention;
+mod shadow;
 mod store;
 mod uploads;

@@ -142,7 +142,10 @@ async fn a_resubmitted_failed_job_runs_again_and_its_new_result_gets_a_new_webho
         panic!("not claimed after resubmit");
     };
     assert_eq!(fence.attempt, Attempt::new(2));
-    store.succeed(&fence, &serde_json::json!([])).await.unwrap();
+    store
+        .succeed(&fence, &serde_json::json!([]), "test-version")
+        .await
+        .unwrap();
     let deliveries = store.deliveries(id).await.unwrap();
     assert_eq!(deliveries.len(), 2);
     let ids: Vec<_> = deliveries

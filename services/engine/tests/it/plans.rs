@@ -130,8 +130,9 @@ struct Periodic {
     parameters: Vec<serde_json::Value>,
 }
 
-/// Every checked query whose SQL carries the periodic marker, by name.
-fn periodic() -> anyhow::Result<Vec<Periodic>> {
+/// Every checked query of the workspace, from the offline data (`.sqlx/`): its text and
+/// the Postgres types of its parameters, as sqlx describes them.
+pub(crate) fn checked_queries() -> anyhow::Result<Vec<(String, Vec<serde_json::Value>)>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sqlx");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
@@ -140,20 +141,36 @@ fn periodic() -> anyhow::Result<Vec<Periodic>> {
             continue;
         }
         let data: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-        let text = data["query"].as_str().unwrap_or_default();
-        if let Some(rest) = text.strip_prefix(MARKER) {
-            let name = rest.lines().next().unwrap_or_default().trim().to_string();
-            let parameters = data["describe"]["parameters"]["Left"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            found.push(Periodic {
-                name,
-                text: text.to_string(),
-                parameters,
-            });
-        }
+        let parameters = data["describe"]["parameters"]["Left"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        found.push((
+            data["query"].as_str().unwrap_or_default().to_string(),
+            parameters,
+        ));
     }
+    Ok(found)
+}
+
+/// Every checked query whose SQL carries the periodic marker, by name.
+fn periodic() -> anyhow::Result<Vec<Periodic>> {
+    let mut found: Vec<Periodic> = checked_queries()?
+        .into_iter()
+        .filter_map(|(text, parameters)| {
+            let name = text
+                .strip_prefix(MARKER)?
+                .lines()
+                .next()?
+                .trim()
+                .to_string();
+            Some(Periodic {
+                name,
+                text,
+                parameters,
+            })
+        })
+        .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
 }
@@ -244,7 +261,7 @@ fn required_index(name: &str) -> Option<&'static str> {
 }
 
 /// Every node of a plan, depth first.
-fn nodes<'a>(plan: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+pub(crate) fn nodes<'a>(plan: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
     out.push(plan);
     for child in plan["Plans"].as_array().into_iter().flatten() {
         nodes(child, out);

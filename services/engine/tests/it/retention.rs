@@ -37,7 +37,9 @@ async fn finish(store: &Store, id: JobId, ok: bool) -> anyhow::Result<()> {
         anyhow::bail!("job {id} not claimed");
     };
     if ok {
-        store.succeed(&fence, &serde_json::json!([])).await?;
+        store
+            .succeed(&fence, &serde_json::json!([]), "test-version")
+            .await?;
     } else {
         store.fail(&fence, "bad image").await?;
     }

@@ -141,19 +141,21 @@ async fn claim_renew_succeed_with_fencing(pool: PgPool) {
     let items = serde_json::json!([{"id": 0}]);
     assert!(fence_lost(
         store
-            .succeed(&fence(new.id, 0, "w1"), &items)
+            .succeed(&fence(new.id, 0, "w1"), &items, "v1")
             .await
             .unwrap_err()
     ));
 
-    let done = store.succeed(&w1, &items).await.unwrap();
+    let done = store.succeed(&w1, &items, "v1").await.unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.response, Some(items.clone()));
     assert!(done.processing_time.is_some_and(|t| t >= 0.0));
     assert!(done.lease_expires_at.is_none());
 
     // Finished: no more writes, claims say so.
-    assert!(fence_lost(store.succeed(&w1, &items).await.unwrap_err()));
+    assert!(fence_lost(
+        store.succeed(&w1, &items, "v1").await.unwrap_err()
+    ));
     assert!(fence_lost(store.fail(&w1, "late").await.unwrap_err()));
     assert_eq!(
         store.claim(new.id, "w2", LEASE).await.unwrap(),

@@ -76,7 +76,9 @@ async fn stored(store: &Store, expires_at: DateTime<Utc>, finish: bool) -> anyho
             ClaimOutcome::Claimed { fence, .. } => fence,
             other => anyhow::bail!("not claimed: {other:?}"),
         };
-        store.succeed(&fence, &serde_json::json!([])).await?;
+        store
+            .succeed(&fence, &serde_json::json!([]), "test-version")
+            .await?;
     }
     Ok(job.id)
 }
