@@ -213,6 +213,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/foodseg";
 pub use foodseg_engine::bus::DEFAULT_NATS_URL;
 /// Default `FOODSEG_MODELS_DIR`.
 pub const DEFAULT_MODELS_DIR: &str = "models";
+/// Default `FOODSEG_MODELS_POLL`.
+pub const DEFAULT_MODELS_POLL: Duration = Duration::from_secs(30);
 /// Default `FOODSEG_NATS_REPLICAS`.
 pub const DEFAULT_NATS_REPLICAS: usize = 1;
 /// Default `FOODSEG_DB_MAX_CONNECTIONS`.
@@ -235,6 +237,9 @@ pub struct Common {
     pub net_policy: NetPolicy,
     /// `FOODSEG_MODELS_DIR`.
     pub models_dir: PathBuf,
+    /// `FOODSEG_MODELS_POLL`: how often the api and the workers look for added or changed
+    /// model directories (default 30 s; `0` for SIGHUP only).
+    pub models_poll: Option<Duration>,
     /// `FOODSEG_DB_MAX_CONNECTIONS`: the Postgres pool's size.
     pub db_max_connections: u32,
     /// `FOODSEG_DB_STATEMENT_TIMEOUT`: Postgres cancels a statement of this service that
@@ -276,6 +281,12 @@ impl Common {
                 })?
                 .unwrap_or_default(),
             models_dir: PathBuf::from(env.string_or("FOODSEG_MODELS_DIR", DEFAULT_MODELS_DIR)),
+            models_poll: Some(env.duration_or_zero(
+                "FOODSEG_MODELS_POLL",
+                Unit::Seconds,
+                DEFAULT_MODELS_POLL,
+            )?)
+            .filter(|d| !d.is_zero()),
             db_max_connections: env
                 .positive_or("FOODSEG_DB_MAX_CONNECTIONS", DEFAULT_DB_MAX_CONNECTIONS)?,
             db_statement_timeout: env.duration_or(
@@ -290,6 +301,12 @@ impl Common {
             )?,
             bulk_window: env.parse_or("FOODSEG_BULK_WINDOW", DEFAULT_BULK_WINDOW)?,
         })
+    }
+
+    /// A watch of the models directory with `FOODSEG_MODELS_POLL`, its fingerprint taken
+    /// now (before the registry the service starts with is loaded).
+    pub fn models_watch(&self) -> crate::ModelsWatch {
+        crate::ModelsWatch::new(self.models_dir.clone(), self.models_poll)
     }
 
     /// The outbox relay's tuning: the defaults, with `FOODSEG_BULK_WINDOW`.
@@ -398,6 +415,7 @@ mod tests {
         assert_eq!(c.subjects, Subjects::default());
         assert!(c.net_policy.allow.is_empty());
         assert_eq!(c.models_dir, PathBuf::from("models"));
+        assert_eq!(c.models_poll, Some(DEFAULT_MODELS_POLL));
         assert_eq!(c.nats_replicas, 1);
         assert_eq!(c.store_config().max_connections, 32);
         assert_eq!(
@@ -411,11 +429,19 @@ mod tests {
                 ("FOODSEG_URL_ALLOW_CIDRS", "127.0.0.0/8"),
                 ("FOODSEG_DB_MAX_CONNECTIONS", "4"),
                 ("FOODSEG_NATS_REPLICAS", "3"),
+                ("FOODSEG_MODELS_POLL", "0"),
             ]),
             Duration::from_secs(5),
         )
         .unwrap();
         assert_eq!(c.nats_replicas, 3);
+        assert_eq!(c.models_poll, None, "0: on SIGHUP only");
+        let poll = |v: &str| Common::load(&env(&[("FOODSEG_MODELS_POLL", v)]), Duration::ZERO);
+        assert_eq!(
+            poll("5s").unwrap().models_poll,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(poll("soon").unwrap_err().var, "FOODSEG_MODELS_POLL");
         assert_eq!(
             c.store_config().statement_timeout,
             Some(Duration::from_secs(2))

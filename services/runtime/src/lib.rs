@@ -7,6 +7,7 @@
 //! the small ops listener serving `/health/live`, `/health/ready` and `/metrics`.
 
 pub mod config;
+mod models_watch;
 mod ops;
 mod signal;
 pub mod startup;
@@ -17,6 +18,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Common, ConfigError, Env, Unit};
+pub use models_watch::ModelsWatch;
 pub use ops::{ReadyReport, serve_ops};
 pub use signal::shutdown_on_signal;
 pub use startup::{ListenError, Schema, bind, join_tasks, migrate};

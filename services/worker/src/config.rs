@@ -75,6 +75,47 @@ pub struct Config {
     /// goes to a bulk job; the others go to interactive ones (`FOODSEG_BULK_SHARE`,
     /// default 10).
     pub bulk_share: u32,
+    /// A candidate model run beside the served ones on a share of the jobs, for comparison
+    /// (`FOODSEG_SHADOW=CANDIDATE:SHARE`); none when unset.
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// Shadow runs: after a job's result is written, a share of the jobs also runs on a
+/// candidate model, whose answer is kept beside the job (never sent) for comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    /// The candidate's registry name or alias.
+    pub candidate: String,
+    /// The share of jobs shadowed, in (0, 1]; which jobs is decided by their ids, so a
+    /// redelivered job is shadowed (or not) again.
+    pub share: f64,
+}
+
+impl std::str::FromStr for ShadowConfig {
+    type Err = String;
+
+    /// `CANDIDATE:SHARE`, e.g. `yolo11-food:0.1`.
+    fn from_str(value: &str) -> Result<Self, String> {
+        let expected = "expected CANDIDATE:SHARE, a model name or alias of the registry and \
+                        the share of jobs to shadow in (0, 1], e.g. yolo11-food:0.1";
+        let (candidate, share) = value
+            .rsplit_once(':')
+            .ok_or_else(|| format!("no share: {expected}"))?;
+        let candidate = candidate.trim();
+        if candidate.is_empty() {
+            return Err(format!("no candidate model: {expected}"));
+        }
+        let share = share
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s <= 1.0)
+            .ok_or_else(|| format!("the share {:?} is not in (0, 1]: {expected}", share.trim()))?;
+        Ok(ShadowConfig {
+            candidate: candidate.to_string(),
+            share,
+        })
+    }
 }
 
 /// How a model's inference gathers jobs into one run (inference micro-batching; a batch of
@@ -182,6 +223,7 @@ impl Config {
             )?,
             batch,
             bulk_share: env.positive_or("FOODSEG_BULK_SHARE", 10)?,
+            shadow: env.with("FOODSEG_SHADOW", str::parse::<ShadowConfig>)?,
         })
     }
 
@@ -271,6 +313,39 @@ mod tests {
         assert_eq!(c.http_addr, None);
         assert_eq!(c.common.net_policy.allow.len(), 1);
         assert_eq!(c.models, ["a", "b"]);
+        assert_eq!(c.shadow, None);
+    }
+
+    #[test]
+    fn shadow_names_a_candidate_and_a_share() {
+        let c = config(&[("FOODSEG_SHADOW", " yolo11-food : 0.1 ")]).expect("valid");
+        assert_eq!(
+            c.shadow,
+            Some(ShadowConfig {
+                candidate: "yolo11-food".into(),
+                share: 0.1
+            })
+        );
+        let all = config(&[("FOODSEG_SHADOW", "124096:1")]).expect("valid");
+        assert_eq!(all.shadow.map(|s| s.share), Some(1.0));
+        for bad in [
+            "yolo11-food",
+            ":0.5",
+            "yolo11-food:",
+            "yolo11-food:0",
+            "yolo11-food:1.5",
+            "yolo11-food:-0.1",
+            "yolo11-food:half",
+            "yolo11-food:NaN",
+        ] {
+            let err = config(&[("FOODSEG_SHADOW", bad)]).expect_err(bad);
+            assert_eq!(err.var, "FOODSEG_SHADOW");
+            assert!(
+                err.reason.contains("CANDIDATE:SHARE"),
+                "{bad}: {}",
+                err.reason
+            );
+        }
     }
 
     #[test]

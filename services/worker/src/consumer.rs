@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::job::{JobContext, run_claimed};
 use crate::metrics;
-use crate::segment::ModelRuntime;
+use crate::slot::ModelSlot;
 use foodseg_engine::error_chain as chain;
 
 /// How long the loop waits for an interactive job when neither lane has one, before it
@@ -38,7 +38,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// `release` fires.
 pub struct ModelConsumer {
     pub ctx: Arc<JobContext>,
-    pub runtime: Arc<ModelRuntime>,
+    /// The model's runtime, read after each claim (a reload may replace it).
+    pub slot: Arc<ModelSlot>,
     pub interactive: PullConsumer,
     pub bulk: PullConsumer,
     /// `FOODSEG_BULK_SHARE`.
@@ -51,7 +52,7 @@ pub struct ModelConsumer {
 
 impl ModelConsumer {
     pub async fn run(self) {
-        let model = self.runtime.name().to_string();
+        let model = self.slot.current().name().to_string();
         tracing::info!(%model, bulk_share = self.bulk_share, "pulling jobs");
         let mut retries =
             Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).retries();
@@ -150,7 +151,7 @@ impl ModelConsumer {
         permits: &mut Vec<OwnedSemaphorePermit>,
         turns: &mut LaneTurns,
     ) -> usize {
-        let model = self.runtime.name();
+        let model = self.slot.current().name().to_owned();
         let mut taken = 0;
         loop {
             let next = tokio::select! {
@@ -181,10 +182,10 @@ impl ModelConsumer {
 
     fn dispatch(&self, msg: jetstream::Message, permit: OwnedSemaphorePermit) {
         let ctx = self.ctx.clone();
-        let runtime = self.runtime.clone();
+        let slot = self.slot.clone();
         let release = self.release.clone();
         self.tracker.spawn(async move {
-            handle(ctx, runtime, msg, release).await;
+            handle(ctx, slot, msg, release).await;
             drop(permit);
         });
     }
@@ -192,7 +193,7 @@ impl ModelConsumer {
 
 async fn handle(
     ctx: Arc<JobContext>,
-    runtime: Arc<ModelRuntime>,
+    slot: Arc<ModelSlot>,
     msg: jetstream::Message,
     release: CancellationToken,
 ) {
@@ -285,6 +286,8 @@ async fn handle(
     if let Some(id) = trace_id {
         span.record("trace_id", id);
     }
+    // The runtime current at the claim runs the whole job, whatever a reload does meanwhile.
+    let runtime = slot.current();
     run_claimed(ctx, runtime, job, fence, Arc::new(acker), release)
         .instrument(span)
         .await;

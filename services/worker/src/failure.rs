@@ -88,6 +88,17 @@ impl From<FetchError> for Failure {
     }
 }
 
+/// Runs CPU-bound work off the async threads; a panic becomes a transient failure.
+pub(crate) async fn blocking<T: Send + 'static>(
+    stage: &'static str,
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| Failure::from_join(stage, e))?
+}
+
 #[cfg(test)]
 mod tests {
     use foodseg_pipeline::DecodeError;

@@ -10,10 +10,11 @@ use foodseg_engine::{Backoff, Fence, JobStatus, RetryPolicy, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::failure::Failure;
+use crate::failure::{Failure, blocking};
 use crate::lease::{Lease, Renewer};
 use crate::metrics::{self, Outcome};
 use crate::segment::{ImageFetcher, ModelRuntime};
+use crate::shadow::{Segmented, Shadow};
 use foodseg_engine::error_chain as chain;
 
 /// What every job on this worker shares.
@@ -24,6 +25,8 @@ pub struct JobContext {
     pub renew_every: Duration,
     pub retry: RetryPolicy,
     pub fetcher: ImageFetcher,
+    /// The candidate a share of the jobs also runs on (`FOODSEG_SHADOW`).
+    pub shadow: Option<Arc<Shadow>>,
 }
 
 /// Runs a job this worker has just claimed. `release` fires when shutdown's drain time
@@ -54,6 +57,7 @@ pub async fn run_claimed(
         () = lost.cancelled() => None,
         () = release.cancelled() => None,
     };
+    let mut segmented = None;
     let outcome = match result {
         None if lost.is_cancelled() => Outcome::Abandoned,
         None => write(&ctx, &lost, &release, &fence, async |store, fence| {
@@ -61,13 +65,19 @@ pub async fn run_claimed(
         })
         .await
         .unwrap_or(Outcome::Abandoned),
-        Some(Ok(items)) => {
-            let items = Arc::new(items);
+        Some(Ok(done)) => {
+            let items = done.items.clone();
+            segmented = ctx
+                .shadow
+                .as_ref()
+                .filter(|s| s.selects(&job))
+                .map(|_| done);
+            let version: Arc<str> = runtime.model().version().into();
             write(&ctx, &lost, &release, &fence, move |store, fence| {
-                let items = items.clone();
+                let (items, version) = (items.clone(), version.clone());
                 async move {
                     store
-                        .succeed(&fence, &items)
+                        .succeed(&fence, &items, &version)
                         .await
                         .map(|_| Outcome::Succeeded)
                 }
@@ -89,6 +99,9 @@ pub async fn run_claimed(
     // The state is written (or belongs to another attempt): the message has served.
     if let Err(e) = acker.ack().await {
         tracing::warn!(error = %e, "cannot ack the dispatch message; it will be redelivered");
+    }
+    if let Some(shadow) = &ctx.shadow {
+        shadow.offer(&job, &runtime, outcome, segmented);
     }
     outcome
 }
@@ -206,13 +219,13 @@ async fn segment(
     ctx: &JobContext,
     runtime: &Arc<ModelRuntime>,
     job: &Job,
-) -> Result<serde_json::Value, Failure> {
+) -> Result<Segmented, Failure> {
     let source = timed(
         "fetch",
         crate::image_source::load(&ctx.store, &ctx.fetcher, job),
     )
     .await?;
-    let bytes = source.bytes;
+    let (bytes, started) = (source.bytes.clone(), Instant::now());
     let rt = runtime.clone();
     let image = timed("decode", blocking("decode", move || rt.decode(&bytes))).await?;
     let rt = runtime.clone();
@@ -225,14 +238,20 @@ async fn segment(
     let input = Arc::new(input);
     let outputs = timed("inference", runtime.infer(input.clone())).await?;
     let rt = runtime.clone();
-    let image_id = source.image_id;
-    timed(
+    let image_id = source.image_id.clone();
+    let items = timed(
         "postprocess",
         blocking("postprocess", move || {
             rt.postprocess(outputs, &input, &image_id)
         }),
     )
-    .await
+    .await?;
+    Ok(Segmented {
+        items: Arc::new(items),
+        bytes: source.bytes,
+        image_id: source.image_id,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Records a stage's duration (the pipeline library opens the stage's span).
@@ -244,15 +263,4 @@ async fn timed<T>(
     let result = fut.await;
     metrics::stage(stage, start.elapsed());
     result
-}
-
-/// Runs CPU-bound work off the async threads; a panic becomes a transient failure.
-pub(crate) async fn blocking<T: Send + 'static>(
-    stage: &'static str,
-    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
-) -> Result<T, Failure> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| Failure::from_join(stage, e))?
 }

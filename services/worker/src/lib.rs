@@ -5,23 +5,28 @@
 //! calls. Postgres decides who runs a job; NATS only rings the bell.
 
 pub mod batch;
+mod compare;
 pub mod config;
 mod consumer;
 pub mod error;
 pub mod failure;
 mod heartbeat;
 mod image_source;
+pub mod import;
 mod job;
 mod lease;
 pub mod metrics;
 pub mod segment;
+mod serving;
+pub mod shadow;
+mod slot;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use foodseg_engine::Store;
 use foodseg_engine::store::WorkerInfo;
-use foodseg_engine::{Priority, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +38,9 @@ pub use failure::Failure;
 pub use foodseg_pipeline::Device;
 pub use foodseg_runtime::ConfigError;
 
-use crate::consumer::ModelConsumer;
 use crate::job::JobContext;
 use crate::segment::ImageFetcher;
+use crate::serving::Serving;
 
 /// How long released jobs get to write their release after the drain time is over.
 const RELEASE_GRACE: Duration = Duration::from_secs(10);
@@ -43,13 +48,18 @@ const RELEASE_GRACE: Duration = Duration::from_secs(10);
 /// Runs the worker until `shutdown` fires, then stops pulling, lets in-flight jobs finish
 /// within the drain timeout and releases the ones that do not.
 ///
-/// Models and ONNX Runtime sessions load first: a model that cannot load (for example
-/// CUDA asked for but unavailable) is an error before any message is consumed. Then the
-/// ops listener opens, and the worker waits for Postgres (and applies the migrations)
-/// before it consumes.
+/// Models and ONNX Runtime sessions load first, each warmed by one run on a blank
+/// image: a model that cannot load or run (for example CUDA asked for but unavailable) is
+/// an error before any message is consumed. Then the ops listener opens, and the worker
+/// waits for Postgres (and applies the migrations) before it consumes. While it runs, it
+/// follows the models directory (on SIGHUP and every `FOODSEG_MODELS_POLL`): changed
+/// models are swapped and added ones served without a restart.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let metrics_handle = foodseg_telemetry::metrics::install()?;
+    let models_watch = config.common.models_watch();
     let runtimes = segment::load_models(&config).await?;
+    // The candidate of FOODSEG_SHADOW, loaded and warm before any job is taken.
+    let shadow = shadow::Shadow::load(&config).await?;
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
     metrics::register(&names, config.concurrency);
     tracing::info!(worker_id = %config.worker_id, models = ?names, "models loaded");
@@ -97,6 +107,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     }
     bus.ensure_streams().await?;
 
+    if let Some(shadow) = &shadow {
+        tokio::spawn(shadow.clone().run_queue(store.clone(), shutdown.clone()));
+    }
     let fetcher = ImageFetcher::new(&common.net_policy, config.image)?;
     let ctx = Arc::new(JobContext {
         store: store.clone(),
@@ -105,47 +118,44 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         renew_every: config.renew_every(),
         retry: config.retry,
         fetcher,
+        shadow,
     });
-    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let (info, info_rx) = tokio::sync::watch::channel(WorkerInfo {
+        id: config.worker_id.clone(),
+        models,
+        concurrency: i32::try_from(config.concurrency).unwrap_or(i32::MAX),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
     let tracker = TaskTracker::new();
     let release = CancellationToken::new();
-    let ack_wait = (config.lease * 2).max(Duration::from_secs(30));
-    let max_ack_pending = max_ack_pending(config.concurrency);
-    let mut loops = Vec::new();
+    let serving = Arc::new(Serving {
+        ack_wait: (config.lease * 2).max(Duration::from_secs(30)),
+        max_ack_pending: max_ack_pending(config.concurrency),
+        config: config.clone(),
+        bus: bus.clone(),
+        ctx,
+        permits: Arc::new(Semaphore::new(config.concurrency)),
+        tracker: tracker.clone(),
+        stop: shutdown.clone(),
+        release: release.clone(),
+        info,
+        slots: Default::default(),
+        loops: Default::default(),
+    });
     for runtime in runtimes {
-        let interactive = bus
-            .job_consumer(
-                runtime.name(),
-                Priority::Interactive,
-                ack_wait,
-                max_ack_pending,
-            )
-            .await?;
-        let bulk = bus
-            .job_consumer(runtime.name(), Priority::Bulk, ack_wait, max_ack_pending)
-            .await?;
-        let model_consumer = ModelConsumer {
-            ctx: ctx.clone(),
-            runtime,
-            interactive,
-            bulk,
-            bulk_share: config.bulk_share,
-            permits: permits.clone(),
-            tracker: tracker.clone(),
-            stop: shutdown.clone(),
-            release: release.clone(),
-        };
-        loops.push(tokio::spawn(model_consumer.run()));
+        serving.serve(runtime).await?;
     }
+    let watcher = tokio::spawn({
+        let serving = serving.clone();
+        models_watch.run(shutdown.clone(), move |registry| {
+            let serving = serving.clone();
+            async move { serving.apply(registry).await }
+        })
+    });
     let heartbeat_stop = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat::run(
         store.clone(),
-        WorkerInfo {
-            id: config.worker_id.clone(),
-            models,
-            concurrency: i32::try_from(config.concurrency).unwrap_or(i32::MAX),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
+        info_rx,
         heartbeat_stop.clone(),
     ));
     consuming.store(true, Ordering::Relaxed);
@@ -153,9 +163,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
 
     shutdown.cancelled().await;
     consuming.store(false, Ordering::Relaxed);
-    for l in loops {
-        let _ = l.await;
-    }
+    let _ = watcher.await;
+    serving.join().await;
     tracker.close();
     if tokio::time::timeout(config.drain_timeout, tracker.wait())
         .await

@@ -111,25 +111,48 @@ impl ModelRuntime {
     }
 }
 
+impl Drop for ModelRuntime {
+    fn drop(&mut self) {
+        tracing::debug!(
+            model = self.name(),
+            version = self.model().short_version(),
+            "model runtime dropped: its sessions are freed"
+        );
+    }
+}
+
 /// Loads the models this worker serves and a session for each. Fails — before anything
 /// is consumed — when a model or its execution provider cannot load (CUDA asked for but
 /// unavailable is an error, never a silent CPU fallback).
 pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, WorkerError> {
     let registry = Registry::load(&config.common.models_dir)?;
-    let models: Vec<Model> = if config.models.is_empty() {
-        registry.models().to_vec()
-    } else {
-        config
-            .models
-            .iter()
-            .map(|id| {
-                registry
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| WorkerError::NoModel(format!("{id:?} is not in the registry")))
-            })
-            .collect::<Result<_, _>>()?
-    };
+    load_runtimes(config, served_models(config, &registry)?).await
+}
+
+/// The registry's models this worker serves: those `FOODSEG_WORKER_MODELS` names, or all.
+pub fn served_models(config: &Config, registry: &Registry) -> Result<Vec<Model>, WorkerError> {
+    if config.models.is_empty() {
+        return Ok(registry.models().to_vec());
+    }
+    config
+        .models
+        .iter()
+        .map(|id| {
+            registry
+                .get(id)
+                .cloned()
+                .ok_or_else(|| WorkerError::NoModel(format!("{id:?} is not in the registry")))
+        })
+        .collect()
+}
+
+/// Loads a session (and the parallel lanes' sessions) for each model and runs each
+/// session once on a blank input, so the first job does not pay for the runtime's
+/// first-run setup. A runtime comes back only once it is warm.
+pub async fn load_runtimes(
+    config: &Config,
+    models: Vec<Model>,
+) -> Result<Vec<Arc<ModelRuntime>>, WorkerError> {
     let options = SessionOptions {
         dylib_path: None,
         device: config.device,
@@ -148,6 +171,7 @@ pub async fn load_models(config: &Config) -> Result<Vec<Arc<ModelRuntime>>, Work
             .map(|model| {
                 let load = |options: &SessionOptions| {
                     ModelSession::load(model, options)
+                        .and_then(|session| session.warm_up().map(|()| session))
                         .map(Arc::new)
                         .map_err(|source| WorkerError::Model {
                             model: model.name().to_string(),

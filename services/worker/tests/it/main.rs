@@ -5,9 +5,12 @@
 mod args;
 mod common;
 mod e2e;
+mod import;
 mod lanes;
 mod lifecycle;
 mod outage;
 mod redrive;
+mod shadow;
+mod swap;
 mod uploads;
 mod via_api;
