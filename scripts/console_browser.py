@@ -5,7 +5,8 @@ scheduler (see services/scheduler/tests/it/console.rs), with the python of
 scripts/browser-venv.sh:
 
     python scripts/console_browser.py --base http://127.0.0.1:PORT --key fsk_... \
-        --finished JOB_ID --items N --queued JOB_ID [--batch BATCH_ID] --screenshots DIR
+        --finished JOB_ID --items N --queued JOB_ID [--batch BATCH_ID] \
+        [--shadow-class CLASS] --screenshots DIR
 
 Steps: a wrong key is refused; the key logs in; the overview shows the queue per
 priority, the models and the workers; the job list shows both seeded jobs; the finished
@@ -14,13 +15,16 @@ polygon, over the loaded photo (an orange among them), and its toggles hide and 
 items; redelivering adds a delivery; cancelling the queued job ends it MFR.Job.ERROR
 "cancelled by operator"; the Endpoints page lists the webhook endpoints, and pausing one
 by hand and resuming it show in its row and in the events; the Batches page renders, and
-with --batch (a batch with queued jobs) its Cancel button cancels what is left of it.
-Screenshots of the overview, the job page, the endpoints page and the batches page go to
-DIR. Prints a JSON summary; exits non-zero with the reason on any failure.
+with --batch (a batch with queued jobs) its Cancel button cancels what is left of it;
+the Shadow page renders, and with --shadow-class (shadow runs seeded) its comparison
+table shows that class's row with its agreement, else its empty state says how to start
+shadow runs. Screenshots of the overview, the job page, the endpoints page, the batches
+page and the shadow page go to DIR. Prints a JSON summary; exits non-zero with the reason on any failure.
 """
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -46,6 +50,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, required=True)
     parser.add_argument("--queued", required=True)
     parser.add_argument("--batch", help="a batch with queued jobs, to cancel from the page")
+    parser.add_argument(
+        "--shadow-class",
+        help="a class the seeded shadow runs have, to find in the Shadow page's comparison",
+    )
     parser.add_argument("--screenshots", required=True, type=Path)
     args = parser.parse_args()
     args.screenshots.mkdir(parents=True, exist_ok=True)
@@ -169,6 +177,24 @@ def main() -> None:
             expect(row.locator("button.cancel")).to_have_count(0)
             summary["batch_cancelled"] = args.batch
         page.screenshot(path=str(args.screenshots / "console-batches.png"), full_page=True)
+
+        # Shadow runs, from the navigation: with runs seeded, the pair that ran last is
+        # compared by default and the class has its row; without, the empty state.
+        page.click('nav a[href="/console/shadow"]')
+        expect(page).to_have_url(f"{base}/console/shadow")
+        expect(page.locator("h1")).to_contain_text("Shadow runs")
+        if args.shadow_class:
+            expect(page.locator("#pairs tbody tr[data-pair]").first).to_be_visible()
+            row = page.locator(f'#classes tbody tr[data-class="{args.shadow_class}"]')
+            expect(row).to_be_visible()
+            expect(row.locator("td.agreement")).to_have_text(re.compile(r"^(0|1)\.\d\d$"))
+            expect(page.locator("#times")).to_contain_text("p95")
+            summary["shadow_agreement"] = row.locator("td.agreement").inner_text()
+        else:
+            expect(page.locator("#no-shadow")).to_contain_text("No shadow runs yet")
+            expect(page.locator("#no-shadow")).to_contain_text("FOODSEG_SHADOW")
+            summary["shadow_page"] = "empty"
+        page.screenshot(path=str(args.screenshots / "console-shadow.png"), full_page=True)
 
         if errors:
             raise SystemExit(f"JavaScript errors on the pages: {errors}")

@@ -32,7 +32,7 @@ use std::time::Duration;
 use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
 use foodseg_engine::{Bus, EnqueueConfig, Enqueuer, Relay, RelayConfig, Store};
-use foodseg_models::Registry;
+use foodseg_models::{Registry, SharedRegistry};
 use foodseg_runtime::Schema;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
@@ -68,6 +68,9 @@ pub struct Parts {
     pub limits: limits::LimitSettings,
     /// How long idempotency keys are kept (`FOODSEG_IDEMPOTENCY_HOURS`).
     pub idempotency_keep: Duration,
+    /// Follows the models directory (with `FOODSEG_DEFAULT_MODEL` applied to each
+    /// reload); `None` keeps the registry loaded at start.
+    pub models_watch: Option<(foodseg_runtime::ModelsWatch, Option<String>)>,
 }
 
 impl Parts {
@@ -75,6 +78,7 @@ impl Parts {
     /// to be up for the api to start.
     pub async fn from_config(config: &Config) -> Result<Self, Error> {
         let common = &config.common;
+        let models_watch = common.models_watch();
         let registry =
             Registry::load(&common.models_dir)?.with_default(config.default_model.clone())?;
         let store = Store::connect_lazy(&common.store_config(), common.subjects.clone())?;
@@ -90,8 +94,33 @@ impl Parts {
             access: config.access.clone(),
             limits: config.limits,
             idempotency_keep: config.idempotency_keep,
+            models_watch: Some((models_watch, config.default_model.clone())),
         })
     }
+}
+
+/// Puts each reloaded registry in place, with the default model applied: a model added
+/// to the directory is accepted from then on, without a restart. A registry that lacks
+/// the default model is refused and the one in use kept.
+async fn follow_models(
+    watch: foodseg_runtime::ModelsWatch,
+    registry: Arc<SharedRegistry>,
+    default: Option<String>,
+    stop: CancellationToken,
+) {
+    watch
+        .run(stop, move |loaded| {
+            match loaded.with_default(default.clone()) {
+                Ok(loaded) => {
+                    tracing::info!(ids = ?loaded.known_ids(), "models reloaded");
+                    registry.replace(loaded);
+                }
+                Err(e) => tracing::error!(error = %error_chain(&e),
+                    "the reloaded models directory lacks the default model; keeping the models in use"),
+            }
+            std::future::ready(())
+        })
+        .await;
 }
 
 /// Runs the api on `config.addr` until `shutdown` is cancelled.
@@ -152,6 +181,16 @@ pub async fn serve(
         tracing::warn!("NATS is not reachable yet; jobs are kept in the outbox until it is");
     }
     let relay = Relay::new(parts.store.clone(), parts.bus.clone(), parts.relay.clone());
+    let registry = Arc::new(SharedRegistry::new(parts.registry));
+    let mut background = Vec::new();
+    if let Some((watch, default)) = parts.models_watch {
+        background.push(tokio::spawn(follow_models(
+            watch,
+            registry.clone(),
+            default,
+            tasks.clone(),
+        )));
+    }
     let state = AppState {
         keys: Arc::new(auth::KeyRing::new(parts.store.clone())),
         v1_owner: Arc::new(auth::V1Owner::new(parts.access.v1_owner.clone())),
@@ -160,7 +199,7 @@ pub async fn serve(
         enqueuer: Enqueuer::start(parts.store.clone(), EnqueueConfig::default()),
         store: parts.store,
         bus: parts.bus,
-        registry: Arc::new(parts.registry),
+        registry: registry.clone(),
         waker: relay.waker(),
         net_policy: parts.net_policy,
         max_attempts: parts.max_attempts,
@@ -168,7 +207,7 @@ pub async fn serve(
         idempotency_keep: parts.idempotency_keep,
         schema_ready,
     };
-    let relay_task = tokio::spawn(relay.run(tasks.clone()));
+    background.push(tokio::spawn(relay.run(tasks.clone())));
 
     let acceptor = TcpAcceptor::try_from(listener).map_err(|source| Error::Bind {
         addr: addr.map(|a| a.to_string()).unwrap_or_default(),
@@ -192,7 +231,7 @@ pub async fn serve(
     }
     let served = server.try_serve(service(state)).await;
     tasks.cancel();
-    foodseg_runtime::join_tasks("api", vec![relay_task]).await;
+    foodseg_runtime::join_tasks("api", background).await;
     if let Some(migration) = migration
         && let Ok(Err(e)) = migration.await
     {

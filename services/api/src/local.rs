@@ -77,6 +77,7 @@ pub async fn api_parts(
         access: crate::auth::AccessConfig::default(),
         limits: crate::limits::LimitSettings::default(),
         idempotency_keep: crate::idempotency::DEFAULT_KEEP,
+        models_watch: None,
     })
 }
 

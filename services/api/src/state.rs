@@ -9,7 +9,7 @@ use foodseg_engine::netguard::NetPolicy;
 use crate::auth::{AccessConfig, KeyRing, V1Owner};
 use crate::limits::Limits;
 use foodseg_engine::{Bus, Enqueuer, RelayWaker, Store};
-use foodseg_models::Registry;
+use foodseg_models::SharedRegistry;
 
 /// Longest a request waits on the database in all before answering 503.
 pub const DB_DEADLINE: Duration = Duration::from_secs(5);
@@ -21,7 +21,8 @@ pub struct AppState {
     /// Writes plain enqueues in shared batches (group commit).
     pub enqueuer: Enqueuer,
     pub bus: Bus,
-    pub registry: Arc<Registry>,
+    /// The models the api accepts; replaced when the models directory changes.
+    pub registry: Arc<SharedRegistry>,
     pub waker: RelayWaker,
     pub net_policy: NetPolicy,
     pub max_attempts: foodseg_engine::Attempt,

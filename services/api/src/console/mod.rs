@@ -5,7 +5,8 @@
 //! every attempt, its trace link and its result drawn over the photo; lets an operator
 //! redeliver a webhook, retry a failed job or cancel a queued one; shows the webhook
 //! endpoints, pausing and resuming them by hand; and shows the batches with their
-//! progress, cancelling what is left of one.
+//! progress, cancelling what is left of one; and compares a candidate model's shadow runs
+//! with the model that served the jobs.
 
 mod actions;
 mod batches;
@@ -14,6 +15,7 @@ mod image;
 mod page;
 mod pages;
 mod session;
+mod shadow;
 mod views;
 
 pub use session::COOKIE;
@@ -34,6 +36,7 @@ pub fn router() -> Router {
                 .push(Router::with_path("pause").post(endpoints::pause))
                 .push(Router::with_path("resume").post(endpoints::resume)),
         )
+        .push(Router::with_path("shadow").get(shadow::show))
         .push(
             Router::with_path("batches")
                 .get(batches::list)

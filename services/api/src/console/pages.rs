@@ -226,6 +226,12 @@ async fn job_page(req: &Request, depot: &Depot) -> Result<JobPage, ConsoleError>
             mfr_status: job.status.mfr_status(),
             model: job.model_name,
             model_id: job.model_id,
+            model_version: job
+                .model_version
+                .as_deref()
+                .map(foodseg_models::short_version)
+                .unwrap_or_default()
+                .to_owned(),
             priority: job.priority.as_str(),
             batch_id: job.batch_id.map(|b| b.to_string()),
             image_url: foodseg_http::redact::url(&job.image_url).to_string(),

@@ -387,6 +387,8 @@ pub struct JobFacts {
     pub mfr_status: &'static str,
     pub model: String,
     pub model_id: String,
+    /// The first 12 hex digits of the result's model version; empty before a result.
+    pub model_version: String,
     pub priority: &'static str,
     pub batch_id: Option<String>,
     pub image_url: String,

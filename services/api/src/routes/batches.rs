@@ -3,7 +3,7 @@
 //! `POST /v2/batches/{batch_id}/cancel`.
 
 use chrono::{DateTime, Utc};
-use foodseg_engine::document::JobDocument;
+use foodseg_engine::document::V2JobDocument;
 use foodseg_engine::store::{BatchCancel, BatchProgress, BatchWrite, NewBatch};
 use foodseg_engine::{ApiKeyId, BatchId, JobId, Priority, Scope};
 use salvo::oapi::extract::{PathParam, QueryParam};
@@ -105,7 +105,7 @@ pub struct BatchAccepted {
     pub priority: Priority,
     /// The job documents, in the order the jobs were sent (a job whose
     /// `idempotency_key` was seen before is the job it created then).
-    pub jobs: Vec<JobDocument>,
+    pub jobs: Vec<V2JobDocument>,
 }
 
 #[async_trait]
@@ -153,10 +153,11 @@ async fn submit_batch(req: &mut Request, depot: &mut Depot) -> Result<BatchAccep
         _ => None,
     };
     let batch_id = BatchId::new();
+    let registry = state.registry.current();
     let mut items = Vec::with_capacity(parsed.jobs.len());
     let mut errors = Vec::new();
     for (index, (request, key)) in parsed.jobs.into_iter().enumerate() {
-        let model = match state.registry.resolve(request.model_id.as_deref()) {
+        let model = match registry.resolve(request.model_id.as_deref()) {
             Ok(model) => model,
             Err(e) => {
                 let e = ApiError::UnknownModel {
@@ -228,7 +229,7 @@ async fn submit_batch(req: &mut Request, depot: &mut Depot) -> Result<BatchAccep
     Ok(BatchAccepted {
         batch_id: batch_id.to_string(),
         priority: parsed.priority,
-        jobs: items.iter().map(|i| JobDocument::from(&i.job)).collect(),
+        jobs: items.iter().map(|i| V2JobDocument::from(&i.job)).collect(),
     })
 }
 

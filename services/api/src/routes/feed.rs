@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use foodseg_engine::document::JobDocument;
+use foodseg_engine::document::V2JobDocument;
 use foodseg_engine::store::Cursor;
 use foodseg_engine::{JobStatus, Scope};
 use salvo::oapi::extract::QueryParam;
@@ -29,8 +29,9 @@ pub fn router() -> Router {
 #[derive(Debug, Serialize, ToSchema)]
 #[salvo(schema(name = "JobFeed"))]
 pub struct JobFeed {
-    /// Job documents (as `/status/{job_id}` answers them), oldest change first.
-    pub jobs: Vec<JobDocument>,
+    /// Job documents (as `/status/{job_id}` answers them, with the result's model version),
+    /// oldest change first.
+    pub jobs: Vec<V2JobDocument>,
     /// Pass as `after` to read on from the last job of this page; null when the page is
     /// empty and no `after` was given.
     pub cursor: Option<String>,
@@ -108,7 +109,7 @@ async fn job_feed(
     .await?;
     let (cursor, has_more) = page.next(&jobs, Cursor::after_job);
     Ok(JobFeed {
-        jobs: jobs.iter().map(JobDocument::from).collect(),
+        jobs: jobs.iter().map(V2JobDocument::from).collect(),
         cursor,
         has_more,
     })

@@ -95,13 +95,14 @@ async fn enqueue_job(
     let body = small_body(req, MAX_BODY_BYTES, BODY_TIMEOUT).await?;
     let key = key.0?;
     let request = enqueue::parse(&body, &state.net_policy)?;
-    let model = state
-        .registry
-        .resolve(request.model_id.as_deref())
-        .map_err(|e| ApiError::UnknownModel {
-            requested: e.requested,
-            known: e.known,
-        })?;
+    let registry = state.registry.current();
+    let model =
+        registry
+            .resolve(request.model_id.as_deref())
+            .map_err(|e| ApiError::UnknownModel {
+                requested: e.requested,
+                known: e.known,
+            })?;
     let model_id = request
         .model_id
         .clone()

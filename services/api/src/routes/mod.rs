@@ -11,6 +11,7 @@ mod metrics;
 mod middleware;
 mod operator;
 mod reports;
+pub(crate) mod shadow;
 mod uploads;
 
 pub use middleware::{json_errors, trace_request};
@@ -30,6 +31,7 @@ pub fn router() -> Router {
         .push(operator::router().hoop(auth::RequireScope::operator()))
         .push(reports::router().hoop(auth::RequireScope::operator()))
         .push(endpoints::router().hoop(auth::RequireScope::operator()))
+        .push(shadow::router().hoop(auth::RequireScope::operator()))
         .push(uploads::router().hoop(auth::RequireScope::submit_when_required()))
         .push(batches::submit_router().hoop(auth::RequireScope::submit_when_required()))
         .push(batches::batch_router().hoop(auth::RequireScope::reader()))

@@ -81,14 +81,13 @@ async fn upload_image(
     if model_id.as_deref().is_some_and(|m| m.trim().is_empty()) {
         return Err(ApiError::EmptyField { field: "model_id" }.into());
     }
-    let model =
-        state
-            .registry
-            .resolve(model_id.as_deref())
-            .map_err(|e| ApiError::UnknownModel {
-                requested: e.requested,
-                known: e.known,
-            })?;
+    let registry = state.registry.current();
+    let model = registry
+        .resolve(model_id.as_deref())
+        .map_err(|e| ApiError::UnknownModel {
+            requested: e.requested,
+            known: e.known,
+        })?;
     let model_id = model_id.unwrap_or_else(|| model.primary_id().to_string());
     let webhook_url = match query.webhook_url.or(received.webhook_url) {
         Some(url) if url.trim().is_empty() => {

@@ -120,7 +120,9 @@ async fn no_operator_answer_shows_a_webhook_urls_token(pool: PgPool) -> anyhow::
     else {
         anyhow::bail!("job not claimed");
     };
-    api.store.succeed(&fence, &serde_json::json!([])).await?;
+    api.store
+        .succeed(&fence, &serde_json::json!([]), "test-version")
+        .await?;
     // One failed attempt whose error quotes the URL, as a transport error might.
     let claimed = api
         .store

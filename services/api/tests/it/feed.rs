@@ -339,3 +339,40 @@ async fn operators_read_reconciliations_and_undelivered_webhooks(
     assert_ne!(webhooks[0]["job_id"], unfinished.id.to_string());
     Ok(())
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_feed_names_the_model_version_of_a_result_and_v1_does_not(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (_tb, api) = setup_with(&pool, |parts| parts.limits.feed = None).await?;
+    let operator = api_key(&api.store, "ops", &[Scope::Operator]).await?;
+    let start = since(Utc::now() - chrono::Duration::seconds(1));
+    let done = finished_job(&api.store).await?;
+    let queued = api.store.enqueue(&new_job(1), "test").await?;
+    let page = wait_until(DEADLINE, || async {
+        let (_, page) = get(
+            &api,
+            &format!("/v2/jobs?updated_since={start}"),
+            Some(&operator),
+        )
+        .await
+        .ok()?;
+        (page["jobs"].as_array().map_or(0, Vec::len) == 2).then_some(page)
+    })
+    .await?;
+    let version_of = |id: String| {
+        page["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|d| d["job_id"] == id.as_str()))
+            .map(|d| d["model_version"].clone())
+    };
+    assert_eq!(version_of(done.to_string()), Some(json!("test-version")));
+    assert_eq!(version_of(queued.id.to_string()), Some(Value::Null));
+    let (status, v1) = get(&api, &format!("/status/{done}"), None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        v1.get("model_version").is_none(),
+        "the v1 document is unchanged: {v1}"
+    );
+    Ok(())
+}

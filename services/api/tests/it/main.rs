@@ -11,5 +11,7 @@ mod feed;
 mod idempotency;
 mod keys;
 mod metrics;
+mod models;
+mod shadow;
 mod uploads;
 mod v1;

@@ -7,11 +7,12 @@
 //! Screenshots of the overview and the job page land in
 //! `target/tmp/console-screenshots/`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail, ensure};
 use foodseg_api::local::api_key;
-use foodseg_engine::store::{CANCELLED_BY_OPERATOR, NewBatch};
+use foodseg_engine::store::{CANCELLED_BY_OPERATOR, ClassCounts, NewBatch, NewShadowResult};
 use foodseg_engine::{BatchId, DeliveryStatus, JobId, JobStatus, Priority, Scope, Store};
 use foodseg_testkit::{new_job, wait_until};
 use sqlx::PgPool;
@@ -65,6 +66,43 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
         .map_or(0, Vec::len);
     ensure!(items > 0, "no items in {:?}", job.response);
 
+    // A shadow run of the finished job, as a worker with FOODSEG_SHADOW records it (the
+    // worker's own tests run real ones): the candidate found the same items.
+    let mut classes: BTreeMap<String, ClassCounts> = BTreeMap::new();
+    for item in job
+        .response
+        .as_ref()
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let class = classes
+            .entry(
+                item["category_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default();
+        class.model += 1;
+        class.candidate += 1;
+        class.matched += 1;
+    }
+    let shadow_class = classes.keys().next().cloned().context("a class")?;
+    store
+        .insert_shadow_result(&NewShadowResult {
+            job_id: finished,
+            model_name: job.model_name.clone(),
+            model_version: job.model_version.clone().unwrap_or_default(),
+            candidate: format!("{}-candidate", job.model_name),
+            candidate_version: "0123456789abcdef".into(),
+            items: job.response.clone().unwrap_or_default(),
+            model_seconds: job.processing_time.unwrap_or_default(),
+            candidate_seconds: job.processing_time.unwrap_or_default(),
+            classes,
+        })
+        .await?;
+
     // A job for a model no worker serves stays queued: the one to cancel.
     let mut waiting = new_job(&stack.image_url);
     waiting.model_name = "unserved-model".into();
@@ -99,6 +137,7 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
         .args(["--items", &items.to_string()])
         .args(["--queued", &queued.to_string()])
         .args(["--batch", &batch.to_string()])
+        .args(["--shadow-class", &shadow_class])
         .arg("--screenshots")
         .arg(&screenshots)
         .output()
@@ -115,6 +154,7 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("summary: {}", String::from_utf8_lossy(&out.stdout)))?;
     assert_eq!(summary["wrong_key_refused"], true);
+    assert_eq!(summary["shadow_agreement"], "1.00", "{summary}");
     assert_eq!(summary["photo_width"], 512, "{summary}");
     assert!(
         summary["polygons"].as_u64() >= Some(items as u64),
@@ -124,6 +164,7 @@ async fn an_operator_works_the_console_in_a_browser(pool: PgPool) -> anyhow::Res
         "console-overview.png",
         "console-job.png",
         "console-batches.png",
+        "console-shadow.png",
     ] {
         let size = std::fs::metadata(screenshots.join(shot))?.len();
         assert!(size > 10_000, "{shot} is {size} bytes");

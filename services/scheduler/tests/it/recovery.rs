@@ -81,7 +81,9 @@ fn fake_worker(
                 .claim(job.job_id, "fake-worker", Duration::from_secs(30))
                 .await?
             {
-                store.succeed(&fence, &serde_json::json!([])).await?;
+                store
+                    .succeed(&fence, &serde_json::json!([]), "test-version")
+                    .await?;
             }
             m.ack().await.map_err(|e| anyhow::anyhow!(e))?;
         }

@@ -28,7 +28,9 @@ async fn finished_ago(pool: &PgPool, id: JobId, secs: f64) -> anyhow::Result<()>
 async fn old_job(env: &Env, secs: f64) -> anyhow::Result<JobId> {
     let job = env.enqueue(None, 1).await?;
     let (_, fence) = env.claim(job.id).await?;
-    env.store.succeed(&fence, &serde_json::json!([])).await?;
+    env.store
+        .succeed(&fence, &serde_json::json!([]), "test-version")
+        .await?;
     finished_ago(&env.pool, job.id, secs).await?;
     Ok(job.id)
 }

@@ -46,7 +46,9 @@ async fn the_sweeper_purges_uploads_of_finished_jobs_after_retention(
     let env = Env::new(pool).await?;
     let finished = uploaded_job(&env).await?;
     let (_, fence) = env.claim(finished).await?;
-    env.store.succeed(&fence, &serde_json::json!([])).await?;
+    env.store
+        .succeed(&fence, &serde_json::json!([]), "test-version")
+        .await?;
     let queued = uploaded_job(&env).await?;
     let running = uploaded_job(&env).await?;
     env.claim(running).await?;

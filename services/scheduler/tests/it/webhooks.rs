@@ -438,7 +438,9 @@ async fn redelivery_sends_again_with_a_new_webhook_id(pool: PgPool) -> anyhow::R
     ));
     let silent = env.enqueue(None, 3).await?;
     let (_, fence) = env.claim(silent.id).await?;
-    env.store.succeed(&fence, &serde_json::json!([])).await?;
+    env.store
+        .succeed(&fence, &serde_json::json!([]), "test-version")
+        .await?;
     assert_eq!(
         env.store.redeliver(silent.id, "operator").await?,
         Redelivery::NoWebhook

@@ -128,7 +128,7 @@ impl Env {
             "score": 0.94, "bbox": [10, 20, 30, 40], "area": 900, "iscrowd": 0,
             "polygons": [[[10, 20], [40, 20], [40, 60]]], "size": [640, 480]
         }]);
-        Ok(self.store.succeed(&fence, &items).await?)
+        Ok(self.store.succeed(&fence, &items, "test-version").await?)
     }
 
     /// A job that reached ERROR, without a real worker.
