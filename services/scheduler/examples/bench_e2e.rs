@@ -6,7 +6,11 @@
 //! enqueue-to-webhook latency minus the job's `processing_time` is the engine's own
 //! overhead (HTTP enqueue, outbox relay, JetStream, claim, result commit, delivery).
 //!
-//! `cargo run --release -p foodseg-scheduler --example bench_e2e -- [--jobs N] [--concurrency C]`
+//! `cargo run --release -p foodseg-scheduler --example bench_e2e -- [--jobs N] [--concurrency C] [--shadow SHARE]`
+//!
+//! With `--shadow SHARE` the worker also runs that share of the jobs on the shipped model
+//! as its own candidate (`FOODSEG_SHADOW`): the overhead shows whether shadow runs delay
+//! anyone's result.
 
 #[path = "stack/mod.rs"]
 mod stack;
@@ -16,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use stack::{Arrivals, Stack, on_stack, percentile, verdict};
+use stack::{Arrivals, Stack, on_stack_with, percentile, verdict};
 
 const MAX_JOBS: usize = 1000;
 const FIXTURE: &str = "fruits.jpg";
@@ -24,12 +28,15 @@ const FIXTURE: &str = "fruits.jpg";
 struct Args {
     jobs: usize,
     concurrency: usize,
+    /// `FOODSEG_SHADOW` share of the worker, with the shipped model as its own candidate.
+    shadow: Option<f64>,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut out = Args {
         jobs: 50,
         concurrency: 2,
+        shadow: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -42,7 +49,16 @@ fn args() -> anyhow::Result<Args> {
         match a.as_str() {
             "--jobs" => out.jobs = value(&mut it)?,
             "--concurrency" => out.concurrency = value(&mut it)?,
-            other => bail!("unknown argument {other:?} (use --jobs N, --concurrency C)"),
+            "--shadow" => {
+                let share: f64 = it.next().context("missing value")?.parse()?;
+                if !(share > 0.0 && share <= 1.0) {
+                    bail!("--shadow takes a share in (0, 1]");
+                }
+                out.shadow = Some(share);
+            }
+            other => {
+                bail!("unknown argument {other:?} (use --jobs N, --concurrency C, --shadow SHARE)")
+            }
         }
     }
     if out.jobs == 0 || out.jobs > MAX_JOBS {
@@ -55,7 +71,44 @@ fn args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    on_stack(args.concurrency, async |stack| run(&args, stack).await).await
+    let mut vars = vec![("FOODSEG_WORKER_CONCURRENCY", args.concurrency.to_string())];
+    let candidate_dir =
+        std::env::temp_dir().join(format!("foodseg-bench-shadow-{}", std::process::id()));
+    if let Some(share) = args.shadow {
+        candidate_models(&candidate_dir)?;
+        vars.push(("FOODSEG_MODELS_DIR", candidate_dir.display().to_string()));
+        vars.push(("FOODSEG_SHADOW", format!("{CANDIDATE}:{share}")));
+        // The candidate is only shadowed: the worker serves the shipped model alone.
+        vars.push(("FOODSEG_WORKER_MODELS", "yolov5s-seg-coco".to_owned()));
+    }
+    let result = on_stack_with(&vars, async |stack| run(&args, stack).await).await;
+    let _ = std::fs::remove_dir_all(&candidate_dir);
+    result
+}
+
+/// The shadow candidate: the shipped model's file under another name.
+const CANDIDATE: &str = "shadow-candidate";
+
+/// A models directory with the shipped model and, beside it, the same ONNX file as the
+/// model [`CANDIDATE`]: a shadow run then costs what a real one does.
+fn candidate_models(dir: &std::path::Path) -> anyhow::Result<()> {
+    let shipped = stack::root().join("models/yolov5s-seg-coco");
+    std::fs::create_dir_all(dir.join(CANDIDATE))?;
+    std::os::unix::fs::symlink(&shipped, dir.join("yolov5s-seg-coco"))?;
+    std::os::unix::fs::symlink(
+        shipped.join("model.onnx"),
+        dir.join(CANDIDATE).join("model.onnx"),
+    )?;
+    // The manifest's first `name` and `aliases` are the model's (`[input]` has a `name` too).
+    let manifest = std::fs::read_to_string(shipped.join("model.toml"))?
+        .replacen(
+            "name = \"yolov5s-seg-coco\"",
+            &format!("name = {CANDIDATE:?}"),
+            1,
+        )
+        .replacen("aliases = [\"124096\", \"yolov5s-seg\"]", "aliases = []", 1);
+    std::fs::write(dir.join(CANDIDATE).join("model.toml"), manifest)?;
+    Ok(())
 }
 
 async fn run(args: &Args, stack: &Stack) -> anyhow::Result<()> {
@@ -121,9 +174,12 @@ async fn run(args: &Args, stack: &Stack) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
     }
     println!(
-        "bench-e2e: {} jobs ({FIXTURE}, default model, CPU), concurrency {}",
+        "bench-e2e: {} jobs ({FIXTURE}, default model, CPU), concurrency {}{}",
         samples.len(),
-        args.concurrency
+        args.concurrency,
+        args.shadow
+            .map(|s| format!(", shadow share {s} (the model's file as the candidate)"))
+            .unwrap_or_default()
     );
     println!(
         "  throughput            {:8.2} jobs/s",
@@ -169,6 +225,54 @@ async fn run(args: &Args, stack: &Stack) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(share) = args.shadow {
+        shadow_report(stack, measured_from, share).await?;
+    }
+    Ok(())
+}
+
+/// How many of the measured jobs the worker had shadowed by the time the last one's
+/// webhook came, how long the rest took (the shadow runs get the CPU the jobs leave idle),
+/// and the comparison the operators read (`GET /shadow`).
+async fn shadow_report(
+    stack: &Stack,
+    since: chrono::DateTime<chrono::Utc>,
+    share: f64,
+) -> anyhow::Result<()> {
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar!(
+        r#"SELECT id AS "id!" FROM jobs WHERE created_at >= $1"#,
+        since
+    )
+    .fetch_all(&stack.pool)
+    .await?;
+    let expected = ids
+        .iter()
+        .filter(|id| {
+            foodseg_worker::shadow::selected(foodseg_engine::JobId::from_uuid(**id), share)
+        })
+        .count() as i64;
+    let compared = async || {
+        stack
+            .api
+            .store
+            .shadow_comparison("yolov5s-seg-coco", CANDIDATE, since)
+            .await
+    };
+    let during = compared().await?.jobs;
+    let began = Instant::now();
+    let all = foodseg_testkit::wait_until(Duration::from_secs(120), || async {
+        let comparison = compared().await.ok()?;
+        (comparison.jobs >= expected).then_some(comparison)
+    })
+    .await?;
+    println!(
+        "  shadow runs: {} of the {expected} jobs selected ({during} done while the jobs ran, \
+         the rest {:.1} s after); candidate p50 {:.0} ms per image, agreement {:.2}",
+        all.jobs,
+        began.elapsed().as_secs_f64(),
+        all.candidate_seconds.p50.unwrap_or_default() * 1000.0,
+        all.overall.agreement.unwrap_or_default(),
+    );
     Ok(())
 }
 

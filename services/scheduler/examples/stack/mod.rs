@@ -162,14 +162,20 @@ pub async fn on_stack(
     concurrency: usize,
     run: impl AsyncFnOnce(&Stack) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    on_stack_with(
+        &[("FOODSEG_WORKER_CONCURRENCY", concurrency.to_string())],
+        run,
+    )
+    .await
+}
+
+/// Like [`on_stack`], with the services' settings `vars` (as [`Stack::start`] takes them).
+pub async fn on_stack_with(
+    vars: &[(&'static str, String)],
+    run: impl AsyncFnOnce(&Stack) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     with_throwaway(|db, nats, subjects| async move {
-        let stack = Stack::start(
-            &db,
-            &nats,
-            &subjects,
-            &[("FOODSEG_WORKER_CONCURRENCY", concurrency.to_string())],
-        )
-        .await?;
+        let stack = Stack::start(&db, &nats, &subjects, vars).await?;
         let result = run(&stack).await;
         stack.stop().await?;
         result
