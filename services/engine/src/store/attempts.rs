@@ -215,6 +215,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let health = lock_health(&mut tx, endpoint).await?;
         if record_on(&mut tx, claim, record, false).await?.is_none() {
+            // Roll back now, not when the dropped transaction's connection is next used:
+            // until then the endpoint's row stays locked, and claims skip the endpoint.
+            tx.rollback().await?;
             return Ok(None);
         }
         let Some(health) = health else {
