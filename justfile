@@ -72,6 +72,13 @@ bench-worker *ARGS: ort services
 bench-e2e *ARGS: ort services
     cargo run --release -p foodseg-scheduler --example bench_e2e -- {{ARGS}}
 
+# The engine's capacity: release api, worker and scheduler as processes, a model that finds nothing, jobs/s end to end, latency at half of peak, each process's CPU, raw INSERT rate.
+bench-engine *ARGS: ort services
+    mkdir -p .cache/engine-noop
+    "$(scripts/python-venv.sh .cache/onnx-venv 'import onnx, numpy' onnx numpy)" scripts/yolov8_export.py synthetic .cache/engine-noop/model.onnx --classes 1 --names food --names-json --size 32 --empty >/dev/null
+    cargo build --release -p foodseg-api -p foodseg-worker -p foodseg-scheduler --bins
+    cargo run --release -p foodseg-scheduler --example bench_engine -- --noop .cache/engine-noop/model.onnx {{ARGS}}
+
 # Jobs on real photos (one 12 MP) timed enqueue -> webhook, alternating with the plain Python pipeline; items compared; saturation against as many Python processes as worker sessions; targets met or missed.
 bench-photos *ARGS: ort services
     "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL' onnxruntime==1.31.1 opencv-python-headless numpy pillow)" scripts/bench_photos.py {{ARGS}}
@@ -81,7 +88,7 @@ bench-lanes *ARGS: ort services
     cargo run --release -p foodseg-scheduler --example bench_lanes -- {{ARGS}}
 
 # All benchmarks.
-bench: bench-enqueue bench-worker bench-e2e bench-photos bench-lanes
+bench: bench-enqueue bench-worker bench-e2e bench-engine bench-photos bench-lanes
 
 # Run one service locally (api, worker or scheduler).
 run SERVICE: ort services

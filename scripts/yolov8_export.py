@@ -29,7 +29,9 @@ synthetic OUT --classes N [--names A B ...] (--names-json | --names-dict | --no-
     class 0 and class 1, with masks filling their boxes) added to a zero computed from the
     input. Class names (default class0, class1, ...) are stored as a JSON list, as the
     Python dict literal Ultralytics writes, or not at all. --extra-output adds a third
-    output (a graph the import must refuse).
+    output (a graph the import must refuse). --empty leaves every score at zero: a model
+    that finds nothing in microseconds, so a job through it costs only the engine
+    (`just bench-engine` imports one).
 """
 
 import argparse
@@ -165,9 +167,8 @@ def synthetic(args):
     # Two detections in input pixels: class 0 top left, class min(1, N-1) bottom right.
     columns = np.zeros((per_anchor, anchors), dtype=np.float32)
     s = size / 64
-    for anchor, (box, cls, score) in enumerate(
-        [((16 * s, 16 * s, 20 * s, 20 * s), 0, 0.9), ((44 * s, 44 * s, 24 * s, 16 * s), min(1, n - 1), 0.8)]
-    ):
+    found = [((16 * s, 16 * s, 20 * s, 20 * s), 0, 0.9), ((44 * s, 44 * s, 24 * s, 16 * s), min(1, n - 1), 0.8)]
+    for anchor, (box, cls, score) in enumerate([] if args.empty else found):
         columns[0:4, anchor] = box
         columns[4 + cls, anchor] = score
         columns[4 + n :, anchor] = 1.0  # every prototype is 1: the mask fills the box
@@ -240,6 +241,7 @@ def main():
     s.add_argument("--size", type=int, default=64, help="input side (a multiple of 32)")
     s.add_argument("--layout", choices=["v8", "v5"], default="v8")
     s.add_argument("--extra-output", action="store_true", help="add a third output")
+    s.add_argument("--empty", action="store_true", help="no detections: every score is zero")
     how = s.add_mutually_exclusive_group(required=True)
     how.add_argument("--names-json", dest="names_format", action="store_const", const="json")
     how.add_argument("--names-dict", dest="names_format", action="store_const", const="dict")

@@ -112,6 +112,32 @@ impl Handler for Hook {
     }
 }
 
+/// The webhook receiver on loopback: it records when each job's webhook arrived.
+pub struct Receiver {
+    /// The URL to give as `webhook_url`.
+    pub hook_url: String,
+    pub arrivals: Arc<Arrivals>,
+    /// Stops the receiver.
+    pub handle: salvo::server::ServerHandle,
+}
+
+impl Receiver {
+    /// Listens on a free loopback port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let arrivals = Arc::new(Arrivals::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let hook_url = format!("http://{}/hook", listener.local_addr()?);
+        let server = Server::new(TcpAcceptor::try_from(listener)?);
+        let handle = server.handle();
+        tokio::spawn(server.serve(Router::with_path("hook").post(Hook(arrivals.clone()))));
+        Ok(Receiver {
+            hook_url,
+            arrivals,
+            handle,
+        })
+    }
+}
+
 /// A throwaway database on `DATABASE_URL`'s server and throwaway streams; `run` gets its
 /// URL, the NATS URL and the subjects, and both are removed after it, whatever it
 /// returned.
@@ -218,12 +244,11 @@ impl Stack {
         let store = Store::from_pool(pool.clone(), subjects.clone());
         store.migrate().await?;
         let images = foodseg_testkit::FileServer::serve_dir(fixtures(&root)).await?;
-        let arrivals = Arc::new(Arrivals::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let hook_url = format!("http://{}/hook", listener.local_addr()?);
-        let server = Server::new(TcpAcceptor::try_from(listener)?);
-        let stop_hook = server.handle();
-        tokio::spawn(server.serve(Router::with_path("hook").post(Hook(arrivals.clone()))));
+        let Receiver {
+            hook_url,
+            arrivals,
+            handle: stop_hook,
+        } = Receiver::start().await?;
 
         let mut settings: HashMap<&str, String> = HashMap::from([
             ("DATABASE_URL", database_url.to_string()),
