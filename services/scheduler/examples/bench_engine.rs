@@ -15,7 +15,9 @@
 //!
 //! Beside each phase, every process's share of one core over the phase, from
 //! `/proc/<pid>/stat`: api, worker, scheduler, Postgres (every `postgres` process), NATS
-//! (`nats-server`) and this benchmark (load, image server, webhook receiver).
+//! (`nats-server`) and this benchmark (load, image server, webhook receiver); and what
+//! Postgres wrote per job: write transactions (from the next transaction id) and bytes
+//! of WAL.
 //!
 //! `just bench-engine [--jobs 6000] [--clients 32] [--half-seconds 10] [--raw-seconds 5]
 //! [--worker-concurrency 64]` builds the services and the no-op model
@@ -205,11 +207,13 @@ async fn measure(
 
     eprintln!("peak: {} jobs from {} clients…", args.jobs, args.clients);
     let cpu = Cpu::start(services)?;
+    let writes = Writes::read(pool).await?;
     let began = Instant::now();
     let sent = load.closed(args.jobs, args.clients).await?;
     let enqueued = began.elapsed();
     let arrived = load.webhooks(&sent).await?;
     let cpu = cpu.finish()?;
+    let writes = Writes::read(pool).await?.since(&writes, args.jobs);
     let last = arrived.iter().map(|a| a.1).max().context("no jobs")?;
     let wall = last.duration_since(began).as_secs_f64();
     let peak = args.jobs as f64 / wall;
@@ -227,6 +231,7 @@ async fn measure(
         percentile(&latency, 0.99)
     );
     println!("                CPU, % of one core: {cpu}");
+    println!("                Postgres per job: {writes}");
 
     let rate = peak / 2.0;
     let count = ((rate * args.half_seconds).round() as usize).max(1);
@@ -235,9 +240,11 @@ async fn measure(
         args.half_seconds
     );
     let cpu = Cpu::start(services)?;
+    let writes = Writes::read(pool).await?;
     let sent = load.paced(count, args.clients, rate).await?;
     let arrived = load.webhooks(&sent).await?;
     let cpu = cpu.finish()?;
+    let writes = Writes::read(pool).await?.since(&writes, count);
     let half = latencies(&arrived);
     println!(
         "  half of peak  {rate:7.0} jobs/s sent ({count} jobs): enqueue → webhook p50 {:.1} \
@@ -246,6 +253,7 @@ async fn measure(
         percentile(&half, 0.99)
     );
     println!("                CPU, % of one core: {cpu}");
+    println!("                Postgres per job: {writes}");
     let raw_after = raw_inserts(pool, RAW_CONNECTIONS, args.raw_seconds).await?;
 
     let jobs = args.clients * 4 + args.jobs + count;
@@ -498,6 +506,39 @@ impl Services {
         for (_, child) in &mut self.children {
             let _ = child.kill().await;
         }
+    }
+}
+
+/// Postgres' write transactions (the next transaction id) and WAL position: both exact
+/// at once, unlike the statistics views, and for the whole server (nothing else writes
+/// to it during a run).
+struct Writes {
+    next_xid: i64,
+    wal_bytes: i64,
+}
+
+impl Writes {
+    async fn read(pool: &PgPool) -> anyhow::Result<Self> {
+        let row = sqlx::query!(
+            r#"SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS "next_xid!",
+                      pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8 AS "wal_bytes!""#
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(Writes {
+            next_xid: row.next_xid,
+            wal_bytes: row.wal_bytes,
+        })
+    }
+
+    /// Write transactions and WAL bytes per job of `jobs` since `before`, in one line.
+    fn since(&self, before: &Writes, jobs: usize) -> String {
+        let jobs = jobs.max(1) as f64;
+        format!(
+            "{:.1} write transactions, {:.1} KiB of WAL",
+            (self.next_xid - before.next_xid) as f64 / jobs,
+            (self.wal_bytes - before.wal_bytes) as f64 / jobs / 1024.0,
+        )
     }
 }
 
