@@ -1,16 +1,16 @@
 //! Image bytes to an upright RGB8 image: format sniffing, a pixel cap checked from the
 //! header before any pixel is decoded, decoder memory limits, truncation detection and
-//! EXIF orientation. A large JPEG can be decoded at a reduced DCT scale (1/2, 1/4 or
-//! 1/8) when the caller only needs a given size, which skips most of the inverse DCT
-//! and colour conversion work of a phone photo.
+//! EXIF orientation. JPEGs are decoded by libjpeg-turbo ([`crate::jpeg`]), and a large
+//! one at a reduced DCT scale (n/8 of each side) when the caller only needs a given size,
+//! which skips most of the inverse DCT and colour conversion work of a phone photo.
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use image::error::{DecodingError, ImageFormatHint};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
+use crate::jpeg;
 use crate::sniff::{Foreign, ImageType, sniff};
 
 /// Limits applied while decoding.
@@ -115,9 +115,9 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Decod
 }
 
 /// Decodes image bytes into an upright RGB8 image whose long side is at least `cover`
-/// pixels (or the full image when it is smaller): a JPEG at least twice that size is
-/// decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers it; other
-/// formats at full resolution. [`DecodedImage::original`] keeps the full size.
+/// pixels (or the full image when it is smaller): a JPEG larger than that is decoded at
+/// the smallest DCT scale (n/8) that still covers it; other formats at full resolution.
+/// [`DecodedImage::original`] keeps the full size.
 pub fn decode_to_cover(
     bytes: &[u8],
     limits: &DecodeLimits,
@@ -177,11 +177,15 @@ fn decode_covering(
     decoder.set_limits(decoder_limits).map_err(corrupt)?;
 
     let orientation = decoder.orientation().map_err(corrupt)?;
-    let reduced = match (kind, cover) {
-        (ImageType::Jpeg, Some(cover)) => decode_jpeg_reduced(bytes, width, height, cover, limits)?,
+    // libjpeg-turbo for JPEGs; the `image` crate for the rest and for what it refuses.
+    let turbo = match kind {
+        ImageType::Jpeg => {
+            let eighths = cover.map_or(8, |cover| jpeg::covering_eighths(width, height, cover));
+            jpeg::decode(bytes, width, height, eighths)
+        }
         _ => None,
     };
-    let mut image = match reduced {
+    let mut image = match turbo {
         Some(image) => DynamicImage::ImageRgb8(image),
         None => DynamicImage::from_decoder(decoder).map_err(corrupt)?,
     };
@@ -211,59 +215,6 @@ fn swaps_axes(orientation: Orientation) -> bool {
             | Orientation::Rotate90FlipH
             | Orientation::Rotate270FlipH
     )
-}
-
-/// A `width`x`height` JPEG decoded at the smallest DCT scale whose long side is still
-/// at least `cover`; `None` when no reduction applies (the image is under twice
-/// `cover`) or the pixel format is not 8-bit RGB or grey (CMYK, 16-bit), which the
-/// full-resolution decoder handles.
-fn decode_jpeg_reduced(
-    bytes: &[u8],
-    width: u32,
-    height: u32,
-    cover: u32,
-    limits: &DecodeLimits,
-) -> Result<Option<RgbImage>, DecodeError> {
-    let long = width.max(height);
-    if cover == 0 || long < cover.saturating_mul(2) {
-        return Ok(None);
-    }
-    let corrupt = |e: jpeg_decoder::Error| {
-        let hint = ImageFormatHint::Exact(ImageFormat::Jpeg);
-        corrupt(
-            ImageType::Jpeg,
-            image::ImageError::Decoding(DecodingError::new(hint, e)),
-        )
-    };
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.set_max_decoding_buffer_size(
-        usize::try_from(limits.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX),
-    );
-    decoder.read_info().map_err(corrupt)?;
-    // Proportional request; JPEG sides fit in 16 bits, so the request does too.
-    let request = |side: u32| {
-        u16::try_from((u64::from(side) * u64::from(cover)).div_ceil(u64::from(long)))
-            .unwrap_or(u16::MAX)
-    };
-    let (w, h) = decoder
-        .scale(request(width), request(height))
-        .map_err(corrupt)?;
-    let format = decoder.info().map(|info| info.pixel_format);
-    let pixels = match format {
-        Some(jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) => {
-            decoder.decode().map_err(corrupt)?
-        }
-        _ => return Ok(None),
-    };
-    let (w, h) = (u32::from(w), u32::from(h));
-    let rgb = if format == Some(jpeg_decoder::PixelFormat::L8) {
-        pixels.iter().flat_map(|&v| [v, v, v]).collect()
-    } else {
-        pixels
-    };
-    RgbImage::from_raw(w, h, rgb)
-        .map(Some)
-        .ok_or(DecodeError::Truncated(ImageType::Jpeg))
 }
 
 /// The `image` crate's decoder for `kind`.

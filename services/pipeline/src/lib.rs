@@ -13,6 +13,7 @@ pub mod decode;
 pub mod fetch;
 pub mod inspect;
 pub mod item;
+pub mod jpeg;
 pub mod mask;
 pub mod polygons;
 pub mod postprocess;

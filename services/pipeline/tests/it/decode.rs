@@ -149,3 +149,89 @@ fn exif_orientation_is_applied() {
         "{a:?} vs {b:?}"
     );
 }
+
+/// Mean absolute difference per channel between two images of one size.
+fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    total as f64 / a.as_raw().len() as f64
+}
+
+fn encode_jpeg(image: &image::DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut out, 90,
+        ))
+        .expect("encode jpeg");
+    out
+}
+
+#[test]
+fn jpeg_pixels_agree_with_the_image_crate() {
+    let bytes = fixture_bytes("fruits.jpg");
+    let ours = decode_fixture("fruits.jpg");
+    let theirs = image::load_from_memory(&bytes)
+        .expect("image crate")
+        .into_rgb8();
+    let diff = mean_abs_diff(&ours.image, &theirs);
+    assert!(diff < 1.0, "mean abs difference {diff}");
+}
+
+#[test]
+fn large_jpeg_is_decoded_at_the_smallest_covering_scale() {
+    let fruits = image::load_from_memory(&fixture_bytes("fruits.jpg")).expect("fruits");
+    let large = fruits.resize_exact(2560, 2400, image::imageops::FilterType::Triangle);
+    let bytes = encode_jpeg(&large);
+
+    // 2/8 of 2560 is 640, the least that covers a 640 model input.
+    let reduced =
+        foodseg_pipeline::decode_to_cover(&bytes, &DecodeLimits::default(), 640).expect("cover");
+    assert_eq!(reduced.image.dimensions(), (640, 600));
+    assert_eq!(reduced.original, [2560, 2400]);
+    let expected = fruits
+        .resize_exact(640, 600, image::imageops::FilterType::Triangle)
+        .into_rgb8();
+    let diff = mean_abs_diff(&reduced.image, &expected);
+    assert!(diff < 6.0, "mean abs difference {diff}");
+
+    // 3/8 for 900: 960 wide.
+    let three = foodseg_pipeline::decode_to_cover(&bytes, &DecodeLimits::default(), 900)
+        .expect("cover 900");
+    assert_eq!(three.image.dimensions(), (960, 900));
+
+    // Turned upright after the reduced decode; results are reported at the full size.
+    let rotated = foodseg_pipeline::decode_to_cover(
+        &with_exif_orientation(&bytes, 6),
+        &DecodeLimits::default(),
+        640,
+    )
+    .expect("rotated");
+    assert_eq!(rotated.image.dimensions(), (600, 640));
+    assert_eq!(rotated.original, [2400, 2560]);
+
+    // Without a size to cover, the full image.
+    let full = decode(&bytes, &DecodeLimits::default()).expect("full");
+    assert_eq!(full.image.dimensions(), (2560, 2400));
+}
+
+#[test]
+fn grey_jpeg_decodes_to_grey_rgb() {
+    let grey = image::load_from_memory(&fixture_bytes("fruits.jpg"))
+        .expect("fruits")
+        .grayscale();
+    let decoded = decode(&encode_jpeg(&grey), &DecodeLimits::default()).expect("grey jpeg");
+    assert_eq!(decoded.image.dimensions(), (512, 480));
+    assert!(decoded.image.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+    assert!(
+        decoded
+            .image
+            .pixels()
+            .any(|p| p[0] != decoded.image.get_pixel(0, 0)[0])
+    );
+}
