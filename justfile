@@ -90,7 +90,7 @@ bench-engine *ARGS: ort services libjpeg
 
 # Jobs on real photos (one 12 MP) timed enqueue -> webhook, alternating with the plain Python pipeline; items compared; saturation against as many Python processes as worker sessions; targets met or missed.
 bench-photos *ARGS: ort services libjpeg
-    "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL' onnxruntime==1.31.1 opencv-python-headless numpy pillow)" scripts/bench_photos.py {{ARGS}}
+    "$(scripts/python-venv.sh .cache/bench-venv 'import cv2, numpy, onnxruntime, PIL, turbojpeg' onnxruntime==1.31.1 opencv-python-headless numpy pillow PyTurboJPEG==1.8.2)" scripts/bench_photos.py {{ARGS}}
 
 # A person's job behind a two-key backfill on the real model (waits beside first-in-first-out), and two keys' backfills finishing together.
 bench-lanes *ARGS: ort services libjpeg
