@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use foodseg_engine::error_chain;
 use foodseg_engine::netguard::NetPolicy;
-use foodseg_engine::{Bus, EnqueueConfig, Enqueuer, Relay, RelayConfig, Store};
+use foodseg_engine::{Bus, Enqueuer, GroupConfig, Relay, RelayConfig, Store};
 use foodseg_models::{Registry, SharedRegistry};
 use foodseg_runtime::Schema;
 use salvo::conn::tcp::TcpAcceptor;
@@ -196,7 +196,7 @@ pub async fn serve(
         v1_owner: Arc::new(auth::V1Owner::new(parts.access.v1_owner.clone())),
         limits: Arc::new(limits::Limits::new(&parts.limits)),
         access: parts.access,
-        enqueuer: Enqueuer::start(parts.store.clone(), EnqueueConfig::default()),
+        enqueuer: Enqueuer::start(parts.store.clone(), GroupConfig::default()),
         store: parts.store,
         bus: parts.bus,
         registry: registry.clone(),

@@ -8,6 +8,8 @@ mod chain;
 pub mod document;
 pub mod domain;
 pub mod enqueuer;
+pub mod finisher;
+mod group;
 pub mod message;
 pub mod netguard;
 pub mod relay;
@@ -22,7 +24,9 @@ pub use domain::{
     ApiKeyId, Attempt, AttemptOutcome, BatchId, DeliveryId, DeliveryStatus, Fence, JobId,
     JobStatus, Priority, RetryPolicy, Scope, Transition,
 };
-pub use enqueuer::{EnqueueConfig, Enqueuer};
+pub use enqueuer::Enqueuer;
+pub use finisher::Finisher;
+pub use group::GroupConfig;
 pub use relay::{Relay, RelayConfig, RelayWaker};
 pub use store::{Job, Store, StoreConfig, StoreError};
 pub use subjects::Subjects;

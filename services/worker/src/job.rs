@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::Acker;
 use foodseg_engine::store::{Job, RetryOutcome};
-use foodseg_engine::{Backoff, Fence, JobStatus, RetryPolicy, Store, StoreError};
+use foodseg_engine::{Backoff, Fence, Finisher, JobStatus, RetryPolicy, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -20,6 +20,8 @@ use foodseg_engine::error_chain as chain;
 /// What every job on this worker shares.
 pub struct JobContext {
     pub store: Store,
+    /// Writes the results of jobs finishing together in one commit.
+    pub finisher: Finisher,
     pub worker_id: String,
     pub lease: Duration,
     pub renew_every: Duration,
@@ -73,10 +75,12 @@ pub async fn run_claimed(
                 .filter(|s| s.selects(&job))
                 .map(|_| done);
             let version: Arc<str> = runtime.model().version().into();
-            write(&ctx, &lost, &release, &fence, move |store, fence| {
+            let finisher = ctx.finisher.clone();
+            write(&ctx, &lost, &release, &fence, move |_, fence| {
                 let (items, version) = (items.clone(), version.clone());
+                let finisher = finisher.clone();
                 async move {
-                    store
+                    finisher
                         .succeed(&fence, &items, &version)
                         .await
                         .map(|_| Outcome::Succeeded)

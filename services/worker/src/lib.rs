@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use foodseg_engine::Store;
 use foodseg_engine::store::WorkerInfo;
+use foodseg_engine::{Finisher, GroupConfig, Store};
 use foodseg_runtime::{ReadyReport, serve_ops};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +112,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     }
     let fetcher = ImageFetcher::new(&common.net_policy, config.image)?;
     let ctx = Arc::new(JobContext {
+        finisher: Finisher::start(store.clone(), finisher_config(config.concurrency)),
         store: store.clone(),
         worker_id: config.worker_id.clone(),
         lease: config.lease,
@@ -205,4 +206,15 @@ fn max_ack_pending(concurrency: usize) -> i64 {
     i64::try_from(concurrency)
         .unwrap_or(i64::MAX)
         .saturating_mul(WORKERS_PER_MODEL)
+}
+
+/// The group commit of results: a few batches in flight (each holds a database
+/// connection while it is written), each at most the jobs this worker runs at once. A
+/// worker running one job at a time writes each result on its own, at once.
+fn finisher_config(concurrency: usize) -> GroupConfig {
+    GroupConfig {
+        writers: 4,
+        max_batch: concurrency.max(1),
+        queue: concurrency.max(1).saturating_mul(2),
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::finish::Finish;
+use super::finish::{Finish, Success};
 use super::row::{Job, JobEventRow};
 use super::{Store, StoreError};
 use crate::domain::{
@@ -329,6 +329,20 @@ impl Store {
         };
         self.finish_on(&self.pool, fence, &fence.owner, &finish)
             .await
+    }
+
+    /// Stores the results of several fenced attempts in one statement and one commit
+    /// (SUCCESS, event, finished-job message and webhook delivery of each, all or
+    /// nothing). The jobs whose attempt is no longer current are left out of the answer.
+    pub async fn succeed_many(&self, results: &[Success]) -> Result<Vec<Job>, StoreError> {
+        let finish = Finish {
+            to: status_after(JobStatus::Running, Transition::Succeed)?,
+            message: MSG_SUCCESS,
+            response: None,
+            error: None,
+            model_version: None,
+        };
+        self.finish_attempts(results, &finish).await
     }
 
     /// Fails the job for good with a message that says why.

@@ -48,6 +48,7 @@ pub use deliveries::{
 pub use endpoints::{EndpointEvent, EndpointHealthCounts, EndpointSteer, EndpointView};
 pub use error::{StoreError, is_unavailable};
 pub use feed::{Cursor, ReconciliationRow};
+pub use finish::Success;
 pub use idempotency::{IdempotencyKey, IdempotencyScope, Idempotent};
 pub use jobs::{
     ClaimOutcome, FenceLost, MSG_IN_PROGRESS, MSG_QUEUED, MSG_SUCCESS, NewJob, RetryOutcome,

@@ -2,7 +2,7 @@
 
 use foodseg_engine::store::NewJob;
 use foodseg_engine::{
-    Attempt, EnqueueConfig, Enqueuer, JobId, JobStatus, Store, StoreError, Subjects,
+    Attempt, Enqueuer, GroupConfig, JobId, JobStatus, Store, StoreError, Subjects,
 };
 use sqlx::PgPool;
 
@@ -104,7 +104,7 @@ async fn enqueue_many_is_all_or_nothing(pool: PgPool) {
 #[sqlx::test(migrations = "../../migrations")]
 async fn concurrent_enqueues_are_each_committed_before_they_answer(pool: PgPool) {
     let store = store(pool.clone());
-    let config = EnqueueConfig {
+    let config = GroupConfig {
         writers: 2,
         max_batch: 8,
         queue: 16,
@@ -138,7 +138,7 @@ async fn one_bad_job_fails_alone(pool: PgPool) {
     store.enqueue(&taken, "api").await.unwrap();
     // One writer: the duplicate most likely shares a batch with the others; either way
     // it alone fails.
-    let config = EnqueueConfig {
+    let config = GroupConfig {
         writers: 1,
         max_batch: 16,
         queue: 16,

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod enqueuer;
+mod finisher;
 mod lanes;
 mod operator;
 mod plans;
