@@ -285,6 +285,14 @@ async fn an_endpoint_paused_by_hand_waits_for_a_hand_to_resume_it(
         1,
         "nothing sent to an endpoint paused by hand"
     );
+    // The first delivery's outcome is recorded just after its request arrived: until
+    // then it counts as waiting too.
+    wait_until(DEADLINE, || async {
+        let endpoint = env.store.endpoint(&name).await?;
+        anyhow::Ok(endpoint.is_some_and(|e| e.waiting == 3))
+    })
+    .await
+    .context("the three deliveries waiting for the paused endpoint")?;
     let endpoint = env
         .store
         .endpoint(&name)
