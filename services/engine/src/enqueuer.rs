@@ -3,15 +3,12 @@
 //!
 //! A caller's [`Enqueuer::enqueue`] returns once its own job is committed, as
 //! [`Store::enqueue`] does: an answer still means the job, its first event and its
-//! dispatch message are durable. When a batch fails, each of its jobs is written on its
-//! own, so one bad job cannot fail the others.
+//! dispatch message are durable.
 
 use std::collections::HashMap;
 
-use futures::future::join_all;
-
 use crate::domain::JobId;
-use crate::group::{GroupCommit, GroupConfig};
+use crate::group::{GroupCommit, GroupConfig, GroupWrite};
 use crate::store::{Job, NewJob, Store, StoreError};
 
 /// Hands jobs to the batch writers. Cheap to clone; the writers stop once every clone is
@@ -24,10 +21,7 @@ pub struct Enqueuer {
 impl Enqueuer {
     /// Starts `config.writers` batch writers on `store` (on the current tokio runtime).
     pub fn start(store: Store, config: GroupConfig) -> Self {
-        let group = GroupCommit::start(config, move |batch| {
-            let store = store.clone();
-            async move { write(&store, batch).await }
-        });
+        let group = GroupCommit::start(config, Writer { store });
         Enqueuer { group }
     }
 
@@ -39,33 +33,34 @@ impl Enqueuer {
     }
 }
 
-/// Writes one batch: each job's row, or its error.
-async fn write(store: &Store, batch: Vec<(NewJob, String)>) -> Vec<Result<Job, StoreError>> {
-    let (jobs, actors): (Vec<NewJob>, Vec<String>) = batch.into_iter().unzip();
-    let actor_refs: Vec<&str> = actors.iter().map(String::as_str).collect();
-    match store.enqueue_many(&jobs, &actor_refs).await {
-        Ok(rows) => {
-            let mut rows: HashMap<JobId, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
-            jobs.iter()
-                .map(|job| {
-                    rows.remove(&job.id)
-                        .ok_or(StoreError::Query(sqlx::Error::RowNotFound))
-                })
-                .collect()
-        }
-        Err(e) if jobs.len() == 1 => vec![Err(e)],
-        Err(e) => {
-            tracing::debug!(
-                jobs = jobs.len(),
-                error = %crate::error_chain(&e),
-                "enqueue batch failed; writing its jobs one by one"
-            );
-            join_all(
-                jobs.iter()
-                    .zip(&actor_refs)
-                    .map(|(job, actor)| store.enqueue(job, actor)),
-            )
-            .await
-        }
+/// Writes batches of new jobs.
+struct Writer {
+    store: Store,
+}
+
+impl GroupWrite for Writer {
+    type Req = (NewJob, String);
+    type Out = Job;
+    const WHAT: &'static str = "enqueue";
+
+    async fn write_batch(
+        &self,
+        batch: &[(NewJob, String)],
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let jobs: Vec<&NewJob> = batch.iter().map(|(job, _)| job).collect();
+        let actors: Vec<&str> = batch.iter().map(|(_, actor)| actor.as_str()).collect();
+        let rows = self.store.enqueue_many(&jobs, &actors).await?;
+        let mut rows: HashMap<JobId, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                rows.remove(&job.id)
+                    .ok_or(StoreError::Query(sqlx::Error::RowNotFound))
+            })
+            .collect())
+    }
+
+    async fn write_one(&self, (job, actor): &(NewJob, String)) -> Result<Job, StoreError> {
+        self.store.enqueue(job, actor).await
     }
 }

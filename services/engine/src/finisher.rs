@@ -5,15 +5,12 @@
 //!
 //! A caller's [`Finisher::succeed`] returns once its own result is committed, or with
 //! [`StoreError::FenceLost`] when its attempt is no longer current (the batch's other
-//! results are written all the same). When a batch fails, each of its results is written
-//! on its own, so one bad result cannot fail the others.
+//! results are written all the same).
 
 use std::collections::HashMap;
 
-use futures::future::join_all;
-
 use crate::domain::{Fence, JobId};
-use crate::group::{GroupCommit, GroupConfig};
+use crate::group::{GroupCommit, GroupConfig, GroupWrite};
 use crate::store::{Job, Store, StoreError, Success};
 
 /// Hands results to the batch writers. Cheap to clone; the writers stop once every clone
@@ -26,10 +23,7 @@ pub struct Finisher {
 impl Finisher {
     /// Starts `config.writers` batch writers on `store` (on the current tokio runtime).
     pub fn start(store: Store, config: GroupConfig) -> Self {
-        let group = GroupCommit::start(config, move |batch| {
-            let store = store.clone();
-            async move { write(&store, batch).await }
-        });
+        let group = GroupCommit::start(config, Writer { store });
         Finisher { group }
     }
 
@@ -50,32 +44,34 @@ impl Finisher {
     }
 }
 
-/// Writes one batch: each result's job row, or its error.
-async fn write(store: &Store, results: Vec<Success>) -> Vec<Result<Job, StoreError>> {
-    match store.succeed_many(&results).await {
-        Ok(rows) => {
-            let mut rows: HashMap<JobId, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
-            results
-                .iter()
-                .map(|r| {
-                    rows.remove(&r.fence.job_id)
-                        .ok_or_else(|| StoreError::FenceLost((&r.fence).into()))
-                })
-                .collect()
-        }
-        Err(e) if results.len() == 1 => vec![Err(e)],
-        Err(e) => {
-            tracing::debug!(
-                results = results.len(),
-                error = %crate::error_chain(&e),
-                "result batch failed; writing its results one by one"
-            );
-            join_all(
-                results
-                    .iter()
-                    .map(|r| store.succeed(&r.fence, &r.response, &r.model_version)),
-            )
+/// Writes batches of results.
+struct Writer {
+    store: Store,
+}
+
+impl GroupWrite for Writer {
+    type Req = Success;
+    type Out = Job;
+    const WHAT: &'static str = "result";
+
+    async fn write_batch(
+        &self,
+        results: &[Success],
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let rows = self.store.succeed_many(results).await?;
+        let mut rows: HashMap<JobId, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
+        Ok(results
+            .iter()
+            .map(|r| {
+                rows.remove(&r.fence.job_id)
+                    .ok_or_else(|| StoreError::FenceLost((&r.fence).into()))
+            })
+            .collect())
+    }
+
+    async fn write_one(&self, r: &Success) -> Result<Job, StoreError> {
+        self.store
+            .succeed(&r.fence, &r.response, &r.model_version)
             .await
-        }
     }
 }

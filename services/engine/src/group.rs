@@ -1,16 +1,19 @@
 //! Group commit: writes that arrive while earlier ones are being written share one
 //! statement and one commit, so the rate of writes is no longer one WAL flush each per
 //! connection. The [`Enqueuer`](crate::Enqueuer) writes new jobs this way, the
-//! [`Finisher`](crate::Finisher) the workers' results.
+//! [`Finisher`](crate::Finisher) the workers' results and the
+//! [`Recorder`](crate::Recorder) the schedulers' webhook attempts.
 //!
 //! A caller's [`GroupCommit::submit`] returns once its own write is committed, as a
 //! single statement's would: an answer still means what was written is durable. A few
 //! writers take turns: while one waits for its commit, the next gathers whatever arrived
 //! meanwhile, so the batches grow with the load and a lone write goes out at once, on
-//! its own.
+//! its own. When a batch fails as a whole, each of its writes is made again on its own,
+//! so one bad write cannot fail the others.
 
 use std::sync::Arc;
 
+use futures::future::join_all;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::store::StoreError;
@@ -40,11 +43,35 @@ impl Default for GroupConfig {
     }
 }
 
+/// How one kind of write is made: a batch in one statement and one commit, or one on
+/// its own (after its batch failed as a whole).
+pub(crate) trait GroupWrite: Send + Sync + 'static {
+    type Req: Send + Sync + 'static;
+    type Out: Send + 'static;
+    /// What is written, for the log line of a failed batch.
+    const WHAT: &'static str;
+
+    /// Writes `batch` all or nothing; `Ok` holds each write's outcome at its position.
+    fn write_batch(
+        &self,
+        batch: &[Self::Req],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Out, StoreError>>, StoreError>> + Send;
+
+    /// Writes one request on its own.
+    fn write_one(
+        &self,
+        request: &Self::Req,
+    ) -> impl Future<Output = Result<Self::Out, StoreError>> + Send;
+}
+
 /// One caller's write and where its outcome goes.
 struct Pending<Req, Out> {
     request: Req,
     reply: oneshot::Sender<Result<Out, StoreError>>,
 }
+
+/// The queue the writers take turns at.
+type Queue<Req, Out> = Arc<Mutex<mpsc::Receiver<Pending<Req, Out>>>>;
 
 /// Hands writes to the batch writers. Cheap to clone; the writers stop once every clone
 /// is dropped (after writing what they were given).
@@ -66,13 +93,12 @@ impl<Req, Out> std::fmt::Debug for GroupCommit<Req, Out> {
     }
 }
 
-impl<Req: Send + 'static, Out: Send + 'static> GroupCommit<Req, Out> {
-    /// Starts `config.writers` batch writers (on the current tokio runtime), each calling
-    /// `write` with a batch and answering each caller with the outcome at its position.
-    pub(crate) fn start<W, Fut>(config: GroupConfig, write: W) -> Self
+impl<Req: Send + Sync + 'static, Out: Send + 'static> GroupCommit<Req, Out> {
+    /// Starts `config.writers` batch writers (on the current tokio runtime), each writing
+    /// batches through `write` and answering each caller with its own outcome.
+    pub(crate) fn start<W>(config: GroupConfig, write: W) -> Self
     where
-        W: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Result<Out, StoreError>>> + Send + 'static,
+        W: GroupWrite<Req = Req, Out = Out>,
     {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -105,28 +131,42 @@ fn writer_gone() -> StoreError {
 
 /// One writer: takes whatever waits (at least one write, at most `max_batch`), writes it,
 /// answers each caller, and again, until the channel closes.
-async fn write_batches<Req, Out, W, Fut>(
-    rx: Arc<Mutex<mpsc::Receiver<Pending<Req, Out>>>>,
-    write: Arc<W>,
-    max_batch: usize,
-) where
-    W: Fn(Vec<Req>) -> Fut,
-    Fut: Future<Output = Vec<Result<Out, StoreError>>>,
-{
+async fn write_batches<W: GroupWrite>(rx: Queue<W::Req, W::Out>, write: Arc<W>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     loop {
         let received = rx.lock().await.recv_many(&mut batch, max_batch).await;
         if received == 0 {
             return;
         }
-        let (requests, replies): (Vec<Req>, Vec<_>) = std::mem::take(&mut batch)
+        let (requests, replies): (Vec<W::Req>, Vec<_>) = std::mem::take(&mut batch)
             .into_iter()
             .map(|p| (p.request, p.reply))
             .unzip();
-        let outcomes = write(requests).await;
+        let outcomes = write_all(write.as_ref(), &requests).await;
         for (outcome, reply) in outcomes.into_iter().zip(replies) {
             // A caller that gave up (deadline, client gone) no longer listens.
             let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Each request's outcome: from the batch, or, when the batch failed as a whole, from
+/// writing the request on its own.
+async fn write_all<W: GroupWrite>(
+    write: &W,
+    requests: &[W::Req],
+) -> Vec<Result<W::Out, StoreError>> {
+    match write.write_batch(requests).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if requests.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::debug!(
+                writes = requests.len(),
+                error = %crate::error_chain(&e),
+                "{} batch failed; writing them one by one",
+                W::WHAT
+            );
+            join_all(requests.iter().map(|r| write.write_one(r))).await
         }
     }
 }

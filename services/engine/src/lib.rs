@@ -12,6 +12,7 @@ pub mod finisher;
 mod group;
 pub mod message;
 pub mod netguard;
+pub mod recorder;
 pub mod relay;
 pub mod store;
 pub mod subjects;
@@ -27,6 +28,7 @@ pub use domain::{
 pub use enqueuer::Enqueuer;
 pub use finisher::Finisher;
 pub use group::GroupConfig;
+pub use recorder::Recorder;
 pub use relay::{Relay, RelayConfig, RelayWaker};
 pub use store::{Job, Store, StoreConfig, StoreError};
 pub use subjects::Subjects;

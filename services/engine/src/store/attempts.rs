@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::deliveries::{AttemptRecord, ClaimedDelivery, DeliveryRow};
+use super::deliveries::{AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow};
 use super::{Store, StoreError};
 use crate::domain::{
     AttemptOutcome, DeliveryId, DeliveryStatus, DueEndpoint, EndpointAction, EndpointHealth,
@@ -190,31 +190,24 @@ impl Store {
         let endpoint = claim.delivery.endpoint.as_str();
         let Health::Down { retry_after } = health else {
             let up = *health == Health::Up;
+            let row = AttemptRow::new(claim, record, up);
             let mut conn = self.pool.acquire().await?;
-            let Some(paused) = record_on(&mut conn, claim, record, up).await? else {
+            let Some(paused) = record_rows(&mut conn, std::slice::from_ref(&row))
+                .await?
+                .remove(0)
+            else {
                 return Ok(None);
             };
-            if !(up && paused) {
-                return Ok(Some(Recorded::default()));
-            }
-            let reason = format!(
-                "{} answered",
-                if claim.probe { "a probe" } else { "an attempt" }
-            );
-            let resumed = self
-                .resume_endpoint(endpoint, actor, &reason, false)
-                .await?;
-            return Ok(Some(Recorded {
-                endpoint: resumed.then(|| EndpointChange {
-                    endpoint: endpoint.to_string(),
-                    action: EndpointAction::Resumed,
-                    reason,
-                }),
-            }));
+            return self.after_answer(&row, paused, actor).await.map(Some);
         };
         let mut tx = self.pool.begin().await?;
         let health = lock_health(&mut tx, endpoint).await?;
-        if record_on(&mut tx, claim, record, false).await?.is_none() {
+        let row = AttemptRow::new(claim, record, false);
+        if record_rows(&mut tx, std::slice::from_ref(&row))
+            .await?
+            .remove(0)
+            .is_none()
+        {
             // Roll back now, not when the dropped transaction's connection is next used:
             // until then the endpoint's row stays locked, and claims skip the endpoint.
             tx.rollback().await?;
@@ -271,6 +264,46 @@ impl Store {
                 reason,
             }),
         }))
+    }
+
+    /// Records several attempts whose answers did not show their endpoints down, in one
+    /// statement and one commit, each fenced as [`Store::record_attempt`] fences one.
+    /// Each row's outcome at its position: whether its endpoint is paused (other than by
+    /// hand), or `None` when its claim is no longer current and nothing was written of it.
+    pub(crate) async fn record_attempts(
+        &self,
+        rows: &[AttemptRow],
+    ) -> Result<Vec<Option<bool>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        record_rows(&mut conn, rows).await
+    }
+
+    /// What an answered attempt changes about its endpoint once recorded: an answer that
+    /// shows a paused endpoint (`paused`, not by hand) up resumes it.
+    pub(crate) async fn after_answer(
+        &self,
+        row: &AttemptRow,
+        paused: bool,
+        actor: &str,
+    ) -> Result<Recorded, StoreError> {
+        if !(row.up && paused) {
+            return Ok(Recorded::default());
+        }
+        let reason = format!(
+            "{} answered",
+            if row.probe { "a probe" } else { "an attempt" }
+        );
+        let endpoint = row.endpoint.as_str();
+        let resumed = self
+            .resume_endpoint(endpoint, actor, &reason, false)
+            .await?;
+        Ok(Recorded {
+            endpoint: resumed.then(|| EndpointChange {
+                endpoint: endpoint.to_string(),
+                action: EndpointAction::Resumed,
+                reason,
+            }),
+        })
     }
 }
 
@@ -334,60 +367,93 @@ async fn lock_health(
     }))
 }
 
-/// Records the attempt and the delivery's next state, fenced on the attempt number and
-/// the claim; when `up`, also clears the endpoint's failures. Returns whether the
-/// endpoint is paused (other than by hand), or `None` when the claim is no longer
-/// current. A probe's record frees the endpoint for the next probe.
-async fn record_on(
+/// The attempts of `rows` and their deliveries' next states, in one statement, each
+/// fenced on its attempt number and its claim; a row whose answer showed its endpoint up
+/// also clears the endpoint's failures, and a probe's frees the endpoint for the next
+/// probe. Each row's outcome at its position: whether its endpoint is paused (other than
+/// by hand), or `None` when its claim is no longer current.
+async fn record_rows(
     conn: &mut PgConnection,
-    claim: &ClaimedDelivery,
-    record: &AttemptRecord,
-    up: bool,
-) -> Result<Option<bool>, StoreError> {
-    let status = record.outcome.delivery_status();
-    let next = match record.outcome {
-        AttemptOutcome::Retry => record.next_attempt_at,
-        _ => None,
-    };
-    let paused = sqlx::query_scalar!(
-        r#"WITH u AS (
-             UPDATE deliveries SET status = $3, attempts = $2,
-                    next_attempt_at = COALESCE($4, next_attempt_at), locked_until = NULL,
-                    last_error = $5, updated_at = now(),
-                    finished_at = CASE WHEN $3 = $11 THEN NULL ELSE now() END
-             WHERE id = $1 AND status = $11 AND attempts = $2 - 1 AND locked_until = $6
-             RETURNING id, endpoint),
+    rows: &[AttemptRow],
+) -> Result<Vec<Option<bool>>, StoreError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.delivery_id.as_uuid()).collect();
+    let attempts: Vec<i32> = rows.iter().map(|r| r.attempt).collect();
+    let locked: Vec<DateTime<Utc>> = rows.iter().map(|r| r.locked_until).collect();
+    let statuses: Vec<DeliveryStatus> = rows
+        .iter()
+        .map(|r| r.record.outcome.delivery_status())
+        .collect();
+    let next: Vec<Option<DateTime<Utc>>> = rows
+        .iter()
+        .map(|r| match r.record.outcome {
+            AttemptOutcome::Retry => r.record.next_attempt_at,
+            _ => None,
+        })
+        .collect();
+    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.record.error.as_deref()).collect();
+    let started: Vec<DateTime<Utc>> = rows.iter().map(|r| r.record.started_at).collect();
+    let latencies: Vec<f64> = rows
+        .iter()
+        .map(|r| r.record.latency.as_secs_f64() * 1000.0)
+        .collect();
+    let codes: Vec<Option<i32>> = rows
+        .iter()
+        .map(|r| r.record.status_code.map(i32::from))
+        .collect();
+    let outcomes: Vec<AttemptOutcome> = rows.iter().map(|r| r.record.outcome).collect();
+    let ups: Vec<bool> = rows.iter().map(|r| r.up).collect();
+    let probes: Vec<bool> = rows.iter().map(|r| r.probe).collect();
+    let written = sqlx::query!(
+        r#"WITH r AS (
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::delivery_status[],
+                                  $4::timestamptz[], $5::text[], $6::timestamptz[],
+                                  $7::timestamptz[], $8::float8[], $9::int4[],
+                                  $10::attempt_outcome[], $11::bool[], $12::bool[])
+               AS r(id, attempt, status, next_attempt_at, error, locked_until, started_at,
+                    latency_ms, status_code, outcome, up, probe)),
+           u AS (
+             UPDATE deliveries d SET status = r.status, attempts = r.attempt,
+                    next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
+                    locked_until = NULL, last_error = r.error, updated_at = now(),
+                    finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END
+             FROM r
+             WHERE d.id = r.id AND d.status = 'pending' AND d.attempts = r.attempt - 1
+               AND d.locked_until = r.locked_until
+             RETURNING d.id, d.endpoint, r.up, r.probe),
            a AS (
              INSERT INTO delivery_attempts
                     (delivery_id, attempt, started_at, latency_ms, status_code, error, outcome)
-             SELECT id, $2, $7, $8, $9, $5, $10 FROM u),
+             SELECT r.id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error,
+                    r.outcome
+             FROM r JOIN u USING (id)),
            h AS (
              UPDATE webhook_endpoints e
-             SET failures = CASE WHEN $12 THEN 0 ELSE e.failures END,
-                 probe_until = CASE WHEN $13 THEN NULL ELSE e.probe_until END,
+             SET failures = CASE WHEN x.up THEN 0 ELSE e.failures END,
+                 probe_until = CASE WHEN x.probe THEN NULL ELSE e.probe_until END,
                  updated_at = now()
-             FROM u
-             WHERE e.endpoint = u.endpoint
-               AND (($12 AND e.failures > 0) OR ($13 AND e.probe_until IS NOT NULL)))
-           SELECT EXISTS (SELECT 1 FROM webhook_endpoints e
-                          WHERE e.endpoint = u.endpoint AND e.state = 'paused'
-                            AND NOT e.manual) AS "paused!"
+             FROM (SELECT endpoint, bool_or(up) AS up, bool_or(probe) AS probe
+                   FROM u GROUP BY endpoint) x
+             WHERE e.endpoint = x.endpoint
+               AND ((x.up AND e.failures > 0) OR (x.probe AND e.probe_until IS NOT NULL)))
+           SELECT u.id AS "id!", EXISTS (SELECT 1 FROM webhook_endpoints e
+                                  WHERE e.endpoint = u.endpoint AND e.state = 'paused'
+                                    AND NOT e.manual) AS "paused!"
            FROM u"#,
-        claim.delivery.id as DeliveryId,
-        claim.attempt(),
-        status as DeliveryStatus,
-        next,
-        record.error.as_deref(),
-        claim.locked_until,
-        record.started_at,
-        record.latency.as_secs_f64() * 1000.0,
-        record.status_code.map(i32::from),
-        record.outcome as AttemptOutcome,
-        DeliveryStatus::Pending as DeliveryStatus,
-        up,
-        claim.probe,
+        &ids,
+        &attempts,
+        &statuses as &[DeliveryStatus],
+        &next as &[Option<DateTime<Utc>>],
+        &errors as &[Option<&str>],
+        &locked,
+        &started,
+        &latencies,
+        &codes as &[Option<i32>],
+        &outcomes as &[AttemptOutcome],
+        &ups,
+        &probes,
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(paused)
+    let paused: HashMap<Uuid, bool> = written.into_iter().map(|w| (w.id, w.paused)).collect();
+    Ok(ids.iter().map(|id| paused.get(id).copied()).collect())
 }

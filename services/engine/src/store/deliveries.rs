@@ -82,6 +82,35 @@ pub struct AttemptRecord {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// One attempt to record, with what fences it: the delivery, the attempt number and the
+/// claim's lock, which the delivery must still hold.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AttemptRow {
+    pub delivery_id: DeliveryId,
+    pub attempt: i32,
+    pub locked_until: DateTime<Utc>,
+    pub endpoint: String,
+    /// The attempt was its paused endpoint's probe.
+    pub probe: bool,
+    pub record: AttemptRecord,
+    /// The answer showed the endpoint up.
+    pub up: bool,
+}
+
+impl AttemptRow {
+    pub(crate) fn new(claim: &ClaimedDelivery, record: &AttemptRecord, up: bool) -> Self {
+        AttemptRow {
+            delivery_id: claim.delivery.id,
+            attempt: claim.attempt(),
+            locked_until: claim.locked_until,
+            endpoint: claim.delivery.endpoint.clone(),
+            probe: claim.probe,
+            record: record.clone(),
+            up,
+        }
+    }
+}
+
 /// A delivery with all its attempts, for operators.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeliveryView {

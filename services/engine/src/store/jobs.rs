@@ -5,6 +5,7 @@
 //! Statuses are bound as [`JobStatus`] / [`DeliveryStatus`] values; every statement here
 //! finds its job by primary key, so no partial index depends on a literal.
 
+use std::borrow::Borrow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -135,9 +136,9 @@ impl Store {
     /// Writes several new jobs, each with its first event (naming `actors[i]`) and its
     /// dispatch message, in one statement: all of them or none. The rows come back in no
     /// particular order.
-    pub async fn enqueue_many(
+    pub async fn enqueue_many<J: Borrow<NewJob> + Sync>(
         &self,
-        jobs: &[NewJob],
+        jobs: &[J],
         actors: &[&str],
     ) -> Result<Vec<Job>, StoreError> {
         if jobs.is_empty() {
@@ -148,12 +149,13 @@ impl Store {
 
     /// The one statement that writes new jobs, for [`Store::enqueue`] and
     /// [`Store::enqueue_many`].
-    pub(crate) async fn enqueue_many_on<'c>(
+    pub(crate) async fn enqueue_many_on<'c, J: Borrow<NewJob> + Sync>(
         &self,
         executor: impl sqlx::PgExecutor<'c>,
-        jobs: &[NewJob],
+        jobs: &[J],
         actors: &[&str],
     ) -> Result<Vec<Job>, StoreError> {
+        let jobs: Vec<&NewJob> = jobs.iter().map(Borrow::borrow).collect();
         let to = next_status(None, Transition::Enqueue)?;
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id.as_uuid()).collect();
         let model_ids: Vec<&str> = jobs.iter().map(|j| j.model_id.as_str()).collect();

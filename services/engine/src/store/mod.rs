@@ -42,6 +42,7 @@ pub use batches::{
 pub use console::{
     ConsoleSession, FinishedStats, JobFilter, JobSummary, StateCount, WebhookBacklog,
 };
+pub(crate) use deliveries::AttemptRow;
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryAttemptRow, DeliveryRow, DeliveryView, Redelivery,
 };

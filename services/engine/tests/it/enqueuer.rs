@@ -78,7 +78,13 @@ async fn enqueue_many_writes_each_job_like_enqueue(pool: PgPool) {
         assert_written_like_enqueue(&pool, &store, new, actor).await;
     }
     assert_eq!(store.outbox_pending().await.unwrap(), 6);
-    assert!(store.enqueue_many(&[], &[]).await.unwrap().is_empty());
+    assert!(
+        store
+            .enqueue_many::<NewJob>(&[], &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[sqlx::test(migrations = "../../migrations")]

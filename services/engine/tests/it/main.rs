@@ -8,6 +8,7 @@ mod lanes;
 mod operator;
 mod plans;
 mod reconcile;
+mod recorder;
 mod relay;
 mod retention;
 mod shadow;

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use foodseg_engine::domain::{EndpointAction, EndpointLimits, HealthPolicy};
 use foodseg_engine::error_chain;
 use foodseg_engine::store::{AttemptRecord, ClaimedDelivery, Recorded};
-use foodseg_engine::{AttemptOutcome, Backoff, JobDocument, Store};
+use foodseg_engine::{AttemptOutcome, Backoff, GroupConfig, JobDocument, Recorder, Store};
 use foodseg_telemetry::{spans, trace};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -36,6 +36,8 @@ const RECORD_TRIES: u32 = 3;
 /// Sends webhook attempts.
 pub struct Dispatcher {
     store: Store,
+    /// Records attempts that arrive together in one commit.
+    recorder: Recorder,
     sender: Sender,
     schedule: RetrySchedule,
     limits: EndpointLimits,
@@ -49,10 +51,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher with the webhook settings of `config`.
+    /// A dispatcher with the webhook settings of `config` (its attempts' writers start on
+    /// the current tokio runtime).
     pub fn new(store: Store, sender: Sender, config: &Config, wake: Arc<Notify>) -> Self {
         let limits = config.endpoint_limits;
         Dispatcher {
+            recorder: Recorder::start(store.clone(), recorder_config(config.max_in_flight)),
             store,
             sender,
             schedule: config.retry_schedule.clone(),
@@ -250,8 +254,8 @@ impl Dispatcher {
         let health = health(answer);
         for try_no in 1..=RECORD_TRIES {
             match self
-                .store
-                .record_attempt(claim, record, &health, &self.health, &self.actor)
+                .recorder
+                .record(claim, record, &health, &self.health, &self.actor)
                 .await
             {
                 Ok(Some(recorded)) => return Some(recorded),
@@ -289,6 +293,16 @@ impl Dispatcher {
                 _ = tokio::time::sleep(wait) => wake.notify_one(),
             }
         });
+    }
+}
+
+/// Tuning of the attempts' group commit: a few writers (each holds one of the pool's
+/// connections while it writes), batches up to every attempt in flight.
+fn recorder_config(max_in_flight: usize) -> GroupConfig {
+    GroupConfig {
+        writers: 4,
+        max_batch: max_in_flight.max(1),
+        queue: max_in_flight.max(1).saturating_mul(2),
     }
 }
 
