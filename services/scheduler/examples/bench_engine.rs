@@ -232,6 +232,7 @@ async fn measure(
     );
     println!("                CPU, % of one core: {cpu}");
     println!("                Postgres per job: {writes}");
+    println!("                {}", stages(pool, &sent).await?);
 
     let rate = peak / 2.0;
     let count = ((rate * args.half_seconds).round() as usize).max(1);
@@ -254,6 +255,7 @@ async fn measure(
     );
     println!("                CPU, % of one core: {cpu}");
     println!("                Postgres per job: {writes}");
+    println!("                {}", stages(pool, &sent).await?);
     let raw_after = raw_inserts(pool, RAW_CONNECTIONS, args.raw_seconds).await?;
 
     let jobs = args.clients * 4 + args.jobs + count;
@@ -284,6 +286,42 @@ async fn measure(
         verdict(p99 < TARGET_HALF_P99_MS)
     );
     Ok(())
+}
+
+/// Where the jobs of a phase spent their time, p50/p99 from their rows: enqueued →
+/// dispatch message published by the relay → claimed by the worker → result committed →
+/// webhook sent.
+async fn stages(pool: &PgPool, sent: &[Sent]) -> anyhow::Result<String> {
+    let ids: Vec<&str> = sent.iter().map(|(id, _)| id.as_str()).collect();
+    let s = sqlx::query!(
+        r#"WITH s AS (
+             SELECT extract(epoch FROM o.published_at - j.created_at)::float8 * 1000 AS relayed,
+                    extract(epoch FROM j.started_at - o.published_at)::float8 * 1000 AS queued,
+                    extract(epoch FROM j.finished_at - j.started_at)::float8 * 1000 AS ran,
+                    extract(epoch FROM a.started_at - j.finished_at)::float8 * 1000 AS sent
+             FROM jobs j
+             JOIN outbox o ON o.msg_id = j.id::text
+             JOIN deliveries d ON d.job_id = j.id
+             JOIN delivery_attempts a ON a.delivery_id = d.id AND a.attempt = 1
+             WHERE j.id = ANY($1::text[]::uuid[]))
+           SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY relayed) AS "p50!",
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY relayed) AS "p99!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY queued) AS "q50!",
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY queued) AS "q99!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY ran) AS "r50!",
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY ran) AS "r99!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY sent) AS "s50!",
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY sent) AS "s99!"
+           FROM s"#,
+        &ids as &[&str],
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(format!(
+        "p50/p99 ms: enqueued → published {:.1}/{:.1}, → claimed {:.1}/{:.1}, \
+         → result {:.1}/{:.1}, → webhook sent {:.1}/{:.1}",
+        s.p50, s.p99, s.q50, s.q99, s.r50, s.r99, s.s50, s.s99
+    ))
 }
 
 /// Enqueue → webhook of each job, milliseconds, sorted.
