@@ -94,8 +94,8 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts `size` nodes (named `n1`, `n2`, …) and waits, until `deadline`, for
-    /// JetStream to have a meta leader (the cluster answers JetStream account requests).
+    /// Starts `size` nodes (named `n1`, `n2`, …) and waits, until `deadline`, until
+    /// JetStream has a meta leader and can place a stream on every node.
     pub async fn start(size: usize, deadline: std::time::Duration) -> anyhow::Result<Self> {
         let root = std::env::temp_dir().join(format!(
             "foodseg-nats-cluster-{}",
@@ -117,7 +117,7 @@ impl NatsCluster {
         for i in 0..size {
             cluster.spawn(i)?;
         }
-        cluster.wait_for_meta_leader(deadline).await?;
+        cluster.wait_until_ready(deadline).await?;
         Ok(cluster)
     }
 
@@ -166,8 +166,10 @@ impl NatsCluster {
     }
 
     /// Waits until JetStream answers account requests on the cluster, which it does
-    /// only once the nodes have elected a meta leader.
-    pub async fn wait_for_meta_leader(&self, deadline: std::time::Duration) -> anyhow::Result<()> {
+    /// only once the nodes have elected a meta leader, and then until a stream with one
+    /// replica per node can be created: the meta leader places replicas only on the peers
+    /// it has heard from, which may lag behind its election.
+    pub async fn wait_until_ready(&self, deadline: std::time::Duration) -> anyhow::Result<()> {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect(
@@ -186,7 +188,39 @@ impl NatsCluster {
             }
         })
         .await
-        .map_err(|e| anyhow::anyhow!("the NATS cluster has no JetStream meta leader: {e}"))
+        .map_err(|e| anyhow::anyhow!("the NATS cluster has no JetStream meta leader: {e}"))?;
+        let jetstream = async_nats::jetstream::new(client);
+        let probe = async_nats::jetstream::stream::Config {
+            name: "FOODSEG_CLUSTER_READY".into(),
+            subjects: vec!["foodseg.cluster.ready".into()],
+            num_replicas: self.nodes.len(),
+            ..Default::default()
+        };
+        let size = self.nodes.len();
+        crate::wait_until(deadline, || async {
+            // A create that timed out may still have made the stream: ready once it
+            // exists with a replica on every node.
+            match jetstream.get_or_create_stream(probe.clone()).await {
+                Ok(mut stream) => stream.info().await.is_ok_and(|info| {
+                    info.cluster
+                        .as_ref()
+                        .is_some_and(|c| c.leader.is_some() && c.replicas.len() + 1 == size)
+                }),
+                Err(e) => {
+                    eprintln!("NATS cluster not ready yet: {e}");
+                    false
+                }
+            }
+        })
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the NATS cluster cannot place a stream on all {} nodes: {e}",
+                self.nodes.len()
+            )
+        })?;
+        jetstream.delete_stream("FOODSEG_CLUSTER_READY").await?;
+        Ok(())
     }
 
     /// Kills the node named `name` with SIGKILL and waits for it to exit.
