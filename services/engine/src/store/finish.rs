@@ -116,6 +116,12 @@ impl Store {
     /// comes from [`crate::message`]; the webhook's `webhook-id` from `job_webhook_id`
     /// (a migration's SQL function). A job that already has a pending delivery keeps it:
     /// that delivery sends the job as it is when it goes out.
+    ///
+    /// Each job is found by its primary key. The status is compared with `IS NOT DISTINCT
+    /// FROM` (the same test here, `status` being `NOT NULL`) because no index answers it:
+    /// written as `status = $9`, a plan made without statistics (a new database, or
+    /// autovacuum off) read the status index instead, every entry of every job that was
+    /// ever running, dead or alive, to update one row; prepared statements kept that plan.
     async fn finish_jobs<'c>(
         &self,
         executor: impl sqlx::PgExecutor<'c>,
@@ -156,7 +162,7 @@ impl Store {
                           THEN EXTRACT(EPOCH FROM now() - j.started_at)::float8
                           ELSE j.processing_time END
                  FROM m
-                 WHERE j.id = m.id AND j.status = $9
+                 WHERE j.id = m.id AND j.status IS NOT DISTINCT FROM $9
                    AND (m.attempt IS NULL OR (j.attempt = m.attempt AND j.lease_owner = m.owner))
                  RETURNING j.*, m.msg_id, m.actor),
                e AS (INSERT INTO job_events (job_id, from_status, to_status, attempt, actor, detail)

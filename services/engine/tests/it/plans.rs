@@ -8,6 +8,9 @@
 //! checked queries' offline data (`.sqlx/`), prepared and explained with the arguments
 //! the code passes where the plan depends on them and typical values of their types
 //! elsewhere.
+//!
+//! The statement every result goes through is checked on its own: it finds each job by
+//! its primary key on a table without statistics.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -380,6 +383,55 @@ async fn every_periodic_query_reads_through_an_index(pool: PgPool) -> anyhow::Re
         "sequential scans of big tables, or a query off its index:\n{}",
         failures.join("\n")
     );
+    conn.close().await?;
+    Ok(())
+}
+
+/// Jobs running in a database that has no statistics yet (new, or autovacuum off).
+const RUNNING: &str = r#"
+INSERT INTO jobs (id, status, model_id, model_name, image_url, message, max_attempts,
+                  attempt, lease_owner, lease_expires_at, started_at)
+SELECT lpad(to_hex(i), 32, '0')::uuid, 'running', '124096', 'yolov5s-seg-coco',
+       'https://img.example.org/' || i, 'm', 3, 1, 'w', now() + interval '1 minute', now()
+FROM generate_series(1, 8000) AS i;
+"#;
+
+/// The statement every result goes through (`finish_jobs`) finds each of its jobs by its
+/// primary key, in the first plans and in the generic one, on a table without statistics.
+/// Its status test must not be one the status index answers: the generic plan then read
+/// that index, every entry of every job ever running, to finish one.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_finish_finds_its_jobs_by_their_primary_key(pool: PgPool) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    sqlx::raw_sql(RUNNING).execute(&mut conn).await?;
+    let finishes: Vec<String> = checked_queries()?
+        .into_iter()
+        .map(|(text, _)| text)
+        .filter(|text| text.contains("UPDATE jobs j SET status"))
+        .collect();
+    let [finish] = finishes.as_slice() else {
+        anyhow::bail!("expected one finish statement, found {}", finishes.len());
+    };
+    sqlx::raw_sql(AssertSqlSafe(format!("PREPARE finish AS {finish}")))
+        .execute(&mut conn)
+        .await?;
+    let args = "'{00000000-0000-0000-0000-000000000064}', '{m}', '{1}', '{w}', 'succeeded', \
+                'done', '{\"[]\"}', NULL, 'running', '{w}', NULL, 'foodseg.', 'pending', '{v}'";
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::raw_sql(AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+            .execute(&mut conn)
+            .await?;
+        let (scans, _) = explain(&mut conn, "finish", args).await?;
+        let elsewise: Vec<&String> = scans
+            .iter()
+            .filter(|s| s.contains("Scan") && (s.contains(" on jobs") || s.contains("jobs_")))
+            .filter(|s| s.as_str() != "Index Scan jobs_pkey on jobs")
+            .collect();
+        assert!(
+            scans.contains("Index Scan jobs_pkey on jobs") && elsewise.is_empty(),
+            "{mode}: the finish reads jobs other than by their primary key: {scans:?}"
+        );
+    }
     conn.close().await?;
     Ok(())
 }
