@@ -242,16 +242,13 @@ async fn measure(
     println!("                {}", stages(pool, &sent).await?);
 
     let rate = args.paced_rate.unwrap_or(peak / 2.0);
+    let phase = if args.paced_rate.is_some() {
+        "fixed rate"
+    } else {
+        "half of peak"
+    };
     let count = ((rate * args.half_seconds).round() as usize).max(1);
-    eprintln!(
-        "{}: {rate:.0} jobs/s for {:.0} s…",
-        if args.paced_rate.is_some() {
-            "fixed rate"
-        } else {
-            "half of peak"
-        },
-        args.half_seconds
-    );
+    eprintln!("{phase}: {rate:.0} jobs/s for {:.0} s…", args.half_seconds);
     let cpu = Cpu::start(services)?;
     let writes = Writes::read(pool).await?;
     let sent = load.paced(count, args.clients, rate).await?;
@@ -259,13 +256,8 @@ async fn measure(
     let cpu = cpu.finish()?;
     let writes = Writes::read(pool).await?.since(&writes, count);
     let half = latencies(&arrived);
-    let phase = if args.paced_rate.is_some() {
-        "fixed rate  "
-    } else {
-        "half of peak"
-    };
     println!(
-        "  {phase}  {rate:7.0} jobs/s sent ({count} jobs): enqueue → webhook p50 {:.1} \
+        "  {phase:<12}  {rate:7.0} jobs/s sent ({count} jobs): enqueue → webhook p50 {:.1} \
          ms, p99 {:.1} ms (from when each job was due)",
         percentile(&half, 0.5),
         percentile(&half, 0.99)

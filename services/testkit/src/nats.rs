@@ -190,13 +190,13 @@ impl NatsCluster {
         .await
         .map_err(|e| anyhow::anyhow!("the NATS cluster has no JetStream meta leader: {e}"))?;
         let jetstream = async_nats::jetstream::new(client);
+        let size = self.nodes.len();
         let probe = async_nats::jetstream::stream::Config {
             name: "FOODSEG_CLUSTER_READY".into(),
             subjects: vec!["foodseg.cluster.ready".into()],
-            num_replicas: self.nodes.len(),
+            num_replicas: size,
             ..Default::default()
         };
-        let size = self.nodes.len();
         crate::wait_until(deadline, || async {
             // A create that timed out may still have made the stream: ready once it
             // exists with a replica on every node.
@@ -214,12 +214,9 @@ impl NatsCluster {
         })
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
-                "the NATS cluster cannot place a stream on all {} nodes: {e}",
-                self.nodes.len()
-            )
+            anyhow::anyhow!("the NATS cluster cannot place a stream on all {size} nodes: {e}")
         })?;
-        jetstream.delete_stream("FOODSEG_CLUSTER_READY").await?;
+        jetstream.delete_stream(&probe.name).await?;
         Ok(())
     }
 
